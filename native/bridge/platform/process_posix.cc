@@ -1,0 +1,116 @@
+#include "process.h"
+
+#include <cerrno>
+#include <cstring>
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <thread>
+#include <chrono>
+#include <unistd.h>
+
+extern char** environ;
+
+namespace isapi::bridge {
+
+bool Process::spawn(const SpawnOptions& opts, std::string& error) {
+  std::vector<std::string> envStore;
+  for (char** e = environ; *e; ++e) {
+    std::string kv(*e);
+    bool overridden = false;
+    for (auto& [k, v] : opts.env) overridden |= kv.rfind(k + "=", 0) == 0;
+    if (!overridden) envStore.push_back(std::move(kv));
+  }
+  for (auto& [k, v] : opts.env) envStore.push_back(k + "=" + v);
+  std::vector<char*> envp;
+  for (auto& s : envStore) envp.push_back(s.data());
+  envp.push_back(nullptr);
+
+  int logFd = ::open(opts.logPath.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  if (logFd >= 0) {
+    posix_spawn_file_actions_adddup2(&fa, logFd, 1);
+    posix_spawn_file_actions_adddup2(&fa, logFd, 2);
+  }
+  // dup2 onto fd 3 clears close-on-exec for the worker's end only; every other descriptor the
+  // web server holds is CLOEXEC or closed in the child.
+  posix_spawn_file_actions_adddup2(&fa, opts.channelHandle, 3);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attr, &none);
+  sigset_t defaults;
+  sigemptyset(&defaults);
+  sigaddset(&defaults, SIGPIPE);
+  sigaddset(&defaults, SIGINT);
+  sigaddset(&defaults, SIGTERM);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+  posix_spawnattr_setpgroup(&attr, 0);  // Ctrl+C in a terminal reaches the host, which stops workers itself
+
+  char* argv[] = {const_cast<char*>(opts.executable.c_str()), nullptr};
+  pid_t pid = -1;
+  int rc = posix_spawn(&pid, opts.executable.c_str(), &fa, &attr, argv, envp.data());
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  if (logFd >= 0) ::close(logFd);
+  if (rc != 0) {
+    error = "cannot start worker " + opts.executable + ": " + std::strerror(rc);
+    return false;
+  }
+  pid_ = pid;
+  exited_ = false;
+  return true;
+}
+
+void Process::kill() {
+  if (running()) ::kill(pid_t(pid_), SIGKILL);
+}
+
+bool Process::wait(int timeoutMs) {
+  if (pid_ <= 0 || exited_) return true;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs);
+  for (;;) {
+    int status = 0;
+    pid_t r = ::waitpid(pid_t(pid_), &status, WNOHANG);
+    if (r == pid_t(pid_)) {
+      exited_ = true;
+      if (WIFEXITED(status)) exitDescription_ = "exit code " + std::to_string(WEXITSTATUS(status));
+      else if (WIFSIGNALED(status)) exitDescription_ = "signal " + std::to_string(WTERMSIG(status));
+      else exitDescription_ = "status " + std::to_string(status);
+      return true;
+    }
+    if (r < 0 && errno == ECHILD) { exited_ = true; exitDescription_ = "reaped elsewhere"; return true; }
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+std::string this_module_path() {
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(&this_module_path), &info) && info.dli_fname) {
+    char resolved[4096];
+    if (realpath(info.dli_fname, resolved)) return resolved;
+    return info.dli_fname;
+  }
+  return {};
+}
+
+int processor_count() {
+  unsigned n = std::thread::hardware_concurrency();
+  return n ? int(n) : 1;
+}
+
+void make_directory(const std::string& dir) {
+  for (size_t i = 1; i <= dir.size(); ++i) {
+    if (i == dir.size() || dir[i] == '/') ::mkdir(dir.substr(0, i).c_str(), 0755);
+  }
+}
+
+}  // namespace isapi::bridge

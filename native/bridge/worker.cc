@@ -1,0 +1,256 @@
+#include "worker.h"
+
+#include <cstring>
+#include <vector>
+
+#include "bridge_log.h"
+#include "worker_pool.h"
+
+namespace isapi::bridge {
+
+using channel::FrameWriter;
+using channel::Msg;
+
+Worker::~Worker() {
+  channel_.shutdown();
+  if (reader_.joinable()) {
+    if (reader_.get_id() == std::this_thread::get_id()) reader_.detach();
+    else reader_.join();
+  }
+}
+
+bool Worker::start(std::string& error) {
+  channel::NativeHandle child;
+  std::string address;
+  if (!channel::create_channel(channel_, child, address, error)) return false;
+  token_ = channel::random_token();
+  SpawnOptions opts;
+  opts.executable = pool_.config().workerExe;
+  opts.channelHandle = child;
+  opts.logPath = pool_.config().logPath;
+  opts.env = {{"ISAPI_CHANNEL", address},
+              {"ISAPI_CHANNEL_TOKEN", token_},
+              {"ISAPI_BRIDGE", pool_.config().bridgePath},
+              {"ISAPI_WORKER_SLOT", std::to_string(slot_)}};
+  startedAt_ = std::chrono::steady_clock::now();
+  bool ok = process_.spawn(opts, error);
+  channel::close_native(child);
+  if (!ok) return false;
+  log_line("worker " + std::to_string(slot_) + " started (pid " + std::to_string(process_.pid()) + ")");
+  reader_ = std::thread([self = shared_from_this()] { self->read_loop(); });
+  return true;
+}
+
+bool Worker::send(const std::string& frames) {
+  std::lock_guard<std::mutex> lock(sendMu_);
+  return channel_.write_all(frames.data(), frames.size());
+}
+
+bool Worker::adopt(const InflightPtr& req) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    inflight_[req->id] = req;
+  }
+  std::string frame;
+  {
+    std::lock_guard<std::mutex> lock(req->mu);
+    req->worker = shared_from_this();
+    frame.swap(req->beginFrame);
+    req->cv.notify_all();
+  }
+  // A failed send needs no handling here: the reader sees the closed channel and fails the
+  // request together with the worker's others.
+  return send(frame);
+}
+
+void Worker::forget(uint32_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  inflight_.erase(id);
+}
+
+size_t Worker::load() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return inflight_.size();
+}
+
+std::vector<InflightPtr> Worker::snapshot() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<InflightPtr> out;
+  out.reserve(inflight_.size());
+  for (auto& [id, r] : inflight_) out.push_back(r);
+  return out;
+}
+
+void Worker::request_shutdown() {
+  state_ = WorkerState::Draining;
+  std::string frame;
+  FrameWriter(frame, Msg::Shutdown, 0).finish();
+  send(frame);
+}
+
+std::string Worker::reap(int timeoutMs) {
+  if (!process_.wait(timeoutMs)) {
+    process_.kill();
+    process_.wait(5000);
+  }
+  channel_.shutdown();
+  if (reader_.joinable() && reader_.get_id() != std::this_thread::get_id()) reader_.join();
+  return process_.exit_description();
+}
+
+InflightPtr Worker::find(uint32_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = inflight_.find(id);
+  return it == inflight_.end() ? nullptr : it->second;
+}
+
+void Worker::read_loop() {
+  channel::FrameDecoder decoder;
+  std::vector<char> buf(256 * 1024);
+  for (;;) {
+    long n = channel_.read_some(buf.data(), buf.size());
+    if (n <= 0) break;
+    decoder.feed(buf.data(), size_t(n));
+    channel::FrameHeader h;
+    std::string_view payload;
+    bool corrupt = false;
+    while (decoder.next(h, payload, corrupt)) handle(h, payload);
+    if (corrupt) {
+      log_line("worker " + std::to_string(slot_) + " sent a corrupt frame; stopping it");
+      process_.kill();
+      break;
+    }
+    decoder.compact();
+  }
+  on_channel_closed();
+}
+
+void Worker::on_channel_closed() {
+  state_ = WorkerState::Dead;
+  std::vector<InflightPtr> orphans;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [id, r] : inflight_) orphans.push_back(r);
+    inflight_.clear();
+  }
+  if (!orphans.empty())
+    log_line("worker " + std::to_string(slot_) + " (pid " + std::to_string(pid()) + ") died with " +
+             std::to_string(orphans.size()) + " request(s) in flight; answering them with 502");
+  for (auto& r : orphans)
+    fail_request(*r, 502, "Bad Gateway", "The worker process handling this request exited.");
+  pool_.on_dead(*this);
+}
+
+static void send_var_reply(Worker& w, uint32_t id, uint32_t callId, uint32_t err, std::string_view value) {
+  std::string frame;
+  FrameWriter(frame, Msg::VarReply, id).u32(callId).u32(err).str(value).finish();
+  w.send(frame);
+}
+
+void Worker::handle(const channel::FrameHeader& h, std::string_view payload) {
+  channel::FrameReader rd(reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
+  if (h.type == Msg::Ready) {
+    uint32_t protocol = rd.u32();
+    uint32_t pid = rd.u32();
+    std::string_view token = rd.str();
+    if (!rd.ok() || protocol != channel::kProtocolVersion || token != token_) {
+      log_line("worker " + std::to_string(slot_) + " sent a bad Ready message (protocol " +
+               std::to_string(protocol) + "); stopping it");
+      process_.kill();
+      return;
+    }
+    log_line("worker " + std::to_string(slot_) + " ready (pid " + std::to_string(pid) + ")");
+    state_ = WorkerState::Ready;
+    pool_.on_ready(*this);
+    return;
+  }
+  if (h.type == Msg::Log) {
+    log_line("worker " + std::to_string(slot_) + ": " + std::string(rd.str()));
+    return;
+  }
+  InflightPtr req = find(h.id);
+  if (!req) {
+    // The request already ended (deadline, client gone); its late messages are dropped.
+    if (h.type == Msg::GetVar) send_var_reply(*this, h.id, rd.u32(), ERROR_INVALID_PARAMETER, {});
+    return;
+  }
+  std::unique_lock<std::mutex> lock(req->mu);
+  EXTENSION_CONTROL_BLOCK* ecb = req->ecb;
+  switch (h.type) {
+    case Msg::ResponseHeaders: {
+      std::string status(rd.str());
+      std::string headers(rd.str());
+      uint32_t keepConn = rd.u32();
+      if (req->completed || !rd.ok()) break;
+      HSE_SEND_HEADER_EX_INFO info{};
+      info.pszStatus = status.c_str();
+      info.cchStatus = DWORD(status.size());
+      info.pszHeader = headers.c_str();
+      info.cchHeader = DWORD(headers.size());
+      info.fKeepConn = keepConn ? TRUE : FALSE;
+      int code = std::atoi(status.c_str());
+      if (code > 0) ecb->dwHttpStatusCode = DWORD(code);
+      ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_SEND_RESPONSE_HEADER_EX, &info, nullptr, nullptr);
+      req->headersSent = true;
+      break;
+    }
+    case Msg::Write: {
+      std::string_view data = rd.str();
+      if (req->completed || !rd.ok() || data.empty()) break;
+      DWORD n = DWORD(data.size());
+      ecb->WriteClient(ecb->ConnID, const_cast<char*>(data.data()), &n, HSE_IO_SYNC);
+      req->headersSent = true;
+      break;
+    }
+    case Msg::Done: {
+      uint32_t hse = rd.u32();
+      uint32_t httpStatus = rd.u32();
+      std::string_view logData = rd.str();
+      if (req->completed) break;
+      if (httpStatus) ecb->dwHttpStatusCode = httpStatus;
+      if (!logData.empty()) {
+        size_t n = std::min(logData.size(), size_t(HSE_LOG_BUFFER_LEN - 1));
+        std::memcpy(ecb->lpszLogData, logData.data(), n);
+        ecb->lpszLogData[n] = 0;
+      }
+      lock.unlock();
+      forget(h.id);
+      lock.lock();
+      complete_locked(*req, hse ? hse : HSE_STATUS_SUCCESS, lock);
+      break;
+    }
+    case Msg::GetVar: {
+      uint32_t callId = rd.u32();
+      std::string name(rd.str());
+      if (req->completed || !rd.ok()) {
+        lock.unlock();
+        send_var_reply(*this, h.id, callId, ERROR_INVALID_PARAMETER, {});
+        break;
+      }
+      std::string value(1024, '\0');
+      DWORD size = DWORD(value.size());
+      BOOL ok = ecb->GetServerVariable(ecb->ConnID, name.data(), value.data(), &size);
+      uint32_t err = ok ? 0 : GetLastError();
+      if (!ok && err == ERROR_INSUFFICIENT_BUFFER) {
+        value.resize(size);
+        ok = ecb->GetServerVariable(ecb->ConnID, name.data(), value.data(), &size);
+        err = ok ? 0 : GetLastError();
+      }
+      // UNICODE_* values are UTF-16 and end with a two-byte NUL; others end with one byte.
+      size_t nul = name.rfind("UNICODE_", 0) == 0 ? 2 : 1;
+      value.resize(ok && size >= nul ? size - nul : 0);
+      lock.unlock();
+      send_var_reply(*this, h.id, callId, err, value);
+      break;
+    }
+    case Msg::BodyCredit: {
+      req->bodyCredit += rd.u32();
+      req->cv.notify_all();
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+}  // namespace isapi::bridge

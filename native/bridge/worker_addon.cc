@@ -1,0 +1,346 @@
+// The worker's side of the channel, as a Node-API addon. The worker (a Node SEA) loads this
+// same bridge binary with process.dlopen, so both ends share wire.h/transport.h.
+//
+// Threads: a reader thread decodes frames and hands batches to JavaScript through a
+// thread-safe function; a writer thread sends what JavaScript queued, coalescing everything
+// queued in one turn of the event loop into one write. JavaScript never blocks on the channel.
+//
+// Node-API symbols are weak references on ELF and delay-loaded on Windows, so this file costs
+// nothing when the web server loads the bridge into a process without Node.
+#define NAPI_DISABLE_CPP_EXCEPTIONS
+#include <napi.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "transport.h"
+#include "wire.h"
+
+#ifdef _WIN32
+#include <process.h>
+#define getpid _getpid
+#else
+#include <unistd.h>
+#endif
+
+namespace isapi::worker {
+
+using channel::FrameWriter;
+using channel::Msg;
+
+// Pseudo message types delivered to JavaScript next to the real ones.
+constexpr uint32_t kClosed = 0;
+constexpr uint32_t kDrain = 1;
+constexpr size_t kHighWater = 4u << 20;  // write() answers false above this many queued bytes
+constexpr size_t kLowWater = 1u << 20;   // ... and a Drain follows once below this
+
+struct InFrame {
+  uint32_t type;
+  uint32_t id;
+  std::string payload;
+};
+
+class Channel {
+ public:
+  bool open(Napi::Env env, Napi::Function drain, std::string& error) {
+    const char* addr = std::getenv("ISAPI_CHANNEL");
+    const char* token = std::getenv("ISAPI_CHANNEL_TOKEN");
+    if (!addr || !token) {
+      error = "this program is a node-isapi worker: it is started by its bridge (_<name>.dll/.so) "
+              "inside a web server, not directly. Run `isapi serve <folder>` to try it.";
+      return false;
+    }
+    token_ = token;
+    if (!channel::open_worker_end(addr, ep_, error)) return false;
+    tsfn_ = Napi::ThreadSafeFunction::New(env, drain, "isapi-channel", 0, 1);
+    reader_ = std::thread([this] { read_loop(); });
+    writer_ = std::thread([this] { write_loop(); });
+    reader_.detach();
+    writer_.detach();
+    return true;
+  }
+
+  // Called on the JavaScript thread by the thread-safe function.
+  void deliver(Napi::Env env, Napi::Function dispatch) {
+    std::deque<InFrame> batch;
+    {
+      std::lock_guard<std::mutex> lock(inMu_);
+      batch.swap(in_);
+    }
+    for (auto& f : batch) {
+      Napi::HandleScope scope(env);
+      dispatch_one(env, dispatch, f);
+      if (env.IsExceptionPending()) return;  // surfaces as an uncaught exception in the worker
+    }
+  }
+
+  void queue(const std::string& frames) {
+    bool wake;
+    {
+      std::lock_guard<std::mutex> lock(outMu_);
+      wake = out_.empty();
+      out_ += frames;
+      queued_ += frames.size();
+    }
+    if (wake) outCv_.notify_one();
+  }
+
+  bool below_high_water() {
+    std::lock_guard<std::mutex> lock(outMu_);
+    if (queued_ <= kHighWater) return true;
+    drainWanted_ = true;
+    return false;
+  }
+
+  const std::string& token() const { return token_; }
+
+ private:
+  void push(InFrame f) {
+    bool wake;
+    {
+      std::lock_guard<std::mutex> lock(inMu_);
+      wake = in_.empty();
+      in_.push_back(std::move(f));
+    }
+    if (wake) tsfn_.NonBlockingCall();
+  }
+
+  void read_loop() {
+    channel::FrameDecoder decoder;
+    std::string buf(256 * 1024, '\0');
+    for (;;) {
+      long n = ep_.read_some(buf.data(), buf.size());
+      if (n <= 0) break;
+      decoder.feed(buf.data(), size_t(n));
+      channel::FrameHeader h;
+      std::string_view payload;
+      bool corrupt = false;
+      std::deque<InFrame> batch;
+      while (decoder.next(h, payload, corrupt))
+        batch.push_back(InFrame{uint32_t(h.type), h.id, std::string(payload)});
+      decoder.compact();
+      if (!batch.empty()) {
+        bool wake;
+        {
+          std::lock_guard<std::mutex> lock(inMu_);
+          wake = in_.empty();
+          for (auto& f : batch) in_.push_back(std::move(f));
+        }
+        if (wake) tsfn_.NonBlockingCall();
+      }
+      if (corrupt) break;
+    }
+    push(InFrame{kClosed, 0, {}});
+    // The bridge (and so the web server) is gone. Give JavaScript a moment to finish cleanly,
+    // then make sure no orphaned worker is left behind even if its event loop is blocked.
+    std::this_thread::sleep_for(std::chrono::seconds(3));
+    std::_Exit(0);
+  }
+
+  void write_loop() {
+    std::string batch;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lock(outMu_);
+        outCv_.wait(lock, [&] { return !out_.empty(); });
+        batch.swap(out_);
+      }
+      bool ok = ep_.write_all(batch.data(), batch.size());
+      bool drain = false;
+      {
+        std::lock_guard<std::mutex> lock(outMu_);
+        queued_ -= batch.size();
+        if (drainWanted_ && queued_ < kLowWater) { drainWanted_ = false; drain = true; }
+      }
+      batch.clear();
+      if (!ok) { ep_.shutdown(); return; }
+      if (drain) push(InFrame{kDrain, 0, {}});
+    }
+  }
+
+  static Napi::String js_str(Napi::Env env, std::string_view s) {
+    return Napi::String::New(env, s.data(), s.size());
+  }
+
+  void dispatch_one(Napi::Env env, Napi::Function dispatch, const InFrame& f) {
+    Napi::Number type = Napi::Number::New(env, f.type);
+    Napi::Number id = Napi::Number::New(env, f.id);
+    channel::FrameReader rd(reinterpret_cast<const uint8_t*>(f.payload.data()), f.payload.size());
+    switch (Msg(f.type)) {
+      case Msg::Request: {
+        channel::RequestBegin r;
+        if (!channel::decode_request(f.payload, r)) return;
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("method", js_str(env, r.method));
+        o.Set("query", js_str(env, r.query));
+        o.Set("pathInfo", js_str(env, r.pathInfo));
+        o.Set("pathTranslated", js_str(env, r.pathTranslated));
+        o.Set("contentType", js_str(env, r.contentType));
+        o.Set("totalBytes", Napi::Number::New(env, r.totalBytes));
+        o.Set("connId", Napi::Number::New(env, r.connId));
+        Napi::Object vars = Napi::Object::New(env);
+        for (auto& [k, v] : r.vars) vars.Set(js_str(env, k), js_str(env, v));
+        o.Set("vars", vars);
+        o.Set("body", Napi::Buffer<char>::Copy(env, r.preloaded.data(), r.preloaded.size()));
+        dispatch.Call({type, id, o});
+        return;
+      }
+      case Msg::Body: {
+        std::string_view data = rd.str();
+        dispatch.Call({type, id, Napi::Buffer<char>::Copy(env, data.data(), data.size())});
+        return;
+      }
+      case Msg::VarReply: {
+        uint32_t callId = rd.u32();
+        uint32_t err = rd.u32();
+        std::string_view value = rd.str();
+        dispatch.Call({type, id, Napi::Number::New(env, callId), Napi::Number::New(env, err),
+                       Napi::Buffer<char>::Copy(env, value.data(), value.size())});
+        return;
+      }
+      default:
+        dispatch.Call({type, id});
+        return;
+    }
+  }
+
+  channel::Endpoint ep_;
+  std::string token_;
+  Napi::ThreadSafeFunction tsfn_;
+  std::mutex inMu_;
+  std::deque<InFrame> in_;
+  std::mutex outMu_;
+  std::condition_variable outCv_;
+  std::string out_;
+  size_t queued_ = 0;
+  bool drainWanted_ = false;
+  std::thread reader_, writer_;
+};
+
+Channel* g_channel = nullptr;
+Napi::FunctionReference g_dispatch;  // JavaScript's dispatch(type, id, ...)
+
+// The thread-safe function's target: drains the queued frames into dispatch().
+Napi::Value DrainQueued(const Napi::CallbackInfo& info) {
+  g_channel->deliver(info.Env(), g_dispatch.Value());
+  return info.Env().Undefined();
+}
+
+Napi::Value Open(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (g_channel) {
+    Napi::Error::New(env, "the channel is already open").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (!info[0].IsFunction()) {
+    Napi::TypeError::New(env, "open(dispatch) needs a function").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  g_dispatch = Napi::Persistent(info[0].As<Napi::Function>());
+  auto* ch = new Channel();
+  g_channel = ch;
+  std::string error;
+  if (!ch->open(env, Napi::Function::New(env, DrainQueued, "drainChannel"), error)) {
+    g_channel = nullptr;
+    delete ch;
+    Napi::Error::New(env, error).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return env.Undefined();
+}
+
+static std::string str_arg(const Napi::Value& v) {
+  if (v.IsBuffer()) {
+    auto b = v.As<Napi::Buffer<char>>();
+    return std::string(b.Data(), b.Length());
+  }
+  if (v.IsString()) return v.As<Napi::String>().Utf8Value();
+  return {};
+}
+
+static uint32_t u32_arg(const Napi::Value& v) { return v.IsNumber() ? v.As<Napi::Number>().Uint32Value() : 0; }
+
+Napi::Value Ready(const Napi::CallbackInfo& info) {
+  std::string frame;
+  FrameWriter(frame, Msg::Ready, 0).u32(channel::kProtocolVersion).u32(uint32_t(getpid())).str(g_channel->token()).finish();
+  g_channel->queue(frame);
+  return info.Env().Undefined();
+}
+
+// headers(id, status, headers, keepConn)
+Napi::Value Headers(const Napi::CallbackInfo& info) {
+  std::string frame;
+  FrameWriter(frame, Msg::ResponseHeaders, u32_arg(info[0]))
+      .str(str_arg(info[1])).str(str_arg(info[2])).u32(info[3].ToBoolean() ? 1 : 0).finish();
+  g_channel->queue(frame);
+  return info.Env().Undefined();
+}
+
+// write(id, data) → false when the caller should wait for a Drain before writing more.
+Napi::Value Write(const Napi::CallbackInfo& info) {
+  std::string frame;
+  if (info[1].IsBuffer() || info[1].IsTypedArray()) {
+    auto a = info[1].As<Napi::Uint8Array>();
+    FrameWriter(frame, Msg::Write, u32_arg(info[0])).bytes(a.Data(), a.ByteLength()).finish();
+  } else {
+    FrameWriter(frame, Msg::Write, u32_arg(info[0])).str(str_arg(info[1])).finish();
+  }
+  g_channel->queue(frame);
+  return Napi::Boolean::New(info.Env(), g_channel->below_high_water());
+}
+
+// done(id, hseStatus, httpStatus, logData)
+Napi::Value Done(const Napi::CallbackInfo& info) {
+  std::string frame;
+  FrameWriter(frame, Msg::Done, u32_arg(info[0]))
+      .u32(u32_arg(info[1])).u32(u32_arg(info[2])).str(str_arg(info[3])).finish();
+  g_channel->queue(frame);
+  return info.Env().Undefined();
+}
+
+// getVar(id, callId, name)
+Napi::Value GetVar(const Napi::CallbackInfo& info) {
+  std::string frame;
+  FrameWriter(frame, Msg::GetVar, u32_arg(info[0])).u32(u32_arg(info[1])).str(str_arg(info[2])).finish();
+  g_channel->queue(frame);
+  return info.Env().Undefined();
+}
+
+// credit(id, bytes): the worker consumed that much request body.
+Napi::Value Credit(const Napi::CallbackInfo& info) {
+  std::string frame;
+  FrameWriter(frame, Msg::BodyCredit, u32_arg(info[0])).u32(u32_arg(info[1])).finish();
+  g_channel->queue(frame);
+  return info.Env().Undefined();
+}
+
+// log(line): a line for the bridge's log file.
+Napi::Value Log(const Napi::CallbackInfo& info) {
+  std::string frame;
+  FrameWriter(frame, Msg::Log, 0).str(str_arg(info[0])).finish();
+  g_channel->queue(frame);
+  return info.Env().Undefined();
+}
+
+}  // namespace isapi::worker
+
+static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
+  using namespace isapi::worker;
+  exports.Set("open", Napi::Function::New(env, Open, "open"));
+  exports.Set("ready", Napi::Function::New(env, Ready, "ready"));
+  exports.Set("headers", Napi::Function::New(env, Headers, "headers"));
+  exports.Set("write", Napi::Function::New(env, Write, "write"));
+  exports.Set("done", Napi::Function::New(env, Done, "done"));
+  exports.Set("getVar", Napi::Function::New(env, GetVar, "getVar"));
+  exports.Set("credit", Napi::Function::New(env, Credit, "credit"));
+  exports.Set("log", Napi::Function::New(env, Log, "log"));
+  exports.Set("protocolVersion", Napi::Number::New(env, isapi::channel::kProtocolVersion));
+  return exports;
+}
+
+NODE_API_MODULE(isapi_bridge, InitAddon)

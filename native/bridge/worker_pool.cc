@@ -1,0 +1,266 @@
+#include "worker_pool.h"
+
+#include <algorithm>
+
+#include "bridge_log.h"
+#include "wire.h"
+#include "worker.h"
+
+namespace isapi::bridge {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// Request bodies are forwarded at most this far ahead of what the worker has consumed, so a
+// large upload to a slow handler never piles up in the worker's memory.
+constexpr uint64_t kBodyWindow = 1u << 20;
+constexpr uint32_t kBodyChunk = 64 * 1024;
+// A worker that dies within this long of starting counts as a rapid failure (backoff grows).
+constexpr auto kRapidFailWindow = std::chrono::seconds(10);
+
+WorkerPool::~WorkerPool() { stop(0); }
+
+bool WorkerPool::spawn_into(int slot, std::string& error) {
+  auto w = std::make_shared<Worker>(*this, slot);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    workers_[size_t(slot)] = w;
+  }
+  if (!w->start(error)) {
+    log_line("worker " + std::to_string(slot) + ": " + error);
+    std::lock_guard<std::mutex> lock(mu_);
+    workers_[size_t(slot)] = nullptr;
+    auto& s = slots_[size_t(slot)];
+    s.rapidFailures++;
+    s.restartPending = true;
+    s.restartAt = Clock::now() + milliseconds(std::min(10000, 250 << std::min(s.rapidFailures, 6)));
+    return false;
+  }
+  return true;
+}
+
+bool WorkerPool::start(std::string& error) {
+  workers_.assign(size_t(cfg_.workers), nullptr);
+  slots_.assign(size_t(cfg_.workers), SlotState{});
+  for (int i = 0; i < cfg_.workers; ++i) spawn_into(i, error);
+  supervisor_ = std::thread([this] { supervise(); });
+
+  // Wait until every worker is ready, or every one that is not has died, or the deadline.
+  std::unique_lock<std::mutex> lock(mu_);
+  auto deadline = Clock::now() + milliseconds(cfg_.startupTimeoutMs);
+  auto settled = [&] {
+    int ready = 0, starting = 0;
+    for (auto& w : workers_) {
+      if (!w) continue;
+      if (w->state() == WorkerState::Ready) ready++;
+      else if (w->state() == WorkerState::Starting) starting++;
+    }
+    return starting == 0 || (ready > 0 && ready == cfg_.workers);
+  };
+  cv_.wait_until(lock, deadline, settled);
+  int ready = 0;
+  for (auto& w : workers_) ready += (w && w->state() == WorkerState::Ready);
+  if (ready == 0) {
+    if (error.empty()) error = "no worker became ready within " + std::to_string(cfg_.startupTimeoutMs) + " ms";
+    return false;
+  }
+  return true;
+}
+
+std::shared_ptr<Worker> WorkerPool::pick_locked() {
+  std::shared_ptr<Worker> best;
+  size_t bestLoad = SIZE_MAX;
+  for (auto& w : workers_) {
+    if (!w || w->state() != WorkerState::Ready) continue;
+    size_t l = w->load();
+    if (l < bestLoad) { best = w; bestLoad = l; }
+  }
+  return best;
+}
+
+void WorkerPool::dispatch(const InflightPtr& req) {
+  std::shared_ptr<Worker> w;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) {
+      w = nullptr;
+    } else {
+      w = pick_locked();
+      if (!w) { pending_.push_back(req); return; }
+    }
+  }
+  if (!w) {
+    fail_request(*req, 503, "Service Unavailable", "The extension is shutting down.", 5);
+    return;
+  }
+  w->adopt(req);
+}
+
+void WorkerPool::pump_body(const InflightPtr& req) {
+  EXTENSION_CONTROL_BLOCK* ecb = req->ecb;
+  const bool chunked = ecb->cbTotalBytes == 0xFFFFFFFFu;
+  uint64_t remaining = chunked ? UINT64_MAX : uint64_t(ecb->cbTotalBytes) - ecb->cbAvailable;
+  std::string chunk(kBodyChunk, '\0');
+  std::string frame;
+  {
+    std::lock_guard<std::mutex> lock(req->mu);
+    req->pumping = true;
+    req->bodySent = ecb->cbAvailable;
+  }
+  bool ended = false;
+  while (remaining > 0) {
+    std::shared_ptr<Worker> w;
+    {
+      std::unique_lock<std::mutex> lock(req->mu);
+      req->cv.wait(lock, [&] {
+        return req->completed ||
+               (req->worker && req->bodySent < req->bodyCredit + kBodyWindow);
+      });
+      if (req->completed) break;
+      w = req->worker;
+    }
+    DWORD n = DWORD(std::min<uint64_t>(remaining, kBodyChunk));
+    if (!ecb->ReadClient(ecb->ConnID, chunk.data(), &n) || n == 0) {
+      ended = n == 0 && chunked;  // a short Content-Length body is a client that went away
+      break;
+    }
+    remaining -= chunked ? 0 : n;
+    frame.clear();
+    channel::FrameWriter(frame, channel::Msg::Body, req->id).str(std::string_view(chunk.data(), n)).finish();
+    {
+      std::lock_guard<std::mutex> lock(req->mu);
+      req->bodySent += n;
+    }
+    if (!w->send(frame)) break;
+  }
+  std::shared_ptr<Worker> w;
+  {
+    std::lock_guard<std::mutex> lock(req->mu);
+    w = req->completed ? nullptr : req->worker;
+  }
+  if (w) {
+    // An empty Body tells the worker there is no more (chunked end, or a client that left).
+    frame.clear();
+    channel::FrameWriter(frame, channel::Msg::Body, req->id).str({}).finish();
+    w->send(frame);
+  }
+  (void)ended;
+  std::unique_lock<std::mutex> lock(req->mu);
+  req->pumping = false;
+  if (req->doneDeferred) {
+    req->doneDeferred = false;
+    DWORD s = req->doneStatus;
+    lock.unlock();
+    ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_DONE_WITH_SESSION, &s, nullptr, nullptr);
+  }
+}
+
+void WorkerPool::on_ready(Worker& w) {
+  std::deque<InflightPtr> todo;
+  std::shared_ptr<Worker> self;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    slots_[size_t(w.slot())].restartPending = false;
+    self = workers_[size_t(w.slot())];
+    todo.swap(pending_);
+    cv_.notify_all();
+  }
+  if (self.get() != &w) return;
+  for (auto& r : todo) self->adopt(r);
+}
+
+void WorkerPool::on_dead(Worker&) {
+  std::lock_guard<std::mutex> lock(mu_);
+  cv_.notify_all();
+}
+
+void WorkerPool::supervise() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    cv_.wait_for(lock, milliseconds(100));
+    if (stopping_) break;
+    auto now = Clock::now();
+
+    for (size_t i = 0; i < workers_.size(); ++i) {
+      auto w = workers_[i];
+      auto& s = slots_[i];
+      if (w && w->state() == WorkerState::Starting &&
+          now - w->startedAt() > milliseconds(cfg_.startupTimeoutMs)) {
+        log_line("worker " + std::to_string(i) + " sent no Ready message within " +
+                 std::to_string(cfg_.startupTimeoutMs) + " ms; stopping it");
+        w->kill();
+      }
+      if (w && w->state() == WorkerState::Dead) {
+        workers_[i] = nullptr;
+        lock.unlock();
+        std::string how = w->reap(2000);
+        lock.lock();
+        bool rapid = now - w->startedAt() < kRapidFailWindow;
+        s.rapidFailures = rapid ? s.rapidFailures + 1 : 0;
+        int delayMs = s.rapidFailures <= 1 ? 0 : std::min(10000, 250 << std::min(s.rapidFailures - 1, 6));
+        log_line("worker " + std::to_string(i) + " (pid " + std::to_string(w->pid()) + ") exited: " + how +
+                 (delayMs ? "; restarting in " + std::to_string(delayMs) + " ms" : "; restarting"));
+        s.restartPending = true;
+        s.restartAt = now + milliseconds(delayMs);
+      }
+      if (!workers_[i] && s.restartPending && now >= s.restartAt && !stopping_) {
+        s.restartPending = false;
+        lock.unlock();
+        std::string err;
+        spawn_into(int(i), err);
+        lock.lock();
+      }
+    }
+
+    // Requests waiting for a worker: after the startup timeout, 503 with a retry hint.
+    while (!pending_.empty() && now - pending_.front()->started > milliseconds(cfg_.startupTimeoutMs)) {
+      auto r = pending_.front();
+      pending_.pop_front();
+      lock.unlock();
+      fail_request(*r, 503, "Service Unavailable", "No worker process is available; see " + log_path(), 10);
+      lock.lock();
+    }
+
+    // Deadlines for requests held by workers.
+    std::vector<std::shared_ptr<Worker>> live;
+    for (auto& w : workers_) if (w) live.push_back(w);
+    lock.unlock();
+    for (auto& w : live) {
+      for (auto& r : w->snapshot()) {
+        if (now - r->started <= milliseconds(cfg_.requestTimeoutMs)) continue;
+        log_line("request " + std::to_string(r->id) + " on worker " + std::to_string(w->slot()) +
+                 " passed its " + std::to_string(cfg_.requestTimeoutMs) + " ms deadline");
+        w->forget(r->id);
+        std::string frame;
+        channel::FrameWriter(frame, channel::Msg::Abort, r->id).finish();
+        w->send(frame);
+        fail_request(*r, 504, "Gateway Timeout", "The extension did not answer in time.");
+      }
+    }
+    lock.lock();
+  }
+}
+
+void WorkerPool::stop(int drainMs) {
+  std::vector<std::shared_ptr<Worker>> live;
+  std::deque<InflightPtr> pending;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_ && !supervisor_.joinable()) return;
+    stopping_ = true;
+    for (auto& w : workers_) if (w) live.push_back(w);
+    pending.swap(pending_);
+    cv_.notify_all();
+  }
+  if (supervisor_.joinable()) supervisor_.join();
+  for (auto& r : pending) fail_request(*r, 503, "Service Unavailable", "The extension is shutting down.", 5);
+  for (auto& w : live) w->request_shutdown();
+  for (auto& w : live) {
+    std::string how = w->reap(drainMs);
+    log_line("worker " + std::to_string(w->slot()) + " (pid " + std::to_string(w->pid()) + ") stopped: " + how);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  workers_.clear();
+}
+
+}  // namespace isapi::bridge

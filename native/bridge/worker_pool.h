@@ -1,0 +1,68 @@
+// The bridge's set of workers: starts them, waits for their Ready message, routes each request
+// to the least-loaded ready worker, restarts dead ones with backoff and enforces deadlines.
+#pragma once
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "inflight_request.h"
+
+namespace isapi::bridge {
+
+class Worker;
+
+struct PoolConfig {
+  std::string workerExe;      // the SEA worker beside the bridge
+  std::string bridgePath;     // this module; the worker loads it as its addon
+  std::string logPath;
+  int workers = 1;
+  int startupTimeoutMs = 30000;
+  int requestTimeoutMs = 120000;
+};
+
+class WorkerPool {
+ public:
+  explicit WorkerPool(PoolConfig cfg) : cfg_(std::move(cfg)) {}
+  ~WorkerPool();
+
+  // Starts every worker and waits for their Ready messages. False if none became ready.
+  bool start(std::string& error);
+  // Hands the request (its Request frame in req->beginFrame) to a worker, or queues it.
+  void dispatch(const InflightPtr& req);
+  // Reads the rest of the request body with ReadClient and forwards it with flow control.
+  void pump_body(const InflightPtr& req);
+  // Graceful stop: Shutdown to every worker, wait up to drainMs, then kill.
+  void stop(int drainMs);
+
+  const PoolConfig& config() const { return cfg_; }
+
+  // Called by workers' reader threads.
+  void on_ready(Worker& w);
+  void on_dead(Worker& w);
+
+ private:
+  void supervise();
+  bool spawn_into(int slot, std::string& error);
+  std::shared_ptr<Worker> pick_locked();
+
+  PoolConfig cfg_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::shared_ptr<Worker>> workers_;
+  struct SlotState {
+    int rapidFailures = 0;
+    std::chrono::steady_clock::time_point restartAt{};
+    bool restartPending = false;
+  };
+  std::vector<SlotState> slots_;
+  std::deque<InflightPtr> pending_;
+  std::thread supervisor_;
+  bool stopping_ = false;
+};
+
+}  // namespace isapi::bridge

@@ -1,0 +1,43 @@
+#!/usr/bin/env node
+// Builds the native parts (bridge + isapi-host) with cmake-js, fully offline: Node-API headers
+// come from the node-api-headers and node-addon-api packages, never from a download.
+// Linux build always; the Windows build when mingw-w64 is installed (see issue: Windows x64).
+import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const require = createRequire(import.meta.url);
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const napiInclude = require('node-api-headers').include_dir;
+const addonApiInclude = path.dirname(require.resolve('node-addon-api/napi.h'));
+const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
+
+function run(target, extra) {
+  const out = path.join(root, 'build', 'native', target);
+  const args = [cmakeJs, 'compile', '-O', out,
+    `--CDNAPI_INCLUDE_DIR=${napiInclude}`, `--CDNODE_ADDON_API_DIR=${addonApiInclude}`, ...extra];
+  const started = Date.now();
+  process.stdout.write(`native: building ${target} … `);
+  const r = spawnSync(process.execPath, args, { cwd: root, encoding: 'utf8' });
+  if (r.status !== 0) {
+    process.stdout.write('failed\n');
+    process.stderr.write(r.stdout + r.stderr);
+    process.exit(1);
+  }
+  process.stdout.write(`done in ${((Date.now() - started) / 1000).toFixed(1)} s → ${path.relative(root, out)}/out\n`);
+}
+
+run(process.platform === 'win32' ? 'win-x64' : 'linux-x64', []);
+
+if (process.platform === 'linux') {
+  const hasMingw = spawnSync('x86_64-w64-mingw32-g++-posix', ['--version']).status === 0;
+  const toolchain = path.join(root, 'native', 'toolchains', 'mingw-w64-x86_64.cmake');
+  if (hasMingw && existsSync(toolchain)) {
+    run('win-x64', [`--CDCMAKE_TOOLCHAIN_FILE=${toolchain}`]);
+  } else if (!hasMingw) {
+    console.log('native: skipping win-x64 (mingw-w64 not installed; `apt-get install -y mingw-w64` to build Windows artifacts)');
+  }
+}
+
