@@ -1,0 +1,126 @@
+// npm run bench: wrk against three servers with the same load, in one run, printed as ratios.
+//   (a) isapi-host + a C hello extension          — the host's own ceiling
+//   (b) isapi-host + the packed examples/hello.ts  — what users get
+//   (c) plain Node http hello, same Node version   — the peer we must match
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DEFAULT_NODE_VERSION, ensureNodeBinary } from '../packer/node_binary';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const out = path.join(root, 'build', 'bench');
+const hostExe = path.join(root, 'build', 'native', 'linux-x64', 'out', 'isapi-host');
+const seconds = Number(process.env.BENCH_SECONDS ?? 10);
+const connections = Number(process.env.BENCH_CONNECTIONS ?? 64);
+const threads = 2;
+
+interface Result {
+  name: string;
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: string;
+}
+
+function need(cmd: string, hint: string) {
+  if (spawnSync('sh', ['-c', `command -v ${cmd}`]).status !== 0) {
+    console.error(`bench: ${cmd} is not installed (${hint})`);
+    process.exit(1);
+  }
+}
+
+function ms(v: string): number {
+  const m = /([\d.]+)(us|ms|s)/.exec(v)!;
+  const n = Number(m[1]);
+  return m[2] === 'us' ? n / 1000 : m[2] === 's' ? n * 1000 : n;
+}
+
+function wrk(name: string, url: string): Result {
+  // Warm up, then measure.
+  spawnSync('wrk', ['-t1', '-c8', '-d1s', url]);
+  const text = execFileSync('wrk', [`-t${threads}`, `-c${connections}`, `-d${seconds}s`, '--latency', url], { encoding: 'utf8' });
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(text)![1]);
+  const p50 = ms(/\s50%\s+(\S+)/.exec(text)![1]!);
+  const p99 = ms(/\s99%\s+(\S+)/.exec(text)![1]!);
+  const errors = [/Socket errors:.*/.exec(text)?.[0], /Non-2xx or 3xx responses: \d+/.exec(text)?.[0]].filter(Boolean).join('; ');
+  return { name, rps, p50, p99, errors };
+}
+
+function listen(proc: ChildProcess, pattern: RegExp): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    const timer = setTimeout(() => reject(new Error(`no listening line:\n${text}`)), 60_000);
+    const on = (d: Buffer) => {
+      text += d;
+      const m = pattern.exec(text);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    };
+    proc.stdout!.on('data', on);
+    proc.stderr!.on('data', on);
+  });
+}
+
+function rssOfChildren(pid: number): string {
+  const r = spawnSync('ps', ['--ppid', String(pid), '-o', 'pid=,rss=,comm='], { encoding: 'utf8' });
+  return r.stdout
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => {
+      const [p, rss, comm] = l.trim().split(/\s+/);
+      return `${comm} pid ${p}: ${(Number(rss) / 1024).toFixed(1)} MiB`;
+    })
+    .join(', ');
+}
+
+async function main() {
+  need('wrk', 'apt-get install -y wrk');
+  need('gcc', 'apt-get install -y gcc');
+  mkdirSync(out, { recursive: true });
+  const cExt = path.join(out, 'hello_ext.so');
+  execFileSync('gcc', ['-O2', '-shared', '-fPIC', '-I', path.join(root, 'native', 'include'), '-o', cExt, path.join(root, 'native', 'host', 'test', 'hello_ext.c')]);
+  execFileSync(process.execPath, [path.join(root, 'bin', 'isapi.cjs'), 'pack', 'examples/hello.ts', '--out', out], { cwd: root, stdio: 'inherit' });
+  const node = ensureNodeBinary('linux-x64', DEFAULT_NODE_VERSION);
+
+  const host = spawn(hostExe, ['--port', '0', '--vdir', `/c=${cExt}`, '--vdir', `/hello=${path.join(out, 'hello', '_hello.so')}`], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const hostPort = await listen(host, /listening on http:\/\/[\d.]+:(\d+)\//);
+  const plain = spawn(node, ['-e', `
+    const http = require('http');
+    const body = 'Hello from TypeScript\\n';
+    const s = http.createServer((req, res) => {
+      res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
+      res.end(body);
+    });
+    s.keepAliveTimeout = 120000;
+    s.listen(0, '127.0.0.1', () => console.log('plain listening on ' + s.address().port));
+  `], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const plainPort = await listen(plain, /plain listening on (\d+)/);
+
+  const workers = Number(process.env.ISAPI_WORKERS ?? 0) || (await import('node:os')).cpus().length;
+  console.log(`\nwrk -t${threads} -c${connections} -d${seconds}s, Node ${DEFAULT_NODE_VERSION}, ${workers} worker(s) for (b), 1 process for (c)\n`);
+  const a = wrk('(a) host + C extension', `http://127.0.0.1:${hostPort}/c/`);
+  const b = wrk('(b) host + packed hello.ts', `http://127.0.0.1:${hostPort}/hello/`);
+  const c = wrk('(c) plain Node http', `http://127.0.0.1:${plainPort}/`);
+  const rss = rssOfChildren(host.pid!);
+  host.kill('SIGTERM');
+  plain.kill('SIGTERM');
+
+  const row = (r: Result) =>
+    `${r.name.padEnd(30)} ${r.rps.toFixed(0).padStart(9)} ${r.p50.toFixed(2).padStart(9)} ${r.p99.toFixed(2).padStart(9)}  ${r.errors}`;
+  console.log(`${'server'.padEnd(30)} ${'req/s'.padStart(9)} ${'p50 ms'.padStart(9)} ${'p99 ms'.padStart(9)}`);
+  for (const r of [a, b, c]) console.log(row(r));
+  console.log(`\nb/c = ${(b.rps / c.rps).toFixed(2)}   (goal ≥ 0.7, heading for ≥ 1.0)`);
+  console.log(`b/a = ${(b.rps / a.rps).toFixed(2)}`);
+  console.log(`worker memory after the run: ${rss || 'n/a'}`);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

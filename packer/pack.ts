@@ -1,0 +1,108 @@
+// `isapi pack <script>`: bundle → SEA blob → inject into the target's Node → place the bridge
+// → write the manifest. Everything happens in a temporary folder beside the output, renamed
+// into place at the end: a failed pack leaves no half-written folder.
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { bundleWorker, scriptExports } from './bundle';
+import { describeFile, manifestFileName, type Manifest } from './manifest';
+import { DEFAULT_NODE_VERSION, ensureNodeBinary } from './node_binary';
+import { bridgeBinary, hostTarget, packageRoot, TARGETS, type Target } from './paths';
+import { buildSea } from './sea';
+import { UserError } from './user_error';
+
+export interface PackOptions {
+  script: string;
+  outDir?: string;
+  target?: Target;
+  node?: string;
+  log?: (line: string) => void;
+}
+
+export interface PackResult {
+  folder: string;
+  manifest: Manifest;
+}
+
+/** hello.ts → hello; names become file names and a URL path, so keep them plain. */
+export function extensionName(script: string): string {
+  const base = path.basename(script).replace(/\.(m|c)?(t|j)sx?$/, '');
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(base)) {
+    throw new UserError(`cannot derive a name from '${path.basename(script)}': use letters, digits, '-', '_' and '.'`);
+  }
+  return base;
+}
+
+export async function pack(o: PackOptions): Promise<PackResult> {
+  const log = o.log ?? (() => {});
+  const target = o.target ?? hostTarget();
+  if (!TARGETS.includes(target)) throw new UserError(`unknown --target '${target}': use ${TARGETS.join(' or ')}`);
+  const nodeVersion = o.node ?? DEFAULT_NODE_VERSION;
+  const script = path.resolve(o.script);
+  if (!existsSync(script)) throw new UserError(`${o.script}: no such file`);
+  const name = extensionName(script);
+  const outRoot = path.resolve(o.outDir ?? 'dist');
+  const folder = path.join(outRoot, name);
+  const win = target === 'win-x64';
+
+  const step = async <T>(label: string, fn: () => Promise<T> | T, detail?: (r: T) => string): Promise<T> => {
+    const t0 = Date.now();
+    const r = await fn();
+    log(`${label.padEnd(8)} ${detail ? detail(r) + ' ' : ''}(${Date.now() - t0} ms)`);
+    return r;
+  };
+
+  const exportsFound = await step('check', () => scriptExports(script), (e) =>
+    `${path.relative(process.cwd(), script)} exports ${e.names.filter((n) => n.startsWith('__')).join(', ') || 'nothing ISAPI'}`,
+  );
+  if (!exportsFound.extension && !exportsFound.filter) {
+    throw new UserError(
+      `${path.relative(process.cwd(), script)} exports no extension: export a function __ExtensionFactory__() ` +
+        `returning an Extension (or __FilterFactory__ for a filter)`,
+    );
+  }
+  const bridge = bridgeBinary(target);
+
+  mkdirSync(outRoot, { recursive: true });
+  const work = mkdtempSync(path.join(outRoot, `.${name}.packing-`));
+  try {
+    const staging = path.join(work, name);
+    mkdirSync(staging);
+    const bundleFile = path.join(work, `${name}.bundle.js`);
+    await step('bundle', () => bundleWorker(script, name, bundleFile), (r) => `${(r.bytes / 1024).toFixed(0)} KiB`);
+
+    const hostNode = await step('node', () => ensureNodeBinary(hostTarget(), nodeVersion, log), () => `${hostTarget()} v${nodeVersion}`);
+    const targetNode = target === hostTarget() ? hostNode : ensureNodeBinary(target, nodeVersion, log);
+    const workerFile = path.join(staging, win ? `${name}.exe` : name);
+    await step('sea', () =>
+      buildSea({ main: bundleFile, blobMaker: hostNode, targetNode, output: workerFile, workDir: work, sameplatform: target === hostTarget() }),
+      () => path.basename(workerFile),
+    );
+
+    const bridgeFile = path.join(staging, `_${name}${win ? '.dll' : '.so'}`);
+    copyFileSync(bridge, bridgeFile);
+
+    const pkg = JSON.parse(readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version: string };
+    const manifest: Manifest = {
+      manifestVersion: 1,
+      name,
+      target,
+      node: nodeVersion,
+      nodeIsapi: pkg.version,
+      script: path.relative(process.cwd(), script).split(path.sep).join('/'),
+      packedAt: new Date().toISOString(),
+      entryPoints: { extension: exportsFound.extension, filter: exportsFound.filter },
+      files: {
+        [path.basename(bridgeFile)]: describeFile(bridgeFile, 'bridge'),
+        [path.basename(workerFile)]: describeFile(workerFile, 'worker'),
+      },
+    };
+    writeFileSync(path.join(staging, manifestFileName(name)), JSON.stringify(manifest, null, 2) + '\n');
+
+    rmSync(folder, { recursive: true, force: true });
+    renameSync(staging, folder);
+    log(`packed   ${path.relative(process.cwd(), folder) || '.'}/ (${Object.keys(manifest.files).join(', ')}, ${manifestFileName(name)})`);
+    return { folder, manifest };
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,53 @@
+// Steps 2 and 3 of a pack: the SEA blob, made by the target's exact Node version running on
+// this machine, then injected with postject into a copy of the target's Node binary.
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { UserError } from './user_error';
+
+const SENTINEL_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
+
+export interface SeaOptions {
+  /** The bundled main script. */
+  main: string;
+  /** A Node binary of the target's version that runs on this machine (makes the blob). */
+  blobMaker: string;
+  /** The target's Node binary (copied, then injected). */
+  targetNode: string;
+  output: string;
+  workDir: string;
+  /** Code cache is platform specific: only when the blob maker is the target binary's platform. */
+  sameplatform: boolean;
+}
+
+export async function buildSea(o: SeaOptions): Promise<void> {
+  const blob = path.join(o.workDir, 'sea.blob');
+  const config = path.join(o.workDir, 'sea-config.json');
+  writeFileSync(
+    config,
+    JSON.stringify({
+      main: o.main,
+      output: blob,
+      disableExperimentalSEAWarning: true,
+      useCodeCache: o.sameplatform,
+      useSnapshot: false,
+    }),
+  );
+  const made = spawnSync(o.blobMaker, ['--experimental-sea-config', config], { encoding: 'utf8', cwd: o.workDir });
+  if (made.status !== 0) {
+    throw new UserError(`making the SEA blob failed: ${(made.stderr || made.stdout).trim()}`);
+  }
+  copyFileSync(o.targetNode, o.output);
+  chmodSync(o.output, 0o755);
+  // postject is CommonJS and slow to load (WebAssembly): load it only when packing.
+  const { inject } = await import('postject');
+  const warn = console.warn;
+  // postject warns that node.exe's Authenticode signature is now invalid: expected, since the
+  // binary changed; sign the result after packing if signing is wanted.
+  console.warn = () => {};
+  try {
+    await inject(o.output, 'NODE_SEA_BLOB', readFileSync(blob), { sentinelFuse: SENTINEL_FUSE });
+  } finally {
+    console.warn = warn;
+  }
+}

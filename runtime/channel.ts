@@ -1,0 +1,55 @@
+// The worker's end of the channel: the bridge binary loaded as a Node-API addon. The bridge
+// passes its own path in ISAPI_BRIDGE when it starts the worker.
+
+/** Message types the addon delivers to dispatch() (see native/channel/wire.h). */
+export const enum In {
+  Closed = 0,
+  Drain = 1,
+  Request = 100,
+  Body = 101,
+  VarReply = 102,
+  Abort = 103,
+  Shutdown = 104,
+}
+
+/** The first message of a request, decoded by the addon. */
+export interface RequestBegin {
+  method: string;
+  query: string;
+  pathInfo: string;
+  pathTranslated: string;
+  contentType: string;
+  totalBytes: number;
+  connId: number;
+  /** Server variables the bridge prefetched (ALL_RAW, URL, REMOTE_ADDR, …). */
+  vars: Record<string, string>;
+  /** The request body the server had already read (ECB lpbData). */
+  body: Buffer;
+}
+
+export type Dispatch = (type: number, id: number, a?: unknown, b?: unknown, c?: unknown) => void;
+
+export interface BridgeAddon {
+  open(dispatch: Dispatch): void;
+  ready(): void;
+  headers(id: number, status: string, headers: string, keepConn: boolean): void;
+  /** false: the channel's queue is full; wait for a Drain before writing more. */
+  write(id: number, data: Uint8Array | string): boolean;
+  done(id: number, hseStatus: number, httpStatus: number, logData: string): void;
+  getVar(id: number, callId: number, name: string): void;
+  credit(id: number, bytes: number): void;
+  log(line: string): void;
+  protocolVersion: number;
+}
+
+export function loadBridgeAddon(path = process.env.ISAPI_BRIDGE): BridgeAddon {
+  if (!path) {
+    throw new Error(
+      'this program is a node-isapi worker: it is started by its bridge (_<name>.dll/.so) inside a ' +
+        'web server, not directly. Run `isapi serve <folder>` to try it.',
+    );
+  }
+  const mod = { exports: {} as BridgeAddon };
+  process.dlopen(mod, path);
+  return mod.exports;
+}

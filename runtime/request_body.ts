@@ -1,0 +1,68 @@
+// The request body as the worker receives it: the bytes the server preloaded, then Body
+// messages from the bridge. Every byte handed to the handler is credited back to the bridge,
+// which forwards at most a fixed window ahead: a large upload never piles up in memory.
+
+export class RequestBody {
+  private chunks: Buffer[] = [];
+  private received = 0;
+  private ended: boolean;
+  private waiter: (() => void) | null = null;
+
+  /** totalBytes is the ECB's cbTotalBytes: 0xFFFFFFFF means unknown (chunked upload). */
+  constructor(
+    preloaded: Buffer,
+    private readonly totalBytes: number,
+    private readonly credit: (bytes: number) => void,
+  ) {
+    this.ended = totalBytes !== 0xffffffff && preloaded.length >= totalBytes;
+    this.push(preloaded);
+  }
+
+  /** An empty chunk is the bridge saying there is no more. */
+  push(chunk: Buffer): void {
+    if (chunk.length === 0) {
+      this.ended = true;
+    } else {
+      this.chunks.push(chunk);
+      this.received += chunk.length;
+      if (this.totalBytes !== 0xffffffff && this.received >= this.totalBytes) this.ended = true;
+    }
+    const w = this.waiter;
+    this.waiter = null;
+    w?.();
+  }
+
+  /** Ends the body early (the request was aborted). */
+  abort(): void {
+    this.push(Buffer.alloc(0));
+  }
+
+  /** Up to `max` bytes; an empty buffer once the body is over (ReadClient's 0-byte read). */
+  async read(max = 65536): Promise<Buffer> {
+    while (this.chunks.length === 0 && !this.ended) {
+      await new Promise<void>((resolve) => (this.waiter = resolve));
+    }
+    if (this.chunks.length === 0) return Buffer.alloc(0);
+    let out: Buffer;
+    const first = this.chunks[0]!;
+    if (first.length <= max) {
+      out = first;
+      this.chunks.shift();
+    } else {
+      out = first.subarray(0, max);
+      this.chunks[0] = first.subarray(max);
+    }
+    this.credit(out.length);
+    return out;
+  }
+
+  /** The whole remaining body in one buffer. */
+  async readAll(): Promise<Buffer> {
+    const parts: Buffer[] = [];
+    for (;;) {
+      const b = await this.read(1 << 20);
+      if (b.length === 0) return Buffer.concat(parts);
+      parts.push(b);
+    }
+  }
+}

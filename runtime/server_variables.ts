@@ -1,0 +1,60 @@
+// Server variables the worker can answer without asking the bridge: the ones the bridge
+// prefetched with the request, the ECB's own fields, and every header-derived name
+// (HTTP_*, HEADER_*, ALL_HTTP) computed from ALL_RAW the way the host computes them.
+
+import type { RequestBegin } from './channel';
+
+export type RawHeaders = Array<[name: string, value: string]>;
+
+export function parseAllRaw(allRaw: string): RawHeaders {
+  const out: RawHeaders = [];
+  for (const line of allRaw.split('\r\n')) {
+    const colon = line.indexOf(':');
+    if (colon <= 0) continue;
+    out.push([line.slice(0, colon), line.slice(colon + 1).trim()]);
+  }
+  return out;
+}
+
+const toCgi = (name: string) => name.toUpperCase().replace(/-/g, '_');
+
+function joined(headers: RawHeaders, match: (name: string) => boolean): string | undefined {
+  const values = headers.filter(([n]) => match(n)).map(([, v]) => v);
+  return values.length ? values.join(', ') : undefined;
+}
+
+/**
+ * The value, or undefined when the variable does not exist, or null when only the server
+ * can tell (the caller then asks the bridge).
+ */
+export function localServerVariable(
+  name: string,
+  begin: RequestBegin,
+  headers: RawHeaders | null,
+): string | undefined | null {
+  const upper = name.toUpperCase();
+  if (upper in begin.vars) return begin.vars[upper];
+  switch (upper) {
+    case 'REQUEST_METHOD':
+      return begin.method;
+    case 'QUERY_STRING':
+      return begin.query;
+    case 'PATH_INFO':
+      return begin.pathInfo;
+    case 'PATH_TRANSLATED':
+      return begin.pathTranslated;
+    case 'CONTENT_TYPE':
+      return begin.contentType;
+  }
+  if (!headers) return null;
+  if (upper === 'ALL_HTTP') return headers.map(([n, v]) => `HTTP_${toCgi(n)}:${v}\r\n`).join('');
+  if (upper.startsWith('HTTP_') && upper !== 'HTTP_VERSION') {
+    const want = upper.slice(5);
+    return joined(headers, (n) => toCgi(n) === want);
+  }
+  if (upper.startsWith('HEADER_')) {
+    const want = name.slice(7).toLowerCase();
+    return joined(headers, (n) => n.toLowerCase() === want);
+  }
+  return null;
+}

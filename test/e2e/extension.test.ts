@@ -1,0 +1,147 @@
+// pack → serve → HTTP, over real sockets: the path every user takes.
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bridgeLog, packed, rawExchange, serveFolders, sleep, type Host } from '../helpers';
+
+let host: Host;
+
+beforeAll(async () => {
+  host = await serveFolders(['hello', 'echo', 'control']);
+});
+afterAll(async () => {
+  await host?.stop();
+});
+
+describe('hello', () => {
+  it('answers GET with the greeting', async () => {
+    const res = await fetch(`${host.url}/hello/`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('text/plain; charset=utf-8');
+    expect(await res.text()).toBe('Hello from TypeScript\n');
+  });
+
+  it('answers curl, the way the README shows', () => {
+    const out = execFileSync('curl', ['-s', '-i', `${host.url}/hello/`], { encoding: 'utf8' });
+    expect(out).toMatch(/^HTTP\/1\.1 200 /);
+    expect(out).toMatch(/\r\n\r\nHello from TypeScript\n$/);
+  });
+
+  it('reuses a keep-alive connection for several requests', async () => {
+    const req = `GET /hello/ HTTP/1.1\r\nHost: x\r\n\r\n`;
+    const { responses, closed } = await rawExchange(host.port, [req, req, req], 3);
+    expect(responses.map((r) => r.status)).toEqual([200, 200, 200]);
+    expect(responses.every((r) => r.body.toString() === 'Hello from TypeScript\n')).toBe(true);
+    expect(closed).toBe(false);
+  });
+
+  it('answers 200 concurrent requests, each correctly', async () => {
+    const results = await Promise.all(
+      Array.from({ length: 200 }, (_, i) => fetch(`${host.url}/echo/n${i}?i=${i}`).then(async (r) => [r.status, await r.text()] as const)),
+    );
+    results.forEach(([status, text], i) => {
+      expect(status).toBe(200);
+      expect(text).toContain(`GET /echo/n${i}?i=${i}\n`);
+      expect(text).toContain(`QUERY_STRING=i=${i}\n`);
+    });
+  });
+});
+
+describe('echo', () => {
+  it('echoes method, path, query and server variables', async () => {
+    const res = await fetch(`${host.url}/echo/some/path?a=1&b=two`, { headers: { 'User-Agent': 'vitest-agent' } });
+    const text = await res.text();
+    expect(res.status).toBe(200);
+    expect(text).toContain('GET /echo/some/path?a=1&b=two\n');
+    expect(text).toContain('REQUEST_METHOD=GET\n');
+    expect(text).toContain('QUERY_STRING=a=1&b=two\n');
+    expect(text).toContain('SCRIPT_NAME=/echo\n');
+    expect(text).toContain('HTTP_USER_AGENT=vitest-agent\n');
+    expect(text).toContain(`SERVER_PORT=${host.port}\n`);
+    expect(text).toContain('REMOTE_ADDR=127.0.0.1\n');
+    expect(text).toContain('body-length=0\n');
+  });
+
+  it('echoes a small POST body after the variables', async () => {
+    const res = await fetch(`${host.url}/echo/`, { method: 'POST', body: 'name=value', headers: { 'Content-Type': 'application/x-www-form-urlencoded' } });
+    const text = await res.text();
+    expect(text).toContain('POST /echo/\n');
+    expect(text).toContain('CONTENT_TYPE=application/x-www-form-urlencoded\n');
+    expect(text).toContain('body-length=10\n');
+    expect(text.endsWith('name=value')).toBe(true);
+  });
+
+  it('echoes a 5 MiB POST with Content-Length byte for byte', async () => {
+    const body = randomBytes(5 << 20);
+    const res = await fetch(`${host.url}/echo/body`, { method: 'POST', body });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-length')).toBe(String(body.length));
+    expect(Buffer.from(await res.arrayBuffer()).equals(body)).toBe(true);
+  });
+
+  it('echoes a 5 MiB chunked POST byte for byte', async () => {
+    const body = randomBytes(5 << 20);
+    const pieces: Buffer[] = [];
+    for (let i = 0; i < body.length; i += 300_000) pieces.push(body.subarray(i, i + 300_000));
+    const chunked = Buffer.concat([
+      ...pieces.flatMap((p) => [Buffer.from(p.length.toString(16) + '\r\n'), p, Buffer.from('\r\n')]),
+      Buffer.from('0\r\n\r\n'),
+    ]);
+    const head = `POST /echo/body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Type: application/octet-stream\r\n\r\n`;
+    const { responses } = await rawExchange(host.port, [head, chunked], 1);
+    expect(responses[0]!.status).toBe(200);
+    expect(responses[0]!.headers['transfer-encoding']).toBe('chunked');
+    expect(responses[0]!.body.equals(body)).toBe(true);
+  });
+});
+
+describe('worker failures', () => {
+  it('a handler that throws gives 500 and the worker keeps serving', async () => {
+    const res = await fetch(`${host.url}/control/throw`);
+    expect(res.status).toBe(500);
+    expect(await res.text()).toContain('500 Internal Server Error');
+    const rej = await fetch(`${host.url}/control/reject`);
+    expect(rej.status).toBe(500);
+    const ok = await fetch(`${host.url}/control/pid`);
+    expect(ok.status).toBe(200);
+    expect(bridgeLog(packed('control'), 'control')).toContain('handler failed on purpose');
+  });
+
+  it('a worker killed mid-request gives 502, and the next request succeeds', async () => {
+    // Both workers get a sleeping request; each reports its pid first so the test can kill it.
+    const pids = new Set<number>();
+    for (let i = 0; i < 20 && pids.size < 2; i++) {
+      const r = await Promise.all([fetch(`${host.url}/control/pid`), fetch(`${host.url}/control/pid`)]);
+      for (const x of r) pids.add(Number(await x.text()));
+    }
+    const inflight = fetch(`${host.url}/control/sleep?ms=20000`);
+    await sleep(500);
+    for (const pid of pids) process.kill(pid, 'SIGKILL');
+    const res = await inflight;
+    expect(res.status).toBe(502);
+    expect(await res.text()).toContain('502 Bad Gateway');
+    const next = await fetch(`${host.url}/control/pid`);
+    expect(next.status).toBe(200);
+    expect(pids.has(Number(await next.text()))).toBe(false);
+    expect(bridgeLog(packed('control'), 'control')).toMatch(/exited: signal 9/);
+  });
+
+  it('calls after DoneWithSession throw a clear error and send nothing', async () => {
+    const { responses, closed } = await rawExchange(host.port, ['GET /control/after-done HTTP/1.1\r\nHost: x\r\n\r\n', 'GET /hello/ HTTP/1.1\r\nHost: x\r\n\r\n'], 2);
+    expect(responses[0]!.body.toString()).toBe('done');
+    expect(responses[1]!.body.toString()).toBe('Hello from TypeScript\n');
+    expect(closed).toBe(false);
+    await sleep(200);
+    expect(bridgeLog(packed('control'), 'control')).toContain('after-done: WriteClient: the request is already finished');
+  });
+});
+
+describe('streaming', () => {
+  it('streams a 32 MiB response', async () => {
+    const res = await fetch(`${host.url}/control/stream?mib=32`);
+    const buf = Buffer.from(await res.arrayBuffer());
+    expect(buf.length).toBe(32 << 20);
+    expect(buf.every((b) => b === 0x61)).toBe(true);
+  });
+});
+

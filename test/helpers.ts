@@ -1,0 +1,187 @@
+// Test helpers: pack examples once, start isapi-host on a free port, talk HTTP over real sockets.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const testDist = path.join(root, 'build', 'test-dist');
+export const isapiCli = path.join(root, 'bin', 'isapi.cjs');
+export const hostExe = path.join(root, 'build', 'native', 'linux-x64', 'out', 'isapi-host');
+
+export function runCli(args: string[], opts: { cwd?: string } = {}) {
+  const r = spawnSync(process.execPath, [isapiCli, ...args], { cwd: opts.cwd ?? root, encoding: 'utf8' });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** The packed folder for a script, packed by the global setup (test/global-setup.ts). */
+export function packed(name: string): string {
+  const folder = path.join(testDist, name);
+  if (!existsSync(folder)) throw new Error(`${folder} is missing: the global setup packs it`);
+  return folder;
+}
+
+export interface Host {
+  url: string;
+  port: number;
+  proc: ChildProcess;
+  output: () => string;
+  stop: () => Promise<void>;
+}
+
+/** Starts isapi-host with the given arguments plus --port 0, resolving once it listens. */
+export function startHost(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Host> {
+  const proc = spawn(hostExe, ['--port', '0', ...args], {
+    env: { ...process.env, ISAPI_WORKERS: '2', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  proc.stdout!.on('data', (d) => (out += d));
+  proc.stderr!.on('data', (d) => (out += d));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`isapi-host did not start:\n${out}`)), 60_000);
+    const check = () => {
+      const m = /listening on http:\/\/([\d.]+):(\d+)\//.exec(out);
+      if (!m) return;
+      clearTimeout(timer);
+      proc.stdout!.off('data', check);
+      const port = Number(m[2]);
+      resolve({
+        url: `http://127.0.0.1:${port}`,
+        port,
+        proc,
+        output: () => out,
+        stop: () =>
+          new Promise<void>((res) => {
+            if (proc.exitCode !== null) return res();
+            proc.once('exit', () => res());
+            proc.kill('SIGTERM');
+            setTimeout(() => proc.kill('SIGKILL'), 15_000).unref();
+          }),
+      });
+    };
+    proc.stdout!.on('data', check);
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`isapi-host exited with ${code}:\n${out}`));
+    });
+  });
+}
+
+/** Starts the host serving packed folders, each at /<name>. */
+export function serveFolders(names: string[], env: NodeJS.ProcessEnv = {}, extra: string[] = []): Promise<Host> {
+  const args: string[] = [];
+  for (const n of names) {
+    const folder = packed(n);
+    args.push('--vdir', `/${n}=${path.join(folder, `_${n}.so`)}`);
+  }
+  mkdirSync(path.join(testDist, 'logs'), { recursive: true });
+  return startHost([...args, ...extra], env);
+}
+
+export interface RawResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: Buffer;
+  raw: Buffer;
+}
+
+/** Parses one HTTP/1.1 response from a buffer (Content-Length, chunked or close-delimited). */
+export function parseResponse(buf: Buffer, closed: boolean): { res: RawResponse; used: number } | null {
+  const end = buf.indexOf('\r\n\r\n');
+  if (end < 0) return null;
+  const head = buf.subarray(0, end).toString('latin1').split('\r\n');
+  const status = Number(head[0]!.split(' ')[1]);
+  const headers: Record<string, string> = {};
+  for (const line of head.slice(1)) {
+    const i = line.indexOf(':');
+    const k = line.slice(0, i).trim().toLowerCase();
+    const v = line.slice(i + 1).trim();
+    headers[k] = headers[k] ? `${headers[k]}, ${v}` : v;
+  }
+  let pos = end + 4;
+  if (status === 100) return { res: { status, headers, body: Buffer.alloc(0), raw: buf.subarray(0, pos) }, used: pos };
+  if (headers['content-length'] !== undefined) {
+    const n = Number(headers['content-length']);
+    if (buf.length < pos + n) return null;
+    return { res: { status, headers, body: buf.subarray(pos, pos + n), raw: buf.subarray(0, pos + n) }, used: pos + n };
+  }
+  if (/chunked/i.test(headers['transfer-encoding'] ?? '')) {
+    const parts: Buffer[] = [];
+    for (;;) {
+      const lineEnd = buf.indexOf('\r\n', pos);
+      if (lineEnd < 0) return null;
+      const size = parseInt(buf.subarray(pos, lineEnd).toString('latin1'), 16);
+      if (buf.length < lineEnd + 2 + size + 2) return null;
+      if (size === 0) {
+        const used = lineEnd + 4;
+        return { res: { status, headers, body: Buffer.concat(parts), raw: buf.subarray(0, used) }, used };
+      }
+      parts.push(buf.subarray(lineEnd + 2, lineEnd + 2 + size));
+      pos = lineEnd + 2 + size + 2;
+    }
+  }
+  if (!closed) return null;
+  return { res: { status, headers, body: buf.subarray(pos), raw: buf }, used: buf.length };
+}
+
+/**
+ * Sends raw bytes on one connection and collects `count` responses (or until the server closes).
+ * Returns the responses and whether the server closed the connection.
+ */
+export function rawExchange(
+  port: number,
+  data: Buffer | string | Array<Buffer | string>,
+  count = 1,
+  timeoutMs = 30_000,
+): Promise<{ responses: RawResponse[]; closed: boolean }> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1');
+    let buf = Buffer.alloc(0);
+    const responses: RawResponse[] = [];
+    let closed = false;
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error(`timeout after ${responses.length} response(s); buffered: ${buf.subarray(0, 300).toString('latin1')}`));
+    }, timeoutMs);
+    const drain = () => {
+      for (;;) {
+        const r = parseResponse(buf, closed);
+        if (!r) break;
+        buf = buf.subarray(r.used);
+        if (r.res.status !== 100) responses.push(r.res);
+        if (responses.length >= count) break;
+      }
+      if (responses.length >= count || closed) {
+        clearTimeout(timer);
+        sock.destroy();
+        resolve({ responses, closed });
+      }
+    };
+    sock.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      drain();
+    });
+    sock.on('end', () => {
+      closed = true;
+      drain();
+    });
+    sock.on('error', (e) => {
+      closed = true;
+      if (responses.length) drain();
+      else {
+        clearTimeout(timer);
+        reject(e);
+      }
+    });
+    for (const part of Array.isArray(data) ? data : [data]) sock.write(part);
+  });
+}
+
+export function bridgeLog(folder: string, name: string): string {
+  const f = path.join(folder, 'logs', `${name}.log`);
+  return existsSync(f) ? readFileSync(f, 'utf8') : '';
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
