@@ -153,19 +153,26 @@ export function rawExchange(
         if (r.res.status !== 100) responses.push(r.res);
         if (responses.length >= count) break;
       }
-      if (responses.length >= count || closed) {
+      if (closed || responses.length >= count) {
         clearTimeout(timer);
-        sock.destroy();
-        resolve({ responses, closed });
+        // Wait a moment for the server to close, so callers can tell keep-alive from close.
+        const settle = closed ? 0 : 200;
+        setTimeout(() => {
+          sock.destroy();
+          resolve({ responses, closed });
+        }, settle);
       }
     };
+    let settled = false;
     sock.on('data', (d) => {
+      if (settled) return;
       buf = Buffer.concat([buf, d]);
       drain();
+      if (responses.length >= count) settled = true;
     });
     sock.on('end', () => {
       closed = true;
-      drain();
+      if (!settled) drain();
     });
     sock.on('error', (e) => {
       closed = true;
