@@ -1,0 +1,133 @@
+#include "connection.h"
+
+#include <cstring>
+
+#include "isapi.h"
+#include "platform/system.h"
+
+namespace isapi_host {
+
+namespace {
+constexpr size_t kReadChunk = 16384;
+}
+
+void Connection::Consume(size_t n) {
+  begin_ += n;
+  if (begin_ >= buf_.size()) {
+    buf_.clear();
+    begin_ = 0;
+  }
+}
+
+void Connection::SkipLeadingEmptyLines() {
+  while (available() >= 2 && data()[0] == '\r' && data()[1] == '\n') Consume(2);
+}
+
+void Connection::Compact() {
+  if (begin_ > 0 && (begin_ >= buf_.size() / 2 || buf_.capacity() - buf_.size() < kReadChunk)) {
+    buf_.erase(0, begin_);
+    begin_ = 0;
+  }
+}
+
+int64_t Connection::FillNonBlocking() {
+  Compact();
+  size_t old = buf_.size();
+  buf_.resize(old + kReadChunk);
+  int64_t n = NetRecv(sock, &buf_[old], kReadChunk);
+  buf_.resize(old + (n > 0 ? static_cast<size_t>(n) : 0));
+  return n;
+}
+
+int64_t Connection::FillBlocking(int timeout_ms) {
+  int64_t deadline = MonotonicMs() + timeout_ms;
+  for (;;) {
+    int64_t n = FillNonBlocking();
+    if (n >= 0) return n;
+    if (n == kIoError) return -1;
+    int64_t left = deadline - MonotonicMs();
+    if (left <= 0) return -1;
+    if (NetWaitReadable(sock, static_cast<int>(left)) < 0) return -1;
+  }
+}
+
+int64_t Connection::RecvDirect(char* out, size_t cap, int timeout_ms) {
+  int64_t deadline = MonotonicMs() + timeout_ms;
+  for (;;) {
+    int64_t n = NetRecv(sock, out, cap);
+    if (n >= 0) return n;
+    if (n == kIoError) return -1;
+    int64_t left = deadline - MonotonicMs();
+    if (left <= 0) return -1;
+    if (NetWaitReadable(sock, static_cast<int>(left)) < 0) return -1;
+  }
+}
+
+bool Connection::SendAll(const char* p, size_t n, int timeout_ms) {
+  while (n > 0) {
+    int64_t w = NetSend(sock, p, n);
+    if (w > 0) {
+      p += w;
+      n -= static_cast<size_t>(w);
+      continue;
+    }
+    if (w == kIoError) return false;
+    if (NetWaitWritable(sock, timeout_ms) <= 0) return false;
+  }
+  return true;
+}
+
+int64_t BodyReader::Read(Connection* c, char* out, size_t cap, int timeout_ms, uint32_t* err,
+                         bool* framing_error) {
+  *framing_error = false;
+  if (failed_) {
+    *err = ERROR_NETNAME_DELETED;
+    return -1;
+  }
+  if (done() || cap == 0) return 0;
+  if (mode_ == kLength) {
+    size_t want = cap;
+    if (want > remaining_) want = static_cast<size_t>(remaining_);
+    int64_t n;
+    if (c->available() > 0) {
+      n = static_cast<int64_t>(want < c->available() ? want : c->available());
+      memcpy(out, c->data(), static_cast<size_t>(n));
+      c->Consume(static_cast<size_t>(n));
+    } else {
+      n = c->RecvDirect(out, want, timeout_ms);
+      if (n <= 0) {
+        failed_ = true;
+        *err = n == 0 ? ERROR_NETNAME_DELETED : ERROR_TIMEOUT;
+        return -1;
+      }
+    }
+    remaining_ -= static_cast<uint64_t>(n);
+    raw_bytes_ += static_cast<uint64_t>(n);
+    return n;
+  }
+  // chunked
+  for (;;) {
+    if (c->available() == 0) {
+      int64_t n = c->FillBlocking(timeout_ms);
+      if (n <= 0) {
+        failed_ = true;
+        *err = n == 0 ? ERROR_NETNAME_DELETED : ERROR_TIMEOUT;
+        return -1;
+      }
+    }
+    size_t consumed = 0, produced = 0;
+    ChunkedDecoder::Result r = chunked_.Feed(c->data(), c->available(), out, cap, &consumed, &produced);
+    c->Consume(consumed);
+    raw_bytes_ += consumed;
+    if (r == ChunkedDecoder::kError) {
+      failed_ = true;
+      *framing_error = true;
+      *err = 13;  // ERROR_INVALID_DATA
+      return -1;
+    }
+    if (r == ChunkedDecoder::kDone) chunked_done_ = true;
+    if (produced > 0 || chunked_done_) return static_cast<int64_t>(produced);
+  }
+}
+
+}  // namespace isapi_host

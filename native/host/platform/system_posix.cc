@@ -1,0 +1,40 @@
+// POSIX implementation of platform/system.h.
+#include <signal.h>
+#include <time.h>
+
+#include "system.h"
+
+namespace isapi_host {
+
+namespace {
+sigset_t TerminationSet() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  return set;
+}
+}  // namespace
+
+void PrepareProcess() {
+  signal(SIGPIPE, SIG_IGN);
+  sigset_t set = TerminationSet();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);  // inherited by every thread created afterwards
+}
+
+void WaitForTerminationSignal() {
+  sigset_t set = TerminationSet();
+  int sig = 0;
+  while (sigwait(&set, &sig) != 0) {
+  }
+}
+
+void UtcTime(time_t t, struct tm* out) { gmtime_r(&t, out); }
+
+int64_t MonotonicMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+}  // namespace isapi_host

@@ -1,0 +1,119 @@
+// One ISAPI request: the EXTENSION_CONTROL_BLOCK, the request body, the response framing and the
+// completion state machine.
+//
+// Lifetime. HttpExtensionProc may return HSE_STATUS_PENDING; the request then ends when the
+// extension calls ServerSupportFunction(HSE_REQ_DONE_WITH_SESSION), from any thread, possibly
+// before HttpExtensionProc has returned. `state_mu_` decides exactly once which thread completes
+// the request:
+//   - HttpExtensionProc returned a final status            → the calling pool thread completes;
+//   - it returned PENDING and DONE_WITH_SESSION came first  → the calling pool thread completes;
+//   - it returned PENDING, DONE_WITH_SESSION comes later    → a pool task completes.
+// Completing = finish the response framing, write the access-log line, then hand the connection
+// back (next request / keep-alive, or close). The object itself is reference counted: Run() holds
+// one reference, completion one, and every queued async completion callback one, so a callback
+// or a late-returning HttpExtensionProc never sees freed memory.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "connection.h"
+#include "http_parser.h"
+#include "isapi.h"
+
+namespace isapi_host {
+
+class Server;
+struct Vdir;
+
+class RequestContext {
+ public:
+  enum class Outcome { kKeepAlive, kClose, kPending };
+
+  RequestContext(Server* server, Connection* conn, const Vdir* vdir, HttpRequestHead&& head,
+                 size_t head_bytes, int64_t start_ms);
+  RequestContext(const RequestContext&) = delete;
+  RequestContext& operator=(const RequestContext&) = delete;
+
+  // Runs the request on the calling pool thread. kPending: the connection now belongs to the
+  // request and returns to the server through Server::AfterRequest when it completes.
+  // The object may be deleted when Run returns.
+  Outcome Run();
+
+  // Maps an ECB ConnID back to its request; nullptr if it is not a live request.
+  static RequestContext* FromHandle(HCONN h);
+
+  // ECB callbacks (ecb_callbacks.cc). All may be called from any thread while the request lives.
+  BOOL GetServerVariable(LPSTR name, LPVOID buffer, LPDWORD size);
+  BOOL WriteClient(LPVOID buffer, LPDWORD bytes, DWORD flags);
+  BOOL ReadClient(LPVOID buffer, LPDWORD size);
+  BOOL ServerSupportFunction(DWORD request, LPVOID buffer, LPDWORD size, LPDWORD data_type);
+
+  // ---- request facts (read-only after construction; used by server_variables.cc)
+  EXTENSION_CONTROL_BLOCK ecb;
+  Server* const server;
+  Connection* const conn;
+  const Vdir* const vdir;
+  const HttpRequestHead head;
+  std::string path_translated;
+
+ private:
+  ~RequestContext();
+  void AddRef() { refs_.fetch_add(1, std::memory_order_relaxed); }
+  void Release();
+
+  // Response side; *_locked functions need write_mu_.
+  bool SendLocked(const char* p, size_t n);
+  BOOL SendHeaders(const char* status, size_t status_len, const char* headers, size_t headers_len,
+                   bool ex, bool keep_conn);
+  bool SendRedirect(const char* url);
+  BOOL DoneWithSession(LPVOID buffer);
+  BOOL VectorSend(void* vector);
+  BOOL MapUrlToPath(LPVOID buffer, LPDWORD size);
+  BOOL MapUrlToPathEx(LPVOID buffer, LPDWORD size, LPDWORD data_type);
+  void PostCompletion(PFN_HSE_IO_COMPLETION cb, void* ctx, DWORD bytes, DWORD error);
+  // Pre-reads up to the read-ahead size into preread_. False: respond/close (already handled).
+  bool PreRead();
+  // Ends the request: framing checks, error page, access log. Returns true to keep the connection.
+  bool Finish(DWORD status);
+  void CompleteFromPool(DWORD status);
+  bool DrainBody();
+  void WriteLog();
+
+  uint32_t magic_;
+  std::atomic<int> refs_{2};  // Run + completion
+  size_t head_bytes_;
+  int64_t start_ms_;
+  bool head_only_;
+
+  std::string method_, query_, path_info_, content_type_;
+  std::vector<char> preread_;
+
+  std::mutex read_mu_;
+  BodyReader body_;
+
+  std::mutex write_mu_;
+  bool headers_sent_ = false;
+  bool raw_output_ = false;
+  bool write_failed_ = false;
+  bool keep_alive_ = false;  // decided when the headers were sent
+  int status_sent_ = 0;
+  int64_t resp_content_length_ = -1;
+  uint64_t resp_body_bytes_ = 0;
+  uint64_t bytes_sent_ = 0;
+  std::string log_param_;
+  std::atomic<bool> close_requested_{false};
+
+  std::mutex state_mu_;
+  bool proc_returned_ = false;
+  bool done_called_ = false;
+  bool completed_ = false;
+  DWORD proc_status_ = 0;
+  DWORD done_status_ = 0;
+  PFN_HSE_IO_COMPLETION io_callback_ = nullptr;
+  void* io_context_ = nullptr;
+};
+
+}  // namespace isapi_host

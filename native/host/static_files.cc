@@ -1,0 +1,75 @@
+#include "static_files.h"
+
+#include <filesystem>
+#include <system_error>
+
+#include "http_parser.h"
+#include "http_util.h"
+
+namespace fs = std::filesystem;
+
+namespace isapi_host {
+
+const char* ContentTypeFor(const std::string& path) {
+  static const struct {
+    const char* ext;
+    const char* type;
+  } kTypes[] = {
+      {".html", "text/html; charset=utf-8"}, {".htm", "text/html; charset=utf-8"},
+      {".css", "text/css; charset=utf-8"},   {".js", "text/javascript; charset=utf-8"},
+      {".mjs", "text/javascript; charset=utf-8"}, {".json", "application/json"},
+      {".txt", "text/plain; charset=utf-8"}, {".xml", "application/xml"},
+      {".svg", "image/svg+xml"},             {".png", "image/png"},
+      {".jpg", "image/jpeg"},                {".jpeg", "image/jpeg"},
+      {".gif", "image/gif"},                 {".webp", "image/webp"},
+      {".ico", "image/x-icon"},              {".wasm", "application/wasm"},
+      {".pdf", "application/pdf"},           {".zip", "application/zip"},
+      {".woff", "font/woff"},                {".woff2", "font/woff2"},
+      {".map", "application/json"},          {".csv", "text/csv"},
+  };
+  size_t dot = path.find_last_of('.');
+  size_t slash = path.find_last_of("/\\");
+  if (dot == std::string::npos || (slash != std::string::npos && dot < slash))
+    return "application/octet-stream";
+  std::string ext = path.substr(dot);
+  for (const auto& t : kTypes)
+    if (IEquals(ext, t.ext)) return t.type;
+  return "application/octet-stream";
+}
+
+StaticFile ResolveStaticFile(const std::string& root, const std::string& method,
+                             const std::string& url_path) {
+  StaticFile r;
+  if (method != "GET" && method != "HEAD") {
+    r.status = 405;
+    return r;
+  }
+  if (url_path.empty() || url_path[0] != '/' || HasDotDotSegment(url_path) ||
+      url_path.find('\\') != std::string::npos) {
+    r.status = 400;
+    return r;
+  }
+  std::string p = root + url_path.substr(1);
+  std::error_code ec;
+  fs::file_status st = fs::status(p, ec);
+  if (!ec && fs::is_directory(st)) {
+    if (!p.empty() && p.back() != '/') p += '/';
+    p += "index.html";
+    st = fs::status(p, ec);
+  }
+  if (ec || !fs::is_regular_file(st)) {
+    r.status = 404;
+    return r;
+  }
+  r.size = fs::file_size(p, ec);
+  if (ec) {
+    r.status = 404;
+    return r;
+  }
+  r.status = 200;
+  r.path = p;
+  r.content_type = ContentTypeFor(p);
+  return r;
+}
+
+}  // namespace isapi_host
