@@ -10,6 +10,16 @@ export const enum In {
   VarReply = 102,
   Abort = 103,
   Shutdown = 104,
+  ServerSupportReply = 105,
+}
+
+/** The answer to a ServerSupportFunction call made through the bridge. */
+export interface ServerSupportReply {
+  ok: boolean;
+  /** Win32 error when !ok. */
+  error: number;
+  ints: number[];
+  out: string;
 }
 
 /** The first message of a request, decoded by the addon. */
@@ -39,6 +49,8 @@ export interface BridgeAddon {
   getVar(id: number, callId: number, name: string): void;
   credit(id: number, bytes: number): void;
   log(line: string): void;
+  serverSupport(id: number, callId: number, request: number, ints: number[], strs: string[]): void;
+  reload(reason: string): void;
   protocolVersion: number;
 }
 

@@ -2,11 +2,27 @@
 // documentation applies one to one. Fields the bridge sent with the request are plain
 // properties; calls that reach the web server return promises.
 
-import type { BridgeAddon, RequestBegin } from './channel';
+import type { BridgeAddon, RequestBegin, ServerSupportReply } from './channel';
 import {
   ERROR_INVALID_INDEX,
   ERROR_INVALID_PARAMETER,
   ERROR_NO_DATA,
+  HSE_APPEND_LOG_PARAMETER,
+  HSE_IO_SEND_HEADERS,
+  HSE_REQ_ABORTIVE_CLOSE,
+  HSE_REQ_CLOSE_CONNECTION,
+  HSE_REQ_EXEC_URL,
+  HSE_REQ_GET_EXEC_URL_STATUS,
+  HSE_REQ_IS_CONNECTED,
+  HSE_REQ_IS_KEEP_CONN,
+  HSE_REQ_MAP_URL_TO_PATH,
+  HSE_REQ_MAP_URL_TO_PATH_EX,
+  HSE_REQ_REPORT_UNHEALTHY,
+  HSE_REQ_SEND_CUSTOM_ERROR,
+  HSE_REQ_SEND_URL,
+  HSE_REQ_SEND_URL_REDIRECT_RESP,
+  HSE_REQ_SET_FLUSH_FLAG,
+  HSE_REQ_TRANSMIT_FILE,
   HSE_STATUS_ERROR,
   HSE_STATUS_SUCCESS,
 } from './constants';
@@ -20,6 +36,8 @@ export interface RequestLink {
   readonly addon: BridgeAddon;
   /** Round trip to the bridge's GetServerVariable: the Win32 error (0 = ok) and the bytes. */
   askVariable(name: string): Promise<{ err: number; value: Buffer }>;
+  /** A ServerSupportFunction call carried to the bridge. */
+  serverSupport(request: number, ints: number[], strs: string[]): Promise<ServerSupportReply>;
   /** Resolves when the channel's outgoing queue has room again. */
   waitDrain(): Promise<void>;
   /** The request is over (DoneWithSession sent). */
@@ -31,6 +49,42 @@ const ERROR_MESSAGES: Record<number, string> = {
   [ERROR_NO_DATA]: 'the server variable has no value for this request',
   [ERROR_INVALID_PARAMETER]: 'the request is no longer active',
 };
+
+export interface TransmitFileOptions {
+  /** Status line to send first ("200 OK"): sets HSE_IO_SEND_HEADERS. */
+  status?: string;
+  /** Bytes sent before the file (with `status`, the response header text ending in a blank line). */
+  head?: string;
+  /** Bytes sent after the file. */
+  tail?: string;
+  offset?: number;
+  /** 0 (the default) sends to the end of the file. */
+  length?: number;
+  /** More HSE_IO_* flags, e.g. HSE_IO_DISCONNECT_AFTER_SEND. */
+  flags?: number;
+}
+
+export interface ExecURLOptions {
+  method?: string;
+  /** Child request headers, "Name: value\r\n…". */
+  headers?: string;
+  body?: string;
+  /** HSE_EXEC_URL_* flags. */
+  flags?: number;
+}
+
+export interface ExecURLStatus {
+  HttpStatusCode: number;
+  HttpSubStatus: number;
+  Win32Error: number;
+}
+
+export interface URLMapEx {
+  PhysicalPath: string;
+  Flags: number;
+  MatchingPathLength: number;
+  MatchingURLLength: number;
+}
 
 export type HeaderInit = string | Record<string, string | number | readonly string[]>;
 
@@ -74,6 +128,7 @@ export class ECB {
   private wasAborted = false;
   private readonly body: RequestBody;
   private rawHeaders: RawHeaders | null = null;
+  private abortListeners: Array<() => void> = [];
 
   constructor(
     private readonly link: RequestLink,
@@ -101,6 +156,31 @@ export class ECB {
   /** True when the bridge gave up on the request (client gone, deadline passed). */
   get aborted(): boolean {
     return this.wasAborted;
+  }
+
+  /**
+   * Calls `listener` once when the bridge drops the request (the client went away or the
+   * deadline passed); on the next tick if that already happened. Returns a function that
+   * removes the listener.
+   */
+  onAbort(listener: () => void): () => void {
+    if (this.wasAborted) {
+      process.nextTick(listener);
+      return () => {};
+    }
+    this.abortListeners.push(listener);
+    return () => {
+      this.abortListeners = this.abortListeners.filter((l) => l !== listener);
+    };
+  }
+
+  /**
+   * A server variable's value when it is known without a round trip to the server (prefetched
+   * with the request, an ECB field, or derived from the headers); undefined otherwise.
+   */
+  knownServerVariable(name: string): string | undefined {
+    const local = localServerVariable(name, this.begin, 'ALL_RAW' in this.begin.vars ? this.headers() : null);
+    return local ?? undefined;
   }
 
   private check(funcname: string): void {
@@ -185,10 +265,97 @@ export class ECB {
     if (!this.wasAborted) this.link.addon.headers(this.link.id, status, headerText(headers), keepAlive);
   }
 
-  /** Redirect(url): a 302 to `url` (HSE_REQ_SEND_URL_REDIRECT_RESP). */
-  Redirect(url: string): void {
+  /** Redirect(url): a 302 to `url`, sent by the server (HSE_REQ_SEND_URL_REDIRECT_RESP). */
+  async Redirect(url: string): Promise<void> {
     if (/[\r\n]/.test(url)) throw new ExtensionError(ERROR_INVALID_PARAMETER, 'a redirect URL cannot contain CR or LF', 'Redirect');
-    this.SendResponseHeaders('302 Object Moved', { Location: url, 'Content-Length': 0 });
+    if (this.headersWereSent) throw new ExtensionError(ERROR_INVALID_PARAMETER, 'the response headers were already sent', 'Redirect');
+    this.headersWereSent = true;
+    await this.support('Redirect', HSE_REQ_SEND_URL_REDIRECT_RESP, [], [url]);
+  }
+
+  private async support(funcname: string, request: number, ints: number[] = [], strs: string[] = []): Promise<ServerSupportReply> {
+    this.check(funcname);
+    const r = await this.link.serverSupport(request, ints, strs);
+    if (!r.ok) throw new ExtensionError(r.error, ERROR_MESSAGES[r.error] ?? 'the server refused the call', funcname);
+    return r;
+  }
+
+  /** IsKeepConn(): asks the server whether the connection will be kept (HSE_REQ_IS_KEEP_CONN). */
+  async IsKeepConn(): Promise<boolean> {
+    return (await this.support('IsKeepConn', HSE_REQ_IS_KEEP_CONN)).ints[0] === 1;
+  }
+
+  /** IsConnected(): whether the client is still there (HSE_REQ_IS_CONNECTED). */
+  async IsConnected(): Promise<boolean> {
+    return (await this.support('IsConnected', HSE_REQ_IS_CONNECTED)).ints[0] === 1;
+  }
+
+  /** MapURLToPath(url): the physical path the server maps a URL to (HSE_REQ_MAP_URL_TO_PATH). */
+  async MapURLToPath(url: string): Promise<string> {
+    return (await this.support('MapURLToPath', HSE_REQ_MAP_URL_TO_PATH, [], [url])).out;
+  }
+
+  /** MapURLToPathEx(url): path, access flags and match lengths (HSE_REQ_MAP_URL_TO_PATH_EX). */
+  async MapURLToPathEx(url: string): Promise<URLMapEx> {
+    const r = await this.support('MapURLToPathEx', HSE_REQ_MAP_URL_TO_PATH_EX, [], [url]);
+    return { PhysicalPath: r.out, Flags: r.ints[0] ?? 0, MatchingPathLength: r.ints[1] ?? 0, MatchingURLLength: r.ints[2] ?? 0 };
+  }
+
+  /** AppendLogParameter(text): appended to the access log's query field (HSE_APPEND_LOG_PARAMETER). */
+  async AppendLogParameter(text: string): Promise<void> {
+    await this.support('AppendLogParameter', HSE_APPEND_LOG_PARAMETER, [], [text]);
+  }
+
+  /** ReportUnhealthy(reason): tells the server this process is unhealthy (HSE_REQ_REPORT_UNHEALTHY). */
+  async ReportUnhealthy(reason = ''): Promise<void> {
+    await this.support('ReportUnhealthy', HSE_REQ_REPORT_UNHEALTHY, [], [reason]);
+  }
+
+  /** SetFlushFlag(flag): whether the server flushes each WriteClient at once (HSE_REQ_SET_FLUSH_FLAG). */
+  async SetFlushFlag(flag: boolean): Promise<void> {
+    await this.support('SetFlushFlag', HSE_REQ_SET_FLUSH_FLAG, [flag ? 1 : 0]);
+  }
+
+  /** SendURL(url): the server answers with another local URL instead (HSE_REQ_SEND_URL). */
+  async SendURL(url: string): Promise<void> {
+    await this.support('SendURL', HSE_REQ_SEND_URL, [], [url]);
+    this.headersWereSent = true;
+  }
+
+  /** SendCustomError(status, subError): the server's error page for that status (HSE_REQ_SEND_CUSTOM_ERROR). */
+  async SendCustomError(status: string, subError = 0): Promise<void> {
+    await this.support('SendCustomError', HSE_REQ_SEND_CUSTOM_ERROR, [subError], [status]);
+    this.headersWereSent = true;
+  }
+
+  /**
+   * TransmitFile(path, options): the server sends the file itself (HSE_REQ_TRANSMIT_FILE), with
+   * optional status line, head and tail. The path is opened by the web server's process.
+   */
+  async TransmitFile(path: string, o: TransmitFileOptions = {}): Promise<void> {
+    const flags = (o.flags ?? 0) | (o.status ? HSE_IO_SEND_HEADERS : 0);
+    await this.support('TransmitFile', HSE_REQ_TRANSMIT_FILE, [flags, o.offset ?? 0, o.length ?? 0], [path, o.status ?? '', o.head ?? '', o.tail ?? '']);
+    this.headersWereSent = true;
+  }
+
+  /**
+   * ExecURL(url, options): runs a child request through the server's pipeline; its response goes
+   * to the client. Resolves when the child request is complete (HSE_REQ_EXEC_URL).
+   */
+  async ExecURL(url: string, o: ExecURLOptions = {}): Promise<void> {
+    await this.support('ExecURL', HSE_REQ_EXEC_URL, [o.flags ?? 0], [url, o.method ?? '', o.headers ?? '', o.body ?? '']);
+    this.headersWereSent = true;
+  }
+
+  /** GetExecURLStatus(): the child request's status (HSE_REQ_GET_EXEC_URL_STATUS). */
+  async GetExecURLStatus(): Promise<ExecURLStatus> {
+    const r = await this.support('GetExecURLStatus', HSE_REQ_GET_EXEC_URL_STATUS);
+    return { HttpStatusCode: r.ints[0] ?? 0, HttpSubStatus: r.ints[1] ?? 0, Win32Error: r.ints[2] ?? 0 };
+  }
+
+  /** CloseConnection(abortive): closes the client connection after this request. */
+  async CloseConnection(abortive = false): Promise<void> {
+    await this.support('CloseConnection', abortive ? HSE_REQ_ABORTIVE_CLOSE : HSE_REQ_CLOSE_CONNECTION);
   }
 
   /** IsKeepAlive(): whether the client asked to keep the connection (Connection header). */
@@ -213,8 +380,18 @@ export class ECB {
 
   /** @internal the bridge dropped the request. */
   _abort(): void {
+    if (this.wasAborted) return;
     this.wasAborted = true;
     this.body.abort();
+    const listeners = this.abortListeners;
+    this.abortListeners = [];
+    for (const l of listeners) {
+      try {
+        l();
+      } catch (err) {
+        process.stderr.write(`an abort listener failed: ${(err as Error)?.stack ?? err}\n`);
+      }
+    }
   }
 
   /** @internal a Body message arrived. */
@@ -223,13 +400,15 @@ export class ECB {
   }
 
   /** @internal ends the request after a handler failure. */
-  _fail(detail: string): void {
+  _fail(detail: string, status = 500, retryAfter = 0): void {
     if (this.done) return;
     if (!this.headersWereSent && !this.wasAborted) {
-      const body = `500 Internal Server Error\n${detail}\n`;
-      this.SendResponseHeaders('500 Internal Server Error', {
+      const statusLine = status === 503 ? '503 Service Unavailable' : '500 Internal Server Error';
+      const body = `${statusLine}\n${detail}\n`;
+      this.SendResponseHeaders(statusLine, {
         'Content-Type': 'text/plain; charset=utf-8',
         'Content-Length': Buffer.byteLength(body),
+        ...(retryAfter ? { 'Retry-After': retryAfter } : {}),
       });
       this.link.addon.write(this.link.id, body);
       this.DoneWithSession(HSE_STATUS_SUCCESS);

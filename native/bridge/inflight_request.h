@@ -5,6 +5,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -34,6 +35,10 @@ struct InflightRequest {
   DWORD doneStatus = HSE_STATUS_SUCCESS;
   uint64_t bodySent = 0;              // request body bytes pushed to the worker
   uint64_t bodyCredit = 0;            // ... and consumed by it (flow control)
+  // An asynchronous ServerSupportFunction in progress (EXEC_URL): what the web server reads
+  // until its completion callback, and how to answer the worker then.
+  std::shared_ptr<void> asyncStorage;
+  std::function<void(DWORD cbIO, DWORD error)> asyncDone;
 };
 
 using InflightPtr = std::shared_ptr<InflightRequest>;

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "bridge_log.h"
+#include "server_support.h"
 #include "worker_pool.h"
 
 namespace isapi::bridge {
@@ -141,6 +142,15 @@ void Worker::on_channel_closed() {
   pool_.on_dead(*this);
 }
 
+static void send_support_reply(Worker& w, uint32_t id, uint32_t callId, const ServerSupportResult& r) {
+  std::string frame;
+  FrameWriter f(frame, Msg::ServerSupportReply, id);
+  f.u32(callId).u32(r.ok ? 1 : 0).u32(r.error).u32(uint32_t(r.ints.size()));
+  for (uint32_t v : r.ints) f.u32(v);
+  f.str(r.out).finish();
+  w.send(frame);
+}
+
 static void send_var_reply(Worker& w, uint32_t id, uint32_t callId, uint32_t err, std::string_view value) {
   std::string frame;
   FrameWriter(frame, Msg::VarReply, id).u32(callId).u32(err).str(value).finish();
@@ -168,10 +178,20 @@ void Worker::handle(const channel::FrameHeader& h, std::string_view payload) {
     log_line("worker " + std::to_string(slot_) + ": " + std::string(rd.str()));
     return;
   }
+  if (h.type == Msg::Reload) {
+    log_line("worker " + std::to_string(slot_) + " asked for a reload: " + std::string(rd.str()));
+    pool_.reload("requested by worker " + std::to_string(slot_));
+    return;
+  }
   InflightPtr req = find(h.id);
   if (!req) {
     // The request already ended (deadline, client gone); its late messages are dropped.
     if (h.type == Msg::GetVar) send_var_reply(*this, h.id, rd.u32(), ERROR_INVALID_PARAMETER, {});
+    if (h.type == Msg::ServerSupport) {
+      ServerSupportResult gone;
+      gone.error = ERROR_INVALID_PARAMETER;
+      send_support_reply(*this, h.id, rd.u32(), gone);
+    }
     return;
   }
   std::unique_lock<std::mutex> lock(req->mu);
@@ -241,6 +261,30 @@ void Worker::handle(const channel::FrameHeader& h, std::string_view payload) {
       value.resize(ok && size >= nul ? size - nul : 0);
       lock.unlock();
       send_var_reply(*this, h.id, callId, err, value);
+      break;
+    }
+    case Msg::ServerSupport: {
+      uint32_t callId = rd.u32();
+      ServerSupportCall call;
+      call.request = rd.u32();
+      uint32_t n = rd.u32();
+      for (uint32_t i = 0; i < n && i < 16 && rd.ok(); ++i) call.ints.push_back(rd.u32());
+      uint32_t m = rd.u32();
+      for (uint32_t i = 0; i < m && i < 16 && rd.ok(); ++i) call.strs.push_back(rd.str());
+      ServerSupportResult r;
+      if (req->completed || !rd.ok()) {
+        r.error = ERROR_INVALID_PARAMETER;
+      } else {
+        std::weak_ptr<Worker> self = weak_from_this();
+        uint32_t id = h.id;
+        call.reply = [self, id, callId](ServerSupportResult late) {
+          if (auto w = self.lock()) send_support_reply(*w, id, callId, late);
+        };
+        r = server_support(*req, call);
+        if (r.pending) break;
+      }
+      lock.unlock();
+      send_support_reply(*this, h.id, callId, r);
       break;
     }
     case Msg::BodyCredit: {

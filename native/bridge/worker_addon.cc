@@ -203,6 +203,22 @@ class Channel {
                        Napi::Buffer<char>::Copy(env, value.data(), value.size())});
         return;
       }
+      case Msg::ServerSupportReply: {
+        uint32_t callId = rd.u32();
+        uint32_t ok = rd.u32();
+        uint32_t err = rd.u32();
+        uint32_t n = rd.u32();
+        Napi::Array ints = Napi::Array::New(env);
+        for (uint32_t i = 0; i < n && i < 16 && rd.ok(); ++i) ints.Set(i, Napi::Number::New(env, rd.u32()));
+        std::string_view out = rd.str();
+        Napi::Object r = Napi::Object::New(env);
+        r.Set("ok", Napi::Boolean::New(env, ok != 0));
+        r.Set("error", Napi::Number::New(env, err));
+        r.Set("ints", ints);
+        r.Set("out", js_str(env, out));
+        dispatch.Call({type, id, Napi::Number::New(env, callId), r});
+        return;
+      }
       default:
         dispatch.Call({type, id});
         return;
@@ -311,6 +327,30 @@ Napi::Value GetVar(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// serverSupport(id, callId, request, ints[], strs[]): a ServerSupportFunction call.
+Napi::Value ServerSupport(const Napi::CallbackInfo& info) {
+  std::string frame;
+  FrameWriter f(frame, Msg::ServerSupport, u32_arg(info[0]));
+  f.u32(u32_arg(info[1])).u32(u32_arg(info[2]));
+  Napi::Array ints = info[3].IsArray() ? info[3].As<Napi::Array>() : Napi::Array::New(info.Env());
+  f.u32(ints.Length());
+  for (uint32_t i = 0; i < ints.Length(); ++i) f.u32(u32_arg(ints.Get(i)));
+  Napi::Array strs = info[4].IsArray() ? info[4].As<Napi::Array>() : Napi::Array::New(info.Env());
+  f.u32(strs.Length());
+  for (uint32_t i = 0; i < strs.Length(); ++i) f.str(str_arg(strs.Get(i)));
+  f.finish();
+  g_channel->queue(frame);
+  return info.Env().Undefined();
+}
+
+// reload(reason): ask the bridge for a fresh generation of workers.
+Napi::Value Reload(const Napi::CallbackInfo& info) {
+  std::string frame;
+  FrameWriter(frame, Msg::Reload, 0).str(str_arg(info[0])).finish();
+  g_channel->queue(frame);
+  return info.Env().Undefined();
+}
+
 // credit(id, bytes): the worker consumed that much request body.
 Napi::Value Credit(const Napi::CallbackInfo& info) {
   std::string frame;
@@ -339,6 +379,8 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("getVar", Napi::Function::New(env, GetVar, "getVar"));
   exports.Set("credit", Napi::Function::New(env, Credit, "credit"));
   exports.Set("log", Napi::Function::New(env, Log, "log"));
+  exports.Set("serverSupport", Napi::Function::New(env, ServerSupport, "serverSupport"));
+  exports.Set("reload", Napi::Function::New(env, Reload, "reload"));
   exports.Set("protocolVersion", Napi::Number::New(env, isapi::channel::kProtocolVersion));
   return exports;
 }

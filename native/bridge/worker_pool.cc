@@ -1,6 +1,7 @@
 #include "worker_pool.h"
 
 #include <algorithm>
+#include <filesystem>
 
 #include "bridge_log.h"
 #include "wire.h"
@@ -19,6 +20,14 @@ constexpr uint32_t kBodyChunk = 64 * 1024;
 constexpr auto kRapidFailWindow = std::chrono::seconds(10);
 
 WorkerPool::~WorkerPool() { stop(0); }
+
+static int64_t file_stamp(const std::string& path) {
+  std::error_code ec;
+  auto t = std::filesystem::last_write_time(path, ec);
+  if (ec) return 0;
+  auto size = std::filesystem::file_size(path, ec);
+  return int64_t(t.time_since_epoch().count()) ^ (int64_t(ec ? 0 : size) << 1);
+}
 
 bool WorkerPool::spawn_into(int slot, std::string& error) {
   auto w = std::make_shared<Worker>(*this, slot);
@@ -40,6 +49,7 @@ bool WorkerPool::spawn_into(int slot, std::string& error) {
 }
 
 bool WorkerPool::start(std::string& error) {
+  exeStamp_ = file_stamp(cfg_.workerExe);
   workers_.assign(size_t(cfg_.workers), nullptr);
   slots_.assign(size_t(cfg_.workers), SlotState{});
   for (int i = 0; i < cfg_.workers; ++i) spawn_into(i, error);
@@ -70,11 +80,13 @@ bool WorkerPool::start(std::string& error) {
 std::shared_ptr<Worker> WorkerPool::pick_locked() {
   std::shared_ptr<Worker> best;
   size_t bestLoad = SIZE_MAX;
-  for (auto& w : workers_) {
-    if (!w || w->state() != WorkerState::Ready) continue;
+  auto consider = [&](const std::shared_ptr<Worker>& w) {
+    if (!w || w->state() != WorkerState::Ready) return;
     size_t l = w->load();
     if (l < bestLoad) { best = w; bestLoad = l; }
-  }
+  };
+  for (auto& w : workers_) consider(w);
+  for (auto& s : slots_) consider(s.retiring);
   return best;
 }
 
@@ -157,16 +169,59 @@ void WorkerPool::pump_body(const InflightPtr& req) {
 
 void WorkerPool::on_ready(Worker& w) {
   std::deque<InflightPtr> todo;
-  std::shared_ptr<Worker> self;
+  std::shared_ptr<Worker> self, retired;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    slots_[size_t(w.slot())].restartPending = false;
+    auto& slot = slots_[size_t(w.slot())];
+    slot.restartPending = false;
     self = workers_[size_t(w.slot())];
+    if (self.get() != &w) return;
+    // The replacement is ready: the previous generation stops taking requests and drains.
+    retired = std::move(slot.retiring);
+    if (retired) draining_.push_back(retired);
     todo.swap(pending_);
     cv_.notify_all();
   }
-  if (self.get() != &w) return;
+  if (retired) retired->request_shutdown();
   for (auto& r : todo) self->adopt(r);
+}
+
+void WorkerPool::reload(const std::string& reason) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (reloadReason_.empty()) reloadReason_ = reason;
+  cv_.notify_all();
+}
+
+void WorkerPool::check_for_redeploy_locked() {
+  int64_t stamp = file_stamp(cfg_.workerExe);
+  if (stamp == 0 || stamp == exeStamp_) return;
+  exeStamp_ = stamp;
+  if (reloadReason_.empty()) reloadReason_ = "the worker executable changed (redeploy)";
+}
+
+void WorkerPool::start_reload_locked(std::unique_lock<std::mutex>& lock) {
+  std::string reason;
+  reason.swap(reloadReason_);
+  log_line("reloading all workers: " + reason);
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    auto old = workers_[i];
+    if (old && old->state() == WorkerState::Ready) {
+      // A slot reloaded twice before its new worker was ready keeps the oldest serving.
+      if (slots_[i].retiring) {
+        draining_.push_back(old);
+      } else {
+        slots_[i].retiring = old;
+      }
+    } else if (old) {
+      draining_.push_back(old);
+    }
+    workers_[i] = nullptr;
+    lock.unlock();
+    if (old && slots_[i].retiring != old) old->request_shutdown();
+    std::string err;
+    spawn_into(int(i), err);
+    lock.lock();
+  }
 }
 
 void WorkerPool::on_dead(Worker&) {
@@ -180,10 +235,24 @@ void WorkerPool::supervise() {
     cv_.wait_for(lock, milliseconds(100));
     if (stopping_) break;
     auto now = Clock::now();
+    check_for_redeploy_locked();
+    if (!reloadReason_.empty()) start_reload_locked(lock);
+
+    for (auto it = draining_.begin(); it != draining_.end();) {
+      if ((*it)->state() != WorkerState::Dead) { ++it; continue; }
+      auto w = *it;
+      it = draining_.erase(it);
+      lock.unlock();
+      std::string how = w->reap(2000);
+      log_line("worker " + std::to_string(w->slot()) + " (pid " + std::to_string(w->pid()) + ") of the previous generation exited: " + how);
+      lock.lock();
+      it = draining_.begin();
+    }
 
     for (size_t i = 0; i < workers_.size(); ++i) {
       auto w = workers_[i];
       auto& s = slots_[i];
+      if (s.retiring && s.retiring->state() == WorkerState::Dead) draining_.push_back(std::move(s.retiring));
       if (w && w->state() == WorkerState::Starting &&
           now - w->startedAt() > milliseconds(cfg_.startupTimeoutMs)) {
         log_line("worker " + std::to_string(i) + " sent no Ready message within " +
@@ -224,6 +293,8 @@ void WorkerPool::supervise() {
     // Deadlines for requests held by workers.
     std::vector<std::shared_ptr<Worker>> live;
     for (auto& w : workers_) if (w) live.push_back(w);
+    for (auto& s : slots_) if (s.retiring) live.push_back(s.retiring);
+    for (auto& w : draining_) live.push_back(w);
     lock.unlock();
     for (auto& w : live) {
       for (auto& r : w->snapshot()) {
@@ -249,6 +320,10 @@ void WorkerPool::stop(int drainMs) {
     if (stopping_ && !supervisor_.joinable()) return;
     stopping_ = true;
     for (auto& w : workers_) if (w) live.push_back(w);
+    for (auto& s : slots_) if (s.retiring) live.push_back(s.retiring);
+    for (auto& w : draining_) live.push_back(w);
+    draining_.clear();
+    for (auto& s : slots_) s.retiring = nullptr;
     pending.swap(pending_);
     cv_.notify_all();
   }

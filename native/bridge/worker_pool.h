@@ -38,6 +38,9 @@ class WorkerPool {
   void pump_body(const InflightPtr& req);
   // Graceful stop: Shutdown to every worker, wait up to drainMs, then kill.
   void stop(int drainMs);
+  // Starts a fresh worker for every slot; each old one keeps serving until its replacement is
+  // ready, then drains (finishes what it holds) and exits. No request fails.
+  void reload(const std::string& reason);
 
   const PoolConfig& config() const { return cfg_; }
 
@@ -55,14 +58,21 @@ class WorkerPool {
   std::condition_variable cv_;
   std::vector<std::shared_ptr<Worker>> workers_;
   struct SlotState {
+    std::shared_ptr<Worker> retiring;  // the previous generation, serving until the new one is ready
     int rapidFailures = 0;
     std::chrono::steady_clock::time_point restartAt{};
     bool restartPending = false;
   };
   std::vector<SlotState> slots_;
   std::deque<InflightPtr> pending_;
+  std::vector<std::shared_ptr<Worker>> draining_;  // asked to shut down; reaped once they exit
   std::thread supervisor_;
   bool stopping_ = false;
+  std::string reloadReason_;                       // non-empty: the supervisor reloads next tick
+  int64_t exeStamp_ = 0;                           // worker executable's mtime+size at start
+
+  void check_for_redeploy_locked();
+  void start_reload_locked(std::unique_lock<std::mutex>& lock);
 };
 
 }  // namespace isapi::bridge

@@ -52,4 +52,10 @@ bool open_worker_end(const std::string& address, Endpoint& out, std::string& err
 // A random token (hex) that the worker must echo in its Ready message.
 std::string random_token();
 
+#ifdef _WIN32
+// Windows: the bridge end's wait for the worker to connect also watches the worker process, so a
+// worker that dies before connecting reads as end-of-stream (see transport_win.cc).
+bool link_worker_process(NativeHandle childHandle, void* process);
+#endif
+
 }  // namespace isapi::channel

@@ -28,6 +28,8 @@ enum class Msg : uint16_t {
   GetVar = 5,         // u32 callId, str name
   Log = 6,            // str line (worker-side diagnostics the bridge writes to its log)
   BodyCredit = 7,     // u32 bytes the worker consumed (flow control for request bodies)
+  ServerSupport = 8,  // u32 callId, u32 request (HSE_REQ_*), u32 n + n×u32, u32 m + m×str
+  Reload = 9,         // str reason: start fresh workers and drain this generation
 
   // bridge → worker
   Request = 100,      // see RequestBegin below
@@ -35,6 +37,7 @@ enum class Msg : uint16_t {
   VarReply = 102,     // u32 callId, u32 win32Error, str value
   Abort = 103,        // the client or the bridge gave up on the request
   Shutdown = 104,     // drain and exit
+  ServerSupportReply = 105,  // u32 callId, u32 ok, u32 win32Error, u32 n + n×u32, str out
 };
 
 struct FrameHeader {

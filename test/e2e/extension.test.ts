@@ -145,3 +145,63 @@ describe('streaming', () => {
   });
 });
 
+
+describe('ServerSupportFunction through the bridge', () => {
+  it('IsKeepConn and IsConnected ask the server', async () => {
+    const res = await fetch(`${host.url}/control/keepconn`);
+    expect(await res.text()).toBe('keep=true connected=true');
+  });
+
+  it('MapURLToPath returns the server mapping', async () => {
+    const res = await fetch(`${host.url}/control/map?url=/control/x.txt`);
+    expect(await res.text()).toBe(`${packed('control')}/x.txt`);
+  });
+
+  it('Redirect is a 302 sent by the server', async () => {
+    const res = await fetch(`${host.url}/control/redirect?to=/hello/`, { redirect: 'manual' });
+    expect(res.status).toBe(302);
+    expect(res.headers.get('location')).toBe('/hello/');
+  });
+
+  it('TransmitFile sends a file from the web server process, with status and head', async () => {
+    const res = await fetch(`${host.url}/control/transmit`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-transmitted')).toBe('yes');
+    const manifest = await res.json();
+    expect(manifest.name).toBe('control');
+  });
+
+  it('a missing server variable raises ExtensionError 1413 in the handler', async () => {
+    const res = await fetch(`${host.url}/control/unknown-var`);
+    expect(await res.text()).toBe('ExtensionError: GetServerVariable(NO_SUCH_VARIABLE_X): the server variable does not exist (error 1413)');
+  });
+});
+
+describe('reload', () => {
+  const pidsSeen = async (n: number) => {
+    const pids = new Set<number>();
+    for (let i = 0; i < n; i++) pids.add(Number(await (await fetch(`${host.url}/control/pid`)).text()));
+    return pids;
+  };
+
+  it('InternalReloadException answers 503 + Retry-After, then fresh workers serve without failing a request', async () => {
+    const before = await pidsSeen(6);
+    const res = await fetch(`${host.url}/control/reload`);
+    expect(res.status).toBe(503);
+    expect(res.headers.get('retry-after')).toBe('1');
+    // Keep requests flowing while the generations swap: every one must succeed, until ten in a
+    // row come from new processes.
+    const statuses: number[] = [];
+    let freshInARow = 0;
+    for (let i = 0; i < 500 && freshInARow < 10; i++) {
+      const r = await fetch(`${host.url}/control/pid`);
+      statuses.push(r.status);
+      const pid = Number(await r.text());
+      freshInARow = r.status === 200 && !before.has(pid) ? freshInARow + 1 : 0;
+      await sleep(10);
+    }
+    expect(freshInARow).toBe(10);
+    expect(statuses.filter((s) => s !== 200)).toEqual([]);
+    expect(bridgeLog(packed('control'), 'control')).toContain('reloading all workers: requested by worker');
+  });
+});

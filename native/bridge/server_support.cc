@@ -1,0 +1,214 @@
+#include "server_support.h"
+
+#include <cstring>
+
+#ifdef _WIN32
+#include <io.h>
+#include <fcntl.h>
+#else
+#include <fcntl.h>
+#include <unistd.h>
+#endif
+
+namespace isapi::bridge {
+
+namespace {
+
+std::string arg(const ServerSupportCall& c, size_t i) {
+  return i < c.strs.size() ? std::string(c.strs[i]) : std::string();
+}
+uint32_t num(const ServerSupportCall& c, size_t i) { return i < c.ints.size() ? c.ints[i] : 0; }
+
+ServerSupportResult result_of(BOOL ok) {
+  ServerSupportResult r;
+  r.ok = ok != FALSE;
+  r.error = ok ? 0 : GetLastError();
+  return r;
+}
+
+ServerSupportResult bool_query(EXTENSION_CONTROL_BLOCK* ecb, DWORD request) {
+  BOOL value = FALSE;
+  ServerSupportResult r = result_of(ecb->ServerSupportFunction(ecb->ConnID, request, &value, nullptr, nullptr));
+  r.ints.push_back(value ? 1 : 0);
+  return r;
+}
+
+struct ExecUrlStorage {
+  std::string url, method, headers, body;
+  HSE_EXEC_URL_ENTITY_INFO entity{};
+  HSE_EXEC_URL_INFO info{};
+};
+
+VOID WINAPI async_completed(EXTENSION_CONTROL_BLOCK*, PVOID context, DWORD cbIO, DWORD error) {
+  auto* req = static_cast<InflightRequest*>(context);
+  std::function<void(DWORD, DWORD)> done;
+  {
+    std::lock_guard<std::mutex> lock(req->mu);
+    done.swap(req->asyncDone);
+  }
+  if (done) done(cbIO, error);
+}
+
+}  // namespace
+
+ServerSupportResult server_support(InflightRequest& req, const ServerSupportCall& call) {
+  EXTENSION_CONTROL_BLOCK* ecb = req.ecb;
+  switch (call.request) {
+    case HSE_REQ_IS_KEEP_CONN:
+    case HSE_REQ_IS_CONNECTED:
+      return bool_query(ecb, call.request);
+
+    case HSE_REQ_CLOSE_CONNECTION:
+    case HSE_REQ_ABORTIVE_CLOSE:
+      return result_of(ecb->ServerSupportFunction(ecb->ConnID, call.request, nullptr, nullptr, nullptr));
+
+    case HSE_REQ_SET_FLUSH_FLAG:
+      return result_of(ecb->ServerSupportFunction(ecb->ConnID, call.request,
+                                                  reinterpret_cast<LPVOID>(uintptr_t(num(call, 0))), nullptr, nullptr));
+
+    case HSE_APPEND_LOG_PARAMETER:
+    case HSE_REQ_REPORT_UNHEALTHY:
+    case HSE_REQ_SEND_URL:
+    case HSE_REQ_SEND_URL_REDIRECT_RESP: {
+      std::string text = arg(call, 0);
+      DWORD size = DWORD(text.size() + 1);
+      ServerSupportResult r = result_of(ecb->ServerSupportFunction(ecb->ConnID, call.request, text.data(), &size, nullptr));
+      if (r.ok && (call.request == HSE_REQ_SEND_URL || call.request == HSE_REQ_SEND_URL_REDIRECT_RESP)) req.headersSent = true;
+      return r;
+    }
+
+    case HSE_REQ_MAP_URL_TO_PATH: {
+      std::string url = arg(call, 0);
+      std::string buf(std::max<size_t>(url.size() + 1, 4096), '\0');
+      std::memcpy(buf.data(), url.c_str(), url.size() + 1);
+      DWORD size = DWORD(buf.size());
+      ServerSupportResult r = result_of(ecb->ServerSupportFunction(ecb->ConnID, call.request, buf.data(), &size, nullptr));
+      if (!r.ok && r.error == ERROR_INSUFFICIENT_BUFFER && size > buf.size()) {
+        buf.assign(size, '\0');
+        std::memcpy(buf.data(), url.c_str(), url.size() + 1);
+        r = result_of(ecb->ServerSupportFunction(ecb->ConnID, call.request, buf.data(), &size, nullptr));
+      }
+      if (r.ok) r.out = buf.c_str();
+      return r;
+    }
+
+    case HSE_REQ_MAP_URL_TO_PATH_EX: {
+      std::string url = arg(call, 0);
+      HSE_URL_MAPEX_INFO info{};
+      DWORD size = DWORD(url.size() + 1);
+      ServerSupportResult r = result_of(ecb->ServerSupportFunction(
+          ecb->ConnID, call.request, url.data(), &size, reinterpret_cast<LPDWORD>(&info)));
+      if (r.ok) {
+        r.out = info.lpszPath;
+        r.ints = {info.dwFlags, info.cchMatchingPath, info.cchMatchingURL};
+      }
+      return r;
+    }
+
+    case HSE_REQ_SEND_CUSTOM_ERROR: {
+      std::string status = arg(call, 0);
+      HSE_CUSTOM_ERROR_INFO info{};
+      info.pszStatus = status.data();
+      info.uHttpSubError = uint16_t(num(call, 0));
+      info.fAsync = FALSE;
+      ServerSupportResult r = result_of(ecb->ServerSupportFunction(ecb->ConnID, call.request, &info, nullptr, nullptr));
+      if (r.ok) req.headersSent = true;
+      return r;
+    }
+
+    case HSE_REQ_EXEC_URL: {
+      // strs: url, method, child headers, entity body; ints: flags. The child request runs
+      // through the web server's pipeline; its completion arrives on IO_COMPLETION.
+      if (req.asyncDone) {
+        ServerSupportResult busy;
+        busy.error = ERROR_INVALID_PARAMETER;  // one asynchronous operation at a time
+        return busy;
+      }
+      auto st = std::make_shared<ExecUrlStorage>();
+      st->url = arg(call, 0);
+      st->method = arg(call, 1);
+      st->headers = arg(call, 2);
+      st->body = arg(call, 3);
+      st->info.pszUrl = st->url.empty() ? nullptr : st->url.data();
+      st->info.pszMethod = st->method.empty() ? nullptr : st->method.data();
+      st->info.pszChildHeaders = st->headers.empty() ? nullptr : st->headers.data();
+      if (!st->body.empty()) {
+        st->entity.cbAvailable = DWORD(st->body.size());
+        st->entity.lpbData = st->body.data();
+        st->info.pEntity = &st->entity;
+      }
+      st->info.dwExecUrlFlags = num(call, 0);
+      auto reply = call.reply;
+      req.asyncStorage = st;
+      req.asyncDone = [reply](DWORD cbIO, DWORD error) {
+        ServerSupportResult r;
+        r.ok = error == 0;
+        r.error = error;
+        r.ints.push_back(cbIO);
+        if (reply) reply(std::move(r));
+      };
+      ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_IO_COMPLETION, reinterpret_cast<LPVOID>(&async_completed),
+                                 nullptr, reinterpret_cast<LPDWORD>(&req));
+      ServerSupportResult r = result_of(ecb->ServerSupportFunction(ecb->ConnID, call.request, &st->info, nullptr, nullptr));
+      if (!r.ok) {
+        req.asyncDone = nullptr;
+        return r;
+      }
+      req.headersSent = true;  // the child's response goes to the client
+      r.pending = true;
+      return r;
+    }
+
+    case HSE_REQ_GET_EXEC_URL_STATUS: {
+      HSE_EXEC_URL_STATUS st{};
+      ServerSupportResult r = result_of(ecb->ServerSupportFunction(ecb->ConnID, call.request, &st, nullptr, nullptr));
+      r.ints = {st.uHttpStatusCode, st.uHttpSubStatus, st.dwWin32Error};
+      return r;
+    }
+
+    case HSE_REQ_TRANSMIT_FILE: {
+      // strs: path, status line (with HSE_IO_SEND_HEADERS), head, tail; ints: flags, offset, length.
+      // The file is opened here, in the web server's process: a worker's handle means nothing in it.
+      std::string path = arg(call, 0), status = arg(call, 1), head = arg(call, 2), tail = arg(call, 3);
+#ifdef _WIN32
+      HANDLE file = CreateFileA(path.c_str(), GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_WRITE, nullptr,
+                                OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, nullptr);
+      if (file == INVALID_HANDLE_VALUE) return result_of(FALSE);
+#else
+      int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) {
+        ServerSupportResult r;
+        r.error = 2;  // ERROR_FILE_NOT_FOUND
+        return r;
+      }
+      HANDLE file = reinterpret_cast<HANDLE>(intptr_t(fd));
+#endif
+      HSE_TF_INFO tf{};
+      tf.hFile = file;
+      tf.pszStatusCode = status.empty() ? nullptr : status.c_str();
+      tf.dwFlags = (num(call, 0) | HSE_IO_SYNC) & ~DWORD(HSE_IO_ASYNC);
+      tf.Offset = num(call, 1);
+      tf.BytesToWrite = num(call, 2);
+      tf.pHead = head.empty() ? nullptr : head.data();
+      tf.HeadLength = DWORD(head.size());
+      tf.pTail = tail.empty() ? nullptr : tail.data();
+      tf.TailLength = DWORD(tail.size());
+      ServerSupportResult r = result_of(ecb->ServerSupportFunction(ecb->ConnID, call.request, &tf, nullptr, nullptr));
+#ifdef _WIN32
+      CloseHandle(file);
+#else
+      ::close(fd);
+#endif
+      if (r.ok) req.headersSent = true;
+      return r;
+    }
+
+    default: {
+      ServerSupportResult r;
+      r.error = ERROR_INVALID_PARAMETER;
+      return r;
+    }
+  }
+}
+
+}  // namespace isapi::bridge
