@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "filters.h"
 #include "isapi.h"
 #include "platform/system.h"
 
@@ -13,14 +14,26 @@ constexpr size_t kReadChunk = 16384;
 
 void Connection::Consume(size_t n) {
   begin_ += n;
+  filtered_ = filtered_ > n ? filtered_ - n : 0;
   if (begin_ >= buf_.size()) {
     buf_.clear();
     begin_ = 0;
+    filtered_ = 0;
   }
 }
 
+void Connection::ReplaceUnfiltered(const char* p, size_t n) {
+  buf_.replace(begin_ + filtered_, std::string::npos, p, n);
+  filtered_ = available();
+}
+
+bool Connection::FilterNewBytes() {
+  if (!read_filtering || !filters || unfiltered() == 0) return true;
+  return filters->ReadRawData() == FilterSession::kContinue;
+}
+
 void Connection::SkipLeadingEmptyLines() {
-  while (available() >= 2 && data()[0] == '\r' && data()[1] == '\n') Consume(2);
+  while (available() - unfiltered() >= 2 && data()[0] == '\r' && data()[1] == '\n') Consume(2);
 }
 
 void Connection::Compact() {
@@ -33,8 +46,13 @@ void Connection::Compact() {
 int64_t Connection::FillNonBlocking() {
   Compact();
   size_t old = buf_.size();
-  buf_.resize(old + kReadChunk);
-  int64_t n = NetRecv(sock, &buf_[old], kReadChunk);
+  size_t chunk = kReadChunk;
+  if (next_read_size) {
+    chunk = next_read_size;
+    next_read_size = 0;
+  }
+  buf_.resize(old + chunk);
+  int64_t n = NetRecv(sock, &buf_[old], chunk);
   buf_.resize(old + (n > 0 ? static_cast<size_t>(n) : 0));
   return n;
 }
@@ -43,6 +61,11 @@ int64_t Connection::FillBlocking(int timeout_ms) {
   int64_t deadline = MonotonicMs() + timeout_ms;
   for (;;) {
     int64_t n = FillNonBlocking();
+    if (n > 0 && read_filtering) {
+      if (!FilterNewBytes()) return -1;
+      // A filter may swallow what was read (SF_STATUS_REQ_READ_NEXT): read more.
+      if (available() == 0) continue;
+    }
     if (n >= 0) return n;
     if (n == kIoError) return -1;
     int64_t left = deadline - MonotonicMs();
@@ -52,6 +75,16 @@ int64_t Connection::FillBlocking(int timeout_ms) {
 }
 
 int64_t Connection::RecvDirect(char* out, size_t cap, int timeout_ms) {
+  if (read_filtering) {  // every byte goes through the buffer and the filters
+    while (available() == 0) {
+      int64_t n = FillBlocking(timeout_ms);
+      if (n <= 0) return n;
+    }
+    size_t k = cap < available() ? cap : available();
+    memcpy(out, data(), k);
+    Consume(k);
+    return static_cast<int64_t>(k);
+  }
   int64_t deadline = MonotonicMs() + timeout_ms;
   for (;;) {
     int64_t n = NetRecv(sock, out, cap);

@@ -12,6 +12,8 @@
 
 namespace isapi_host {
 
+class FilterSession;
+
 class Connection {
  public:
   Connection(socket_t s, const NetAddress& peer, const NetAddress& local)
@@ -36,6 +38,19 @@ class Connection {
   socket_t sock;
   NetAddress peer;
   NetAddress local;
+  uint32_t id = 0;  // SF_REQ_GET_CONNID
+  bool abort_close = false;  // HSE_REQ_ABORTIVE_CLOSE: reset instead of a graceful close
+
+  // ISAPI filters (nullptr when none are loaded). With read_filtering, every byte received goes
+  // through SF_NOTIFY_READ_RAW_DATA before anything parses it: bytes [0, filtered) of the buffer
+  // have been through the filters, the rest not yet.
+  FilterSession* filters = nullptr;
+  bool read_filtering = false;
+  uint32_t next_read_size = 0;  // SF_REQ_SET_NEXT_READ_SIZE: size of the next read (once)
+  size_t unfiltered() const { return read_filtering ? available() - filtered_ : 0; }
+  char* mutable_unfiltered() { return &buf_[begin_ + filtered_]; }
+  void ReplaceUnfiltered(const char* p, size_t n);
+  void MarkFiltered() { filtered_ = available(); }
 
   // Event-loop state (touched only by the owner).
   enum class LoopState { kReading, kLinger } loop_state = LoopState::kReading;
@@ -48,8 +63,11 @@ class Connection {
 
  private:
   void Compact();
+  // Runs READ_RAW_DATA over new bytes (read_filtering). False: a filter ended the connection.
+  bool FilterNewBytes();
   std::string buf_;
   size_t begin_ = 0;
+  size_t filtered_ = 0;
 };
 
 // Reads a request body (Content-Length or chunked) from a connection, never past its end.

@@ -13,16 +13,11 @@ void* IsapiExtension::Symbol(const char* name, const char* decorated) {
   return p;
 }
 
-bool IsapiExtension::Load(const std::string& path, std::string* err) {
+bool IsapiExtension::Load(const std::string& path, void* handle, std::string* err) {
   path_ = path;
   size_t slash = path.find_last_of("/\\");
   dir_ = slash == std::string::npos ? std::string("./") : path.substr(0, slash + 1);
-  std::string dlerr;
-  handle_ = DynlibOpen(path, &dlerr);
-  if (!handle_) {
-    *err = "cannot load ISAPI extension " + path + ": " + dlerr;
-    return false;
-  }
+  handle_ = handle;
   GetVersionFn get_version =
       reinterpret_cast<GetVersionFn>(Symbol("GetExtensionVersion", "_GetExtensionVersion@4"));
   proc_ = reinterpret_cast<ProcFn>(Symbol("HttpExtensionProc", "_HttpExtensionProc@4"));
@@ -31,7 +26,6 @@ bool IsapiExtension::Load(const std::string& path, std::string* err) {
     *err = "ISAPI extension " + path + " does not export " +
            (get_version ? "HttpExtensionProc" : "GetExtensionVersion") +
            ": is it an ISAPI extension (a filter-only library is not)?";
-    DynlibClose(handle_);
     handle_ = nullptr;
     return false;
   }
@@ -40,7 +34,6 @@ bool IsapiExtension::Load(const std::string& path, std::string* err) {
   if (!get_version(&info)) {
     *err = "GetExtensionVersion of " + path +
            " returned FALSE: the extension refused to start (see its own log for why)";
-    DynlibClose(handle_);
     handle_ = nullptr;
     return false;
   }
@@ -56,9 +49,5 @@ void IsapiExtension::Terminate() {
   if (!terminate_(HSE_TERM_ADVISORY_UNLOAD)) terminate_(HSE_TERM_MUST_UNLOAD);
 }
 
-void IsapiExtension::Unload() {
-  DynlibClose(handle_);
-  handle_ = nullptr;
-}
 
 }  // namespace isapi_host

@@ -9,12 +9,13 @@ namespace isapi_host {
 
 class IsapiExtension {
  public:
-  // path must be absolute. On failure *err says what happened (path + loader text).
-  bool Load(const std::string& path, std::string* err);
+  // path must be absolute; handle is the library, opened once by the server (a library that is
+  // also a filter shares it). On failure *err says what happened.
+  bool Load(const std::string& path, void* handle, std::string* err);
   DWORD HttpExtensionProc(EXTENSION_CONTROL_BLOCK* ecb) { return proc_(ecb); }
   // TerminateExtension(HSE_TERM_ADVISORY_UNLOAD), then MUST_UNLOAD if the first returned FALSE.
   void Terminate();
-  void Unload();
+  void Unload() { handle_ = nullptr; }  // the server closes the library
 
   const std::string& path() const { return path_; }
   const std::string& directory() const { return dir_; }  // with a trailing separator

@@ -1,6 +1,8 @@
 #include "http_util.h"
 
 #include <cstdio>
+#include <cctype>
+#include <cstring>
 #include <ctime>
 
 #include "platform/system.h"
@@ -32,7 +34,12 @@ const char* ReasonPhrase(int status) {
     case 301: return "Moved Permanently";
     case 302: return "Found";
     case 304: return "Not Modified";
+    case 201: return "Created";
+    case 206: return "Partial Content";
+    case 303: return "See Other";
+    case 307: return "Temporary Redirect";
     case 400: return "Bad Request";
+    case 401: return "Unauthorized";
     case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
@@ -40,6 +47,7 @@ const char* ReasonPhrase(int status) {
     case 411: return "Length Required";
     case 413: return "Payload Too Large";
     case 414: return "URI Too Long";
+    case 416: return "Range Not Satisfiable";
     case 417: return "Expectation Failed";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
@@ -51,11 +59,18 @@ const char* ReasonPhrase(int status) {
   }
 }
 
+std::string StatusLineText(int status) { return std::to_string(status) + " " + ReasonPhrase(status); }
+
+std::string ErrorBody(int status) {
+  std::string code = StatusLineText(status);
+  return "<!DOCTYPE html><html><head><title>" + code + "</title></head><body><h1>" + code +
+         "</h1></body></html>\n";
+}
+
 std::string BuildErrorResponse(int status, bool keep_alive, bool http10, bool head_only,
                                const std::string& extra_headers) {
-  std::string code = std::to_string(status) + " " + ReasonPhrase(status);
-  std::string body = "<!DOCTYPE html><html><head><title>" + code + "</title></head><body><h1>" +
-                     code + "</h1></body></html>\n";
+  std::string code = StatusLineText(status);
+  std::string body = ErrorBody(status);
   std::string r = "HTTP/1.1 " + code + "\r\nServer: " + kServerHeader + "\r\nDate: " +
                   HttpDateNow() + "\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: " +
                   std::to_string(body.size()) + "\r\n" + extra_headers;
@@ -74,6 +89,134 @@ bool IEquals(const std::string& a, const std::string& b) {
     if (y >= 'A' && y <= 'Z') y += 32;
     if (x != y) return false;
   }
+  return true;
+}
+
+size_t ParseHeaderLines(const char* text, size_t len, std::vector<HttpHeader>* out, bool* ended) {
+  size_t i = 0;
+  *ended = false;
+  while (i < len) {
+    const char* nl = static_cast<const char*>(memchr(text + i, '\n', len - i));
+    size_t line_end = nl ? static_cast<size_t>(nl - text) : len;
+    size_t next = nl ? line_end + 1 : len;
+    std::string line(text + i, line_end - i);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    i = next;
+    if (line.empty()) {
+      *ended = nl != nullptr;
+      return i;
+    }
+    size_t colon = line.find(':');
+    HttpHeader h;
+    h.name = colon == std::string::npos ? line : line.substr(0, colon);
+    while (!h.name.empty() && (h.name.back() == ' ' || h.name.back() == '\t')) h.name.pop_back();
+    std::string value = colon == std::string::npos ? "" : line.substr(colon + 1);
+    size_t vb = value.find_first_not_of(" \t");
+    h.value = vb == std::string::npos ? "" : value.substr(vb);
+    out->push_back(std::move(h));
+  }
+  return len;
+}
+
+std::string ComposeResponseHead(const std::string& status, const std::vector<HttpHeader>& headers,
+                                bool keep_alive, bool http10) {
+  bool has_server = false, has_date = false;
+  for (const HttpHeader& h : headers) {
+    if (IEquals(h.name, "Server")) has_server = true;
+    else if (IEquals(h.name, "Date")) has_date = true;
+  }
+  std::string out;
+  out.reserve(160 + headers.size() * 40);
+  out += "HTTP/1.1 ";
+  out += status;
+  out += "\r\n";
+  if (!has_server) {
+    out += "Server: ";
+    out += kServerHeader;
+    out += "\r\n";
+  }
+  if (!has_date) {
+    out += "Date: ";
+    out += HttpDateNow();
+    out += "\r\n";
+  }
+  for (const HttpHeader& h : headers) {
+    if (IEquals(h.name, "Connection")) continue;
+    out += h.name;
+    out += ": ";
+    out += h.value;
+    out += "\r\n";
+  }
+  if (!keep_alive) out += "Connection: close\r\n";
+  else if (http10) out += "Connection: keep-alive\r\n";
+  out += "\r\n";
+  return out;
+}
+
+ResponseFraming FramingOf(const std::vector<HttpHeader>& headers) {
+  ResponseFraming f;
+  for (const HttpHeader& h : headers) {
+    if (IEquals(h.name, "Content-Length")) {
+      int64_t n = 0;
+      bool ok = !h.value.empty();
+      for (char ch : h.value) {
+        if (ch == ' ' || ch == '\t') break;
+        if (ch < '0' || ch > '9') {
+          ok = false;
+          break;
+        }
+        n = n * 10 + (ch - '0');
+      }
+      if (ok) f.content_length = n;
+    } else if (IEquals(h.name, "Transfer-Encoding") || IEquals(h.name, "Connection")) {
+      std::string lower = h.value;
+      for (char& ch : lower) ch = static_cast<char>(tolower(static_cast<unsigned char>(ch)));
+      if (IEquals(h.name, "Connection")) {
+        if (lower.find("close") != std::string::npos) f.close = true;
+      } else if (lower.find("chunked") != std::string::npos) {
+        f.chunked = true;
+      }
+    }
+  }
+  return f;
+}
+
+bool NormalizeUrl(const std::string& in, std::string* out) {
+  std::string path = in, query;
+  size_t q = path.find('?');
+  if (q != std::string::npos) {
+    query = path.substr(q);
+    path.resize(q);
+  }
+  std::string decoded;
+  if (!PercentDecode(path, &decoded)) return false;
+  for (char& ch : decoded)
+    if (ch == '\\') ch = '/';
+  if (decoded.empty() || decoded[0] != '/') return false;
+  std::vector<std::string> segs;
+  size_t i = 1;
+  bool trailing = false;
+  while (i <= decoded.size()) {
+    size_t j = decoded.find('/', i);
+    if (j == std::string::npos) j = decoded.size();
+    std::string seg = decoded.substr(i, j - i);
+    trailing = j < decoded.size() || seg.empty();
+    if (seg == "..") {
+      if (segs.empty()) return false;
+      segs.pop_back();
+      trailing = true;
+    } else if (seg == ".") {
+      trailing = true;
+    } else if (!seg.empty()) {
+      segs.push_back(seg);
+      trailing = j < decoded.size();
+    }
+    i = j + 1;
+  }
+  std::string r;
+  for (const std::string& s : segs) r += "/" + s;
+  if (r.empty() || trailing) r += "/";
+  *out = r + query;
   return true;
 }
 

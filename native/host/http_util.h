@@ -1,6 +1,10 @@
 // Small HTTP helpers shared by the host: dates, reason phrases, error pages.
 #pragma once
+#include <cstdint>
 #include <string>
+#include <vector>
+
+#include "http_parser.h"
 
 namespace isapi_host {
 
@@ -14,5 +18,28 @@ const char* ReasonPhrase(int status);
 std::string BuildErrorResponse(int status, bool keep_alive, bool http10, bool head_only,
                                const std::string& extra_headers = "");
 bool IEquals(const std::string& a, const std::string& b);
+
+// The short text/html body of an error page.
+std::string ErrorBody(int status);
+// "404 Not Found" for a bare "404"; the text as given otherwise.
+std::string StatusLineText(int status);
+// Parses "Name: value" lines (CRLF or LF) up to the first empty line into *out. Returns the offset
+// just past the empty line, or text.size() when there was none (*ended = false).
+size_t ParseHeaderLines(const char* text, size_t len, std::vector<HttpHeader>* out, bool* ended);
+// A response head: "HTTP/1.1 <status>", the headers, Server and Date when absent, then
+// "Connection: close" (keep_alive false) or "Connection: keep-alive" (HTTP/1.0 client), and the
+// blank line. Connection headers in `headers` are dropped: the host decides.
+std::string ComposeResponseHead(const std::string& status, const std::vector<HttpHeader>& headers,
+                                bool keep_alive, bool http10);
+// Framing facts of a header list.
+struct ResponseFraming {
+  int64_t content_length = -1;
+  bool chunked = false;
+  bool close = false;  // "Connection: close"
+};
+ResponseFraming FramingOf(const std::vector<HttpHeader>& headers);
+// IIS URL normalization: percent-decodes, turns '\' into '/', collapses "//", resolves "." and
+// ".." segments. False if the URL is invalid or climbs above the root.
+bool NormalizeUrl(const std::string& in, std::string* out);
 
 }  // namespace isapi_host

@@ -23,6 +23,10 @@ const char kUsage[] =
     "  --bind ADDR           address to listen on (default 127.0.0.1)\n"
     "  --vdir /path=LIB      map the URL prefix /path (and everything under it) to the ISAPI\n"
     "                        extension library LIB; repeatable; '/' maps every URL\n"
+    "  --filter LIB          load the ISAPI filter library LIB for every request (global);\n"
+    "                        repeatable: dispatch order is the filters' priority (HIGH, MEDIUM,\n"
+    "                        LOW), ties in --filter order. A library given to both --filter and\n"
+    "                        --vdir is loaded once and serves as both\n"
     "  --root DIR            serve static files from DIR for URLs no --vdir maps\n"
     "                        (default: those URLs get 404)\n"
     "  --access-log FILE     append a W3C extended log (IIS fields) to FILE\n"
@@ -33,8 +37,10 @@ const char kUsage[] =
     "  --idle-timeout-ms N   keep-alive idle timeout (default 120000)\n"
     "  --help                show this help\n"
     "\n"
-    "Prints 'isapi-host listening on http://ADDR:PORT/' once ready. SIGINT/SIGTERM: stop\n"
-    "accepting, wait up to 10 s for requests in flight, then TerminateExtension and exit.\n";
+    "GET /__isapi-host/health answers 200 \"healthy\", or 503 with every HSE_REQ_REPORT_UNHEALTHY\n"
+    "report. Prints 'isapi-host listening on http://ADDR:PORT/' once ready. SIGINT/SIGTERM: stop\n"
+    "accepting, wait up to 10 s for requests in flight, then TerminateExtension, TerminateFilter\n"
+    "and exit.\n";
 
 [[noreturn]] void Fail(const std::string& msg) {
   fprintf(stderr, "isapi-host: %s\n", msg.c_str());
@@ -83,6 +89,8 @@ int main(int argc, char** argv) {
       if (e == std::string::npos || e == 0 || e + 1 == spec.size())
         Fail("--vdir expects /url-prefix=library-path, got '" + spec + "'");
       cfg.vdirs.emplace_back(spec.substr(0, e), spec.substr(e + 1));
+    } else if (arg == "--filter") {
+      cfg.filters.push_back(next());
     } else if (arg == "--root") {
       cfg.root = next();
     } else if (arg == "--access-log") {

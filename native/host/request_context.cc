@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "access_log.h"
+#include "filters.h"
 #include "http_util.h"
 #include "platform/system.h"
 #include "server.h"
@@ -27,12 +28,16 @@ BOOL WINAPI EcbReadClient(HCONN, LPVOID, LPDWORD);
 BOOL WINAPI EcbServerSupportFunction(HCONN, DWORD, LPVOID, LPDWORD, LPDWORD);
 
 RequestContext::RequestContext(Server* server, Connection* conn, const Vdir* vdir,
-                               HttpRequestHead&& h, size_t head_bytes, int64_t start_ms)
+                               HttpRequestHead&& h, size_t head_bytes, int64_t start_ms,
+                               std::string translated, RequestContext* parent)
     : server(server),
       conn(conn),
       vdir(vdir),
       head(std::move(h)),
+      path_translated(std::move(translated)),
+      filters(conn->filters),
       magic_(kLiveMagic),
+      parent_(parent),
       head_bytes_(head_bytes),
       start_ms_(start_ms) {
   head_only_ = head.method == "HEAD";
@@ -40,7 +45,8 @@ RequestContext::RequestContext(Server* server, Connection* conn, const Vdir* vdi
   query_ = head.query;
   // IIS gives PATH_INFO = the whole URL for script and wildcard maps.
   path_info_ = head.path;
-  path_translated = server->MapUrlToPath(head.path);
+  if (filters && !parent_) filters->SetRequest(&head, vdir, &path_translated);
+  if (parent_) depth_ = parent_->depth_ + 1;
   if (!head.FindHeader("Content-Type", &content_type_)) content_type_.clear();
   if (head.chunked) body_.InitChunked(server->config().max_header_bytes);
   else body_.InitLength(head.content_length);
@@ -64,6 +70,17 @@ RequestContext::RequestContext(Server* server, Connection* conn, const Vdir* vdi
 }
 
 RequestContext::~RequestContext() { magic_ = kDeadMagic; }
+
+VarSource RequestContext::Vars() const {
+  VarSource v;
+  v.server = server;
+  v.conn = conn;
+  v.head = &head;
+  v.vdir = vdir;
+  v.path_translated = &path_translated;
+  v.auth = filters ? filters->auth() : nullptr;
+  return v;
+}
 
 RequestContext* RequestContext::FromHandle(HCONN h) {
   RequestContext* r = static_cast<RequestContext*>(h);
@@ -111,7 +128,13 @@ bool RequestContext::PreRead() {
 }
 
 RequestContext::Outcome RequestContext::Run() {
-  if (!PreRead()) {
+  if (parent_) {
+    // A child request: its entity (if any) is already in preread_; nothing is read from the client.
+    if (preread_.empty()) preread_.push_back(0);
+    ecb.cbAvailable = static_cast<DWORD>(preread_.size() - 1);
+    ecb.cbTotalBytes = ecb.cbAvailable;
+    ecb.lpbData = reinterpret_cast<LPBYTE>(preread_.data());
+  } else if (!PreRead()) {
     // The body could not be read (client gone, timeout, bad chunk framing → 400 already sent);
     // the extension never runs.
     ecb.dwHttpStatusCode = 400;
@@ -144,12 +167,19 @@ RequestContext::Outcome RequestContext::Run() {
     return Outcome::kPending;
   }
   bool keep = Finish(final_status);
+  if (parent_) parent_->OnChildDone(this);
   Release();  // completion
   Release();  // Run
   return keep ? Outcome::kKeepAlive : Outcome::kClose;
 }
 
 void RequestContext::CompleteFromPool(DWORD status) {
+  if (parent_) {
+    Finish(status);
+    parent_->OnChildDone(this);
+    Release();
+    return;
+  }
   bool keep = Finish(status);
   Connection* c = conn;
   Server* s = server;
@@ -189,7 +219,15 @@ void RequestContext::PostCompletion(PFN_HSE_IO_COMPLETION cb, void* ctx, DWORD b
 bool RequestContext::SendLocked(const char* p, size_t n) {
   if (write_failed_) return false;
   if (n == 0) return true;
-  if (!conn->SendAll(p, n, server->config().io_timeout_ms)) {
+  bool ok;
+  if (filters) {
+    bool close_after = false;
+    ok = filters->Send(p, n, server->config().io_timeout_ms, &close_after);
+    if (close_after) close_requested_ = true;
+  } else {
+    ok = conn->SendAll(p, n, server->config().io_timeout_ms);
+  }
+  if (!ok) {
     write_failed_ = true;
     return false;
   }
@@ -213,93 +251,51 @@ BOOL RequestContext::SendHeaders(const char* status, size_t status_len, const ch
   if (st.size() == 3) st += std::string(" ") + ReasonPhrase(code);
 
   // Header lines (CRLF or LF), up to the first empty line; what follows is body.
-  std::string lines;
-  bool has_server = false, has_date = false, ext_close = false, te_chunked = false;
-  int64_t content_length = -1;
-  size_t i = 0;
+  std::vector<HttpHeader> hv;
   bool ended = false;
-  while (i < headers_len) {
-    const char* nl = static_cast<const char*>(memchr(headers + i, '\n', headers_len - i));
-    size_t line_end = nl ? static_cast<size_t>(nl - headers) : headers_len;
-    size_t next = nl ? line_end + 1 : headers_len;
-    std::string line(headers + i, line_end - i);
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    i = next;
-    if (line.empty()) {
-      ended = nl != nullptr;
-      break;
-    }
-    size_t colon = line.find(':');
-    std::string name = colon == std::string::npos ? line : line.substr(0, colon);
-    while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) name.pop_back();
-    std::string value = colon == std::string::npos ? "" : line.substr(colon + 1);
-    size_t vb = value.find_first_not_of(" \t");
-    value = vb == std::string::npos ? "" : value.substr(vb);
-    std::string lower = value;
-    for (char& ch : lower) ch = static_cast<char>(tolower(static_cast<unsigned char>(ch)));
-    if (IEquals(name, "Connection")) {
-      // The host writes its own Connection header from its keep-alive decision.
-      if (lower.find("close") != std::string::npos) ext_close = true;
-      continue;
-    }
-    if (IEquals(name, "Content-Length")) {
-      int64_t n = 0;
-      bool ok = !value.empty();
-      for (char ch : value) {
-        if (ch == ' ' || ch == '\t') break;
-        if (ch < '0' || ch > '9') { ok = false; break; }
-        n = n * 10 + (ch - '0');
-      }
-      if (ok) content_length = n;
-    } else if (IEquals(name, "Transfer-Encoding")) {
-      if (lower.find("chunked") != std::string::npos) te_chunked = true;
-    } else if (IEquals(name, "Server")) {
-      has_server = true;
-    } else if (IEquals(name, "Date")) {
-      has_date = true;
-    }
-    lines += line;
-    lines += "\r\n";
-  }
-  const char* body = ended ? headers + i : nullptr;
-  size_t body_len = ended ? headers_len - i : 0;
+  size_t off = ParseHeaderLines(headers, headers_len, &hv, &ended);
+  const char* body = ended ? headers + off : nullptr;
+  size_t body_len = ended ? headers_len - off : 0;
 
   std::lock_guard<std::mutex> lock(write_mu_);
   if (headers_sent_ || raw_output_) {
     SetLastError(ERROR_INVALID_PARAMETER);
     return FALSE;
   }
+  if (filters) {
+    FilterSession::Verdict v = filters->SendResponse(&st, &hv);
+    if (v == FilterSession::kFinished || v == FilterSession::kFinishedKeepConn) {
+      // An ACCESS_DENIED filter answered instead: drop the extension's response.
+      taken_over_ = true;
+      headers_sent_ = true;
+      keep_alive_ = false;
+      status_sent_ = filters->response_status() ? filters->response_status() : code;
+      bytes_sent_ += filters->bytes_sent();
+      return TRUE;
+    }
+    if (v == FilterSession::kError) {  // a SEND_RESPONSE filter failed: close without a response
+      headers_sent_ = true;
+      write_failed_ = true;
+      status_sent_ = 500;
+      SetLastError(ERROR_NETNAME_DELETED);
+      return FALSE;
+    }
+    code = atoi(st.c_str());
+  }
+  ResponseFraming fr = FramingOf(hv);
   bool http10 = head.minor_version == 0;
-  bool framed = content_length >= 0 || (te_chunked && !http10) || head_only_ || code == 204 ||
+  bool framed = fr.content_length >= 0 || (fr.chunked && !http10) || head_only_ || code == 204 ||
                 code == 304 || (code >= 100 && code < 200);
-  keep_alive_ = head.keep_alive && framed && !ext_close && (!ex || keep_conn) &&
+  keep_alive_ = head.keep_alive && framed && !fr.close && (!ex || keep_conn) &&
                 !close_requested_.load() && !server->stopping();
-  std::string out;
-  out.reserve(128 + lines.size() + (head_only_ ? 0 : body_len));
-  out += "HTTP/1.1 ";
-  out += st;
-  out += "\r\n";
-  if (!has_server) {
-    out += "Server: ";
-    out += kServerHeader;
-    out += "\r\n";
-  }
-  if (!has_date) {
-    out += "Date: ";
-    out += HttpDateNow();
-    out += "\r\n";
-  }
-  out += lines;
-  if (!keep_alive_) out += "Connection: close\r\n";
-  else if (http10) out += "Connection: keep-alive\r\n";
-  out += "\r\n";
+  std::string out = ComposeResponseHead(st, hv, keep_alive_, http10);
   if (body_len && !head_only_) {
     out.append(body, body_len);
     resp_body_bytes_ += body_len;
   }
   headers_sent_ = true;
   status_sent_ = code;
-  resp_content_length_ = content_length;
+  resp_content_length_ = fr.content_length;
   if (!SendLocked(out.data(), out.size())) {
     SetLastError(ERROR_NETNAME_DELETED);
     return FALSE;
@@ -339,30 +335,42 @@ bool RequestContext::Finish(DWORD status) {
     std::lock_guard<std::mutex> lock(write_mu_);
     if (!headers_sent_ && !raw_output_) {
       if (status == HSE_STATUS_ERROR) {
-        std::string r = BuildErrorResponse(500, false, false, head_only_);
-        SendLocked(r.data(), r.size());
+        std::string st = StatusLineText(500);
+        std::string body = ErrorBody(500);
+        std::vector<HttpHeader> hv;
+        hv.push_back(HttpHeader{"Content-Type", "text/html; charset=utf-8"});
+        hv.push_back(HttpHeader{"Content-Length", std::to_string(body.size())});
+        FilterSession::Verdict v = filters ? filters->SendResponse(&st, &hv) : FilterSession::kContinue;
+        if (v == FilterSession::kContinue) {
+          std::string r = ComposeResponseHead(st, hv, false, false);
+          if (!head_only_) r += body;
+          SendLocked(r.data(), r.size());
+        }
         status_sent_ = 500;
         headers_sent_ = true;
       }
       // A successful request that sent nothing: IIS sends nothing and closes.
       keep = false;
     } else {
-      keep = keep_alive_ && !raw_output_ && !write_failed_ && status != HSE_STATUS_ERROR;
+      keep = keep_alive_ && !raw_output_ && !write_failed_ && !taken_over_ &&
+             status != HSE_STATUS_ERROR;
       if (keep && !head_only_ && resp_content_length_ >= 0 && status_sent_ != 204 &&
           status_sent_ != 304 && resp_body_bytes_ != static_cast<uint64_t>(resp_content_length_))
         keep = false;  // the declared length was not honoured: the framing is lost
     }
   }
+  if (parent_) return false;  // a child: the parent decides about the connection
   if (close_requested_.load() || server->stopping()) keep = false;
   if (keep && !body_.done()) keep = DrainBody();
-  if (!keep && close_requested_.load()) NetShutdownBoth(conn->sock);
+  if (!keep && close_requested_.load() && !conn->abort_close) NetShutdownBoth(conn->sock);
   WriteLog();
   return keep;
 }
 
 void RequestContext::WriteLog() {
+  if (parent_) return;  // child requests are not logged separately (like IIS)
   AccessLog* log = server->access_log();
-  if (!log) return;
+  if (!log && !filters) return;
   AccessLogEntry e;
   e.server_ip = conn->local.addr;
   e.method = head.method;
@@ -384,7 +392,13 @@ void RequestContext::WriteLog() {
   if (head.FindHeader("User-Agent", &ua)) e.user_agent = ua;
   e.bytes_received = head_bytes_ + body_.raw_bytes();
   e.time_taken_ms = MonotonicMs() - start_ms_;
-  log->Write(e);
+  if (filters) {
+    if (filters->auth()) e.username = filters->auth()->user;
+    filters->EndOfRequest();
+    filters->Log(&e);
+    filters->ClearRequest();
+  }
+  if (log) log->Write(e);
 }
 
 }  // namespace isapi_host

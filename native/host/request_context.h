@@ -14,6 +14,7 @@
 // or a late-returning HttpExtensionProc never sees freed memory.
 #pragma once
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -22,18 +23,33 @@
 #include "connection.h"
 #include "http_parser.h"
 #include "isapi.h"
+#include "server_variables.h"
 
 namespace isapi_host {
 
+class FilterSession;
 class Server;
 struct Vdir;
+
+// What an EXEC_URL / SEND_URL child request runs, copied from HSE_EXEC_URL_INFO (whose memory
+// belongs to the extension and may be gone when an asynchronous child runs).
+struct ExecRequest {
+  bool has_url = false;
+  std::string url;
+  std::string method;   // "" = the parent's
+  std::string headers;  // extra request header lines
+  bool has_entity = false;
+  std::string entity;
+  DWORD flags = 0;
+};
 
 class RequestContext {
  public:
   enum class Outcome { kKeepAlive, kClose, kPending };
 
   RequestContext(Server* server, Connection* conn, const Vdir* vdir, HttpRequestHead&& head,
-                 size_t head_bytes, int64_t start_ms);
+                 size_t head_bytes, int64_t start_ms, std::string path_translated,
+                 RequestContext* parent = nullptr);
   RequestContext(const RequestContext&) = delete;
   RequestContext& operator=(const RequestContext&) = delete;
 
@@ -58,6 +74,9 @@ class RequestContext {
   const Vdir* const vdir;
   const HttpRequestHead head;
   std::string path_translated;
+  FilterSession* const filters;  // the connection's filters, nullptr without any
+
+  VarSource Vars() const;
 
  private:
   ~RequestContext();
@@ -71,6 +90,16 @@ class RequestContext {
   bool SendRedirect(const char* url);
   BOOL DoneWithSession(LPVOID buffer);
   BOOL VectorSend(void* vector);
+  BOOL TransmitFile(HSE_TF_INFO* tf);
+  // Sends [offset, offset+length) of a file (length 0xFFFFFFFFFFFFFFFF: to the end) as body.
+  bool SendFileRange(void* handle, uint64_t offset, uint64_t length, DWORD* total, DWORD* err);
+  BOOL ExecUrl(const HSE_EXEC_URL_INFO* info);
+  // Runs a child request (EXEC_URL, SEND_URL) through the host's pipeline on this thread and
+  // waits for it; its response goes to this request's client. Returns a Win32 error or 0.
+  DWORD RunChild(const ExecRequest& x);
+  void ServeChildStatic(const HttpRequestHead& h);
+  void OnChildDone(RequestContext* child);
+  BOOL SendCustomError(const HSE_CUSTOM_ERROR_INFO* info);
   BOOL MapUrlToPath(LPVOID buffer, LPDWORD size);
   BOOL MapUrlToPathEx(LPVOID buffer, LPDWORD size, LPDWORD data_type);
   void PostCompletion(PFN_HSE_IO_COMPLETION cb, void* ctx, DWORD bytes, DWORD error);
@@ -83,6 +112,13 @@ class RequestContext {
   void WriteLog();
 
   uint32_t magic_;
+  RequestContext* const parent_;  // EXEC_URL / SEND_URL child: its parent request
+  int depth_ = 0;
+  std::mutex child_mu_;
+  std::condition_variable child_cv_;
+  bool child_done_ = false;
+  HSE_EXEC_URL_STATUS exec_status_{};
+  bool exec_status_valid_ = false;
   std::atomic<int> refs_{2};  // Run + completion
   size_t head_bytes_;
   int64_t start_ms_;
@@ -96,6 +132,7 @@ class RequestContext {
 
   std::mutex write_mu_;
   bool headers_sent_ = false;
+  bool taken_over_ = false;  // an ACCESS_DENIED filter answered: the extension's output is dropped
   bool raw_output_ = false;
   bool write_failed_ = false;
   bool keep_alive_ = false;  // decided when the headers were sent

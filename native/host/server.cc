@@ -7,6 +7,7 @@
 #include <system_error>
 
 #include "http_util.h"
+#include "platform/dynlib.h"
 #include "platform/system.h"
 #include "request_context.h"
 #include "static_files.h"
@@ -64,13 +65,41 @@ bool Server::Start(std::string* err) {
   listener_ = NetListen(config_.bind_addr, config_.port, &bound_, err);
   if (listener_ == kInvalidSocket) return false;
 
-  // Each library is loaded once, however many virtual directories map it (like IIS).
+  // Each library is loaded once, however many virtual directories and filter entries name it
+  // (like IIS): one handle; a library that is both a filter and an extension gets both calls.
+  std::map<std::string, void*> handles;
+  auto open_library = [&](const std::string& path, const char* what) -> void* {
+    auto it = handles.find(path);
+    if (it != handles.end()) return it->second;
+    std::string dlerr;
+    void* h = DynlibOpen(path, &dlerr);
+    if (!h) {
+      *err = std::string("cannot load ISAPI ") + what + " " + path + ": " + dlerr;
+      return nullptr;
+    }
+    handles.emplace(path, h);
+    libraries_.push_back(h);
+    return h;
+  };
+  // Filters load first (IIS loads global filters when the worker process starts).
+  for (const std::string& f : config_.filters) {
+    fs::path lib = fs::absolute(f, ec);
+    if (!ec) lib = fs::weakly_canonical(lib, ec);
+    void* h = open_library(lib.string(), "filter");
+    if (!h) return false;
+    std::unique_ptr<IsapiFilter> filter(new IsapiFilter());
+    if (!filter->Load(lib.string(), h, err)) return false;
+    filters_.Add(filter.get());
+    filter_libs_.push_back(std::move(filter));
+  }
   std::map<std::string, IsapiExtension*> loaded;
   for (Vdir& v : vdirs_.entries()) {
     auto it = loaded.find(v.library);
     if (it == loaded.end()) {
+      void* h = open_library(v.library, "extension");
+      if (!h) return false;
       std::unique_ptr<IsapiExtension> ext(new IsapiExtension());
-      if (!ext->Load(v.library, err)) return false;
+      if (!ext->Load(v.library, h, err)) return false;
       it = loaded.emplace(v.library, ext.get()).first;
       extensions_.push_back(std::move(ext));
     }
@@ -88,7 +117,11 @@ bool Server::Start(std::string* err) {
     *err = "cannot watch the listening socket: " + NetLastErrorText();
     return false;
   }
-  loop_thread_ = std::thread([this] { LoopMain(); });
+  inline_serve_ = poller_->ConcurrentWaits();
+  int loopers = inline_serve_ ? threads : 1;
+  last_scan_ = MonotonicMs();
+  loop_running_ = loopers;
+  for (int i = 0; i < loopers; i++) loop_threads_.emplace_back([this] { LoopMain(); });
   return true;
 }
 
@@ -100,8 +133,17 @@ std::string Server::ListenUrl() const {
 void Server::Shutdown() {
   stopping_ = true;
   if (poller_) poller_->Wakeup();
-  if (loop_thread_.joinable()) loop_thread_.join();
   int64_t deadline = MonotonicMs() + config_.shutdown_grace_ms;
+  // Loop threads finish the request they serve (bounded by the grace period), then exit.
+  while (loop_running_.load() > 0 && MonotonicMs() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  bool loops_done = loop_running_.load() == 0;
+  for (auto& t : loop_threads_) {
+    if (!t.joinable()) continue;
+    if (loops_done) t.join();
+    else t.detach();
+  }
+  if (poller_) CloseLoop();
   while (busy_.load() > 0 && MonotonicMs() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   bool idle = busy_.load() == 0;
@@ -109,9 +151,13 @@ void Server::Shutdown() {
     fprintf(stderr, "isapi-host: %d request(s) still running after %d ms; terminating anyway\n",
             busy_.load(), config_.shutdown_grace_ms);
   for (auto& ext : extensions_) ext->Terminate();
+  for (auto& f : filter_libs_) f->Terminate();
   // Unloading code that another thread may still be running would crash: keep it mapped then.
-  if (idle)
+  if (idle) {
     for (auto& ext : extensions_) ext->Unload();
+    for (void* h : libraries_) DynlibClose(h);
+    libraries_.clear();
+  }
   if (access_log_) access_log_->Flush();
 }
 
@@ -143,21 +189,24 @@ std::string Server::MapUrlToPath(const std::string& url, const Vdir** vdir_out,
 
 void Server::LoopMain() {
   PollEvent events[256];
-  int64_t last_scan = MonotonicMs();
+  // With concurrent waiters each takes one event at a time, so connections spread over threads.
+  int max_events = inline_serve_ ? 1 : 256;
   while (!stopping_.load()) {
-    int n = poller_->Wait(events, 256, kLoopTickMs);
-    for (int i = 0; i < n; i++) {
+    int n = poller_->Wait(events, max_events, kLoopTickMs);
+    for (int i = 0; i < n && !stopping_.load(); i++) {
       void* tag = events[i].tag;
       if (!tag) continue;
       if (tag == &listener_tag_) AcceptAll();
       else OnReadable(static_cast<Connection*>(tag));
     }
     int64_t now = MonotonicMs();
-    if (now - last_scan >= kLoopTickMs) {
-      ScanTimeouts(now);
-      last_scan = now;
-    }
+    int64_t last = last_scan_.load();
+    if (now - last >= kLoopTickMs && last_scan_.compare_exchange_strong(last, now)) ScanTimeouts(now);
   }
+  loop_running_--;
+}
+
+void Server::CloseLoop() {
   poller_->Remove(listener_);
   NetClose(listener_);
   std::lock_guard<std::mutex> lock(idle_mu_);
@@ -165,7 +214,7 @@ void Server::LoopMain() {
   for (Connection* c : idle_) {
     poller_->Remove(c->sock);
     NetClose(c->sock);
-    delete c;
+    DestroyConnection(c);
   }
   idle_.clear();
 }
@@ -178,6 +227,11 @@ void Server::AcceptAll() {
     if (s == kInvalidSocket) break;
     NetConfigureConnection(s);
     Connection* c = new Connection(s, peer, local);
+    c->id = next_conn_id_.fetch_add(1, std::memory_order_relaxed);
+    if (!filters_.empty()) {
+      c->filters = new FilterSession(this, c, &filters_, c->id);
+      c->read_filtering = c->filters->Wants(SF_NOTIFY_READ_RAW_DATA);
+    }
     c->deadline_ms = now + config_.header_timeout_ms;  // first request: header timeout
     {
       std::lock_guard<std::mutex> lock(idle_mu_);
@@ -195,6 +249,24 @@ void Server::AcceptAll() {
 void Server::LoopClose(Connection* c) {
   poller_->Remove(c->sock);
   NetClose(c->sock);
+  if (c->filters && c->filters->Wants(SF_NOTIFY_END_OF_NET_SESSION) && !stopping_.load()) {
+    // Filters never run on the loop thread.
+    busy_++;
+    pool_->Post([this, c] {
+      DestroyConnection(c);
+      busy_--;
+    });
+    return;
+  }
+  DestroyConnection(c);
+}
+
+void Server::DestroyConnection(Connection* c) {
+  if (c->filters) {
+    c->filters->EndOfNetSession();
+    delete c->filters;
+    c->filters = nullptr;
+  }
   delete c;
 }
 
@@ -227,6 +299,17 @@ void Server::OnReadable(Connection* c) {
     LoopClose(c);
     return;
   }
+  if (c->read_filtering && c->unfiltered() > 0) {
+    // READ_RAW_DATA filters see the bytes before anything parses them: on a pool thread.
+    {
+      std::lock_guard<std::mutex> lock(idle_mu_);
+      idle_.erase(c);
+    }
+    busy_++;
+    if (inline_serve_) ServeConnection(c);
+    else pool_->Post([this, c] { ServeConnection(c); });
+    return;
+  }
   c->SkipLeadingEmptyLines();
   if (n == kIoWouldBlock || c->available() == 0) {
     poller_->Rearm(c->sock, c);
@@ -247,7 +330,8 @@ void Server::OnReadable(Connection* c) {
     idle_.erase(c);
   }
   busy_++;
-  pool_->Post([this, c] { ServeConnection(c); });
+  if (inline_serve_) ServeConnection(c);  // this loop thread serves it: no hand-off
+  else pool_->Post([this, c] { ServeConnection(c); });
 }
 
 void Server::ScanTimeouts(int64_t now) {
@@ -263,7 +347,7 @@ void Server::ScanTimeouts(int64_t now) {
       // A partial request head for too long: 408, then a graceful close.
       std::string r = BuildErrorResponse(408, false, false, false);
       NetSend(c->sock, r.data(), r.size());
-      LogSimple(c, nullptr, 408, r.size(), c->available(), now);
+      LogSimple(c, nullptr, 408, r.size(), c->available(), now, false);
       NetShutdownWrite(c->sock);
       c->loop_state = Connection::LoopState::kLinger;
       c->linger_bytes = 0;
@@ -281,6 +365,10 @@ void Server::ScanTimeouts(int64_t now) {
 // ---------------------------------------------------------------- pool side
 
 void Server::ReturnToLoop(Connection* c, bool linger) {
+  if (c->abort_close) {  // SO_LINGER 0 is set: closing now sends the reset
+    CloseNow(c);
+    return;
+  }
   if (!linger && stopping_.load()) linger = true;
   if (linger) NetShutdownWrite(c->sock);
   int64_t now = MonotonicMs();
@@ -308,7 +396,7 @@ void Server::ReturnToLoop(Connection* c, bool linger) {
 void Server::CloseNow(Connection* c) {
   poller_->Remove(c->sock);
   NetClose(c->sock);
-  delete c;
+  DestroyConnection(c);
   busy_--;
 }
 
@@ -319,6 +407,10 @@ void Server::AfterRequest(Connection* c, bool keep) {
 
 void Server::ServeConnection(Connection* c) {
   for (;;) {
+    if (c->unfiltered() > 0 && c->filters->ReadRawData() != FilterSession::kContinue) {
+      ReturnToLoop(c, true);  // a READ_RAW_DATA filter ended the connection
+      return;
+    }
     c->SkipLeadingEmptyLines();
     if (c->available() == 0) {
       ReturnToLoop(c, false);
@@ -331,6 +423,7 @@ void Server::ServeConnection(Connection* c) {
       return;
     }
     int64_t start = MonotonicMs();
+    if (c->filters) c->filters->BeginRequest();
     if (scan.kind == HeadScan::kError) {
       SendErrorAndClose(c, scan.status, nullptr, c->available(), start);
       return;
@@ -355,52 +448,186 @@ void Server::ServeConnection(Connection* c) {
 
 Server::Outcome Server::HandleRequest(Connection* c, HttpRequestHead& head, size_t head_bytes,
                                       int64_t start_ms) {
+  FilterSession* fs = c->filters;
+  if (fs) {
+    fs->SetRequest(&head, nullptr, nullptr);
+    if (fs->Wants(SF_NOTIFY_PREPROC_HEADERS)) {
+      FilterSession::Verdict v = fs->PreprocHeaders(&head);
+      if (v != FilterSession::kContinue) return FilterVerdict(c, head, head_bytes, start_ms, v);
+      // A rewritten URL obeys the same rules as a received one.
+      if (head.path != "*" && (head.path.empty() || head.path[0] != '/' || HasDotDotSegment(head.path)))
+        return SendSimple(c, head, head_bytes, start_ms, 400);
+    }
+  }
+  if (head.path == "/__isapi-host/health") return ServeHealth(c, head, head_bytes, start_ms);
   if (head.path == "*") {  // OPTIONS *
     return SendSimple(c, head, head_bytes, start_ms, 200, "Allow: OPTIONS, GET, HEAD, POST\r\n");
   }
   const Vdir* v = vdirs_.Match(head.path);
+  if (!fs) {
+    if (v) {
+      RequestContext* ctx = new RequestContext(this, c, v, std::move(head), head_bytes, start_ms,
+                                               MapUrlToPath(head.path));
+      switch (ctx->Run()) {  // ctx may be gone now
+        case RequestContext::Outcome::kKeepAlive: return Outcome::kKeepAlive;
+        case RequestContext::Outcome::kClose: return Outcome::kClose;
+        case RequestContext::Outcome::kPending: return Outcome::kPending;
+      }
+    }
+    if (!root_.empty()) return ServeStatic(c, head, head_bytes, start_ms, nullptr);
+    return SendSimple(c, head, head_bytes, start_ms, 404);
+  }
+
+  // ---- with filters: URL_MAP, AUTHENTICATION, AUTH_COMPLETE (isapi-abi.md §5 order)
+  std::string physical = MapUrlToPath(head.path);
+  fs->SetRequest(&head, v, &physical);
+  if (fs->Wants(SF_NOTIFY_URL_MAP)) {
+    FilterSession::Verdict fv = fs->UrlMap(head.path, &physical);
+    if (fv != FilterSession::kContinue) return FilterVerdict(c, head, head_bytes, start_ms, fv);
+  }
+  std::string authz;
+  if (fs->Wants(SF_NOTIFY_AUTHENTICATION) &&
+      (fs->first_request() || head.FindHeader("Authorization", &authz))) {
+    FilterSession::Verdict fv = fs->Authenticate(head);
+    if (fv != FilterSession::kContinue) return FilterVerdict(c, head, head_bytes, start_ms, fv);
+  }
+  if (fs->Wants(SF_NOTIFY_AUTH_COMPLETE)) {
+    std::string before = head.path;
+    FilterSession::Verdict fv = fs->AuthComplete(&head);
+    if (fv != FilterSession::kContinue) return FilterVerdict(c, head, head_bytes, start_ms, fv);
+    if (head.path != before) {  // rewritten: map again (URL_MAP may repeat)
+      if (head.path.empty() || head.path[0] != '/' || HasDotDotSegment(head.path))
+        return SendSimple(c, head, head_bytes, start_ms, 400);
+      v = vdirs_.Match(head.path);
+      physical = MapUrlToPath(head.path);
+      fs->SetRequest(&head, v, &physical);
+      if (fs->Wants(SF_NOTIFY_URL_MAP)) {
+        fv = fs->UrlMap(head.path, &physical);
+        if (fv != FilterSession::kContinue) return FilterVerdict(c, head, head_bytes, start_ms, fv);
+      }
+    }
+  }
   if (v) {
-    RequestContext* ctx = new RequestContext(this, c, v, std::move(head), head_bytes, start_ms);
+    RequestContext* ctx =
+        new RequestContext(this, c, v, std::move(head), head_bytes, start_ms, std::move(physical));
     switch (ctx->Run()) {  // ctx may be gone now
       case RequestContext::Outcome::kKeepAlive: return Outcome::kKeepAlive;
       case RequestContext::Outcome::kClose: return Outcome::kClose;
       case RequestContext::Outcome::kPending: return Outcome::kPending;
     }
   }
-  if (!root_.empty()) return ServeStatic(c, head, head_bytes, start_ms);
+  if (!root_.empty()) return ServeStatic(c, head, head_bytes, start_ms, &physical);
   return SendSimple(c, head, head_bytes, start_ms, 404);
 }
+
+Server::Outcome Server::FilterVerdict(Connection* c, const HttpRequestHead& head,
+                                      size_t head_bytes, int64_t start_ms,
+                                      FilterSession::Verdict v) {
+  FilterSession* fs = c->filters;
+  switch (v) {
+    case FilterSession::kFinished:
+    case FilterSession::kFinishedKeepConn: {
+      // The filter answered: the rest of the request (including the extension) is skipped.
+      bool keep = v == FilterSession::kFinishedKeepConn && fs->response_keepable() &&
+                  !head.has_body() && !stopping_.load();
+      LogSimple(c, &head, fs->response_status() ? fs->response_status() : 200, fs->bytes_sent(),
+                head_bytes, start_ms);
+      return keep ? Outcome::kKeepAlive : Outcome::kClose;
+    }
+    case FilterSession::kDenied:
+      fs->SetRequest(&head, nullptr, nullptr);
+      return SendSimple(c, head, head_bytes, start_ms, 401);
+    case FilterSession::kError:
+    default:
+      if (fs->responded()) {
+        LogSimple(c, &head, fs->response_status() ? fs->response_status() : 500, fs->bytes_sent(),
+                  head_bytes, start_ms);
+        return Outcome::kClose;
+      }
+      {
+        // The error page itself does not go through the filters again.
+        std::string r = BuildErrorResponse(500, false, false, head.method == "HEAD");
+        bool ok = c->SendAll(r.data(), r.size(), config_.io_timeout_ms);
+        LogSimple(c, &head, 500, ok ? r.size() : 0, head_bytes, start_ms);
+      }
+      return Outcome::kClose;
+  }
+}
+
+bool Server::SendOut(Connection* c, const char* p, size_t n, bool* keep) {
+  if (!c->filters) return c->SendAll(p, n, config_.io_timeout_ms);
+  bool close_after = false;
+  bool ok = c->filters->Send(p, n, config_.io_timeout_ms, &close_after);
+  if (close_after) *keep = false;
+  return ok;
+}
+
+bool Server::SendHostResponse(Connection* c, const HttpRequestHead* head, int* status,
+                              std::vector<HttpHeader> headers, const std::string& body,
+                              bool* keep, uint64_t* sent) {
+  FilterSession* fs = c->filters;
+  std::string st = StatusLineText(*status);
+  if (fs) {
+    FilterSession::Verdict v = fs->SendResponse(&st, &headers);
+    if (v == FilterSession::kFinished || v == FilterSession::kFinishedKeepConn) {
+      // An ACCESS_DENIED filter answered instead.
+      *keep = false;
+      *sent += fs->bytes_sent();
+      if (fs->response_status()) *status = fs->response_status();
+      return true;
+    }
+    if (v == FilterSession::kError) {
+      *keep = false;
+      return false;
+    }
+    if (FramingOf(headers).close) *keep = false;
+    *status = atoi(st.c_str());
+  }
+  std::string out = ComposeResponseHead(st, headers, *keep, head && head->minor_version == 0);
+  if (!(head && head->method == "HEAD")) out += body;
+  bool ok = SendOut(c, out.data(), out.size(), keep);
+  if (ok) *sent += out.size();
+  return ok;
+}
+
+namespace {
+std::vector<HttpHeader> ErrorHeaders(const std::string& body, const std::string& extra) {
+  std::vector<HttpHeader> hv;
+  hv.push_back(HttpHeader{"Content-Type", "text/html; charset=utf-8"});
+  hv.push_back(HttpHeader{"Content-Length", std::to_string(body.size())});
+  bool ended;
+  if (!extra.empty()) ParseHeaderLines(extra.data(), extra.size(), &hv, &ended);
+  return hv;
+}
+}  // namespace
 
 Server::Outcome Server::SendSimple(Connection* c, const HttpRequestHead& head, size_t head_bytes,
                                    int64_t start_ms, int status, const std::string& extra) {
   // A request body nobody reads: close rather than parse it as the next request.
   bool keep = head.keep_alive && !head.has_body() && !stopping_.load();
-  std::string r = BuildErrorResponse(status, keep, head.minor_version == 0, head.method == "HEAD", extra);
-  bool ok = c->SendAll(r.data(), r.size(), config_.io_timeout_ms);
-  LogSimple(c, &head, status, ok ? r.size() : 0, head_bytes, start_ms);
+  std::string body = ErrorBody(status);
+  uint64_t sent = 0;
+  bool ok = SendHostResponse(c, &head, &status, ErrorHeaders(body, extra), body, &keep, &sent);
+  LogSimple(c, &head, status, sent, head_bytes, start_ms);
   return ok && keep ? Outcome::kKeepAlive : Outcome::kClose;
 }
 
 Server::Outcome Server::ServeStatic(Connection* c, const HttpRequestHead& head, size_t head_bytes,
-                                    int64_t start_ms) {
-  StaticFile f = ResolveStaticFile(root_, head.method, head.path);
+                                    int64_t start_ms, const std::string* physical) {
+  StaticFile f = ResolveStaticFile(root_, head.method, head.path, physical);
   if (f.status != 200)
     return SendSimple(c, head, head_bytes, start_ms, f.status,
                       f.status == 405 ? "Allow: GET, HEAD\r\n" : "");
   FILE* fp = fopen(f.path.c_str(), "rb");
   if (!fp) return SendSimple(c, head, head_bytes, start_ms, 404);
   bool keep = head.keep_alive && !head.has_body() && !stopping_.load();
-  std::string h = "HTTP/1.1 200 OK\r\nServer: ";
-  h += kServerHeader;
-  h += "\r\nDate: " + HttpDateNow() + "\r\nContent-Type: " + f.content_type +
-       "\r\nContent-Length: " + std::to_string(f.size) + "\r\n";
-  if (!keep) h += "Connection: close\r\n";
-  else if (head.minor_version == 0) h += "Connection: keep-alive\r\n";
-  h += "\r\n";
+  std::vector<HttpHeader> hv;
+  hv.push_back(HttpHeader{"Content-Type", f.content_type});
+  hv.push_back(HttpHeader{"Content-Length", std::to_string(f.size)});
   uint64_t sent = 0;
-  bool ok = c->SendAll(h.data(), h.size(), config_.io_timeout_ms);
-  if (ok) sent += h.size();
-  if (ok && head.method != "HEAD") {
+  int status = 200;
+  bool ok = SendHostResponse(c, &head, &status, std::move(hv), std::string(), &keep, &sent);
+  if (ok && status == 200 && head.method != "HEAD") {
     char buf[65536];
     uint64_t left = f.size;
     while (ok && left > 0) {
@@ -409,28 +636,71 @@ Server::Outcome Server::ServeStatic(Connection* c, const HttpRequestHead& head, 
         ok = false;  // the file shrank: the framing is broken, close
         break;
       }
-      ok = c->SendAll(buf, n, config_.io_timeout_ms);
+      ok = SendOut(c, buf, n, &keep);
       if (ok) sent += n;
       left -= n;
     }
   }
   fclose(fp);
-  LogSimple(c, &head, 200, sent, head_bytes, start_ms);
+  LogSimple(c, &head, status, sent, head_bytes, start_ms);
   return ok && keep ? Outcome::kKeepAlive : Outcome::kClose;
 }
 
 void Server::SendErrorAndClose(Connection* c, int status, const HttpRequestHead* head,
                                size_t head_bytes, int64_t start_ms) {
-  bool head_only = head && head->method == "HEAD";
-  std::string r = BuildErrorResponse(status, false, false, head_only);
-  bool ok = c->SendAll(r.data(), r.size(), config_.io_timeout_ms);
-  LogSimple(c, head, status, ok ? r.size() : 0, head_bytes, start_ms);
+  bool keep = false;
+  std::string body = ErrorBody(status);
+  uint64_t sent = 0;
+  if (c->filters && head) c->filters->SetRequest(head, nullptr, nullptr);
+  SendHostResponse(c, head, &status, ErrorHeaders(body, ""), body, &keep, &sent);
+  LogSimple(c, head, status, sent, head_bytes, start_ms);
   ReturnToLoop(c, true);
 }
 
+StaticFile Server::ResolveStatic(const std::string& method, const std::string& path) const {
+  if (root_.empty()) {
+    StaticFile f;
+    f.status = 404;
+    return f;
+  }
+  return ResolveStaticFile(root_, method, path);
+}
+
+void Server::ReportUnhealthy(const std::string& library, const std::string& reason) {
+  fprintf(stderr, "isapi-host: %s reported unhealthy: %s\n", library.c_str(), reason.c_str());
+  fflush(stderr);
+  std::lock_guard<std::mutex> lock(health_mu_);
+  if (unhealthy_.size() >= 100) unhealthy_.erase(unhealthy_.begin());
+  unhealthy_.push_back(library + ": " + reason);
+}
+
+// GET /__isapi-host/health: 200 "healthy", or 503 with one "library: reason" line per
+// HSE_REQ_REPORT_UNHEALTHY report (IIS would recycle the worker process; this host shows it).
+Server::Outcome Server::ServeHealth(Connection* c, const HttpRequestHead& head, size_t head_bytes,
+                                    int64_t start_ms) {
+  std::string body;
+  {
+    std::lock_guard<std::mutex> lock(health_mu_);
+    if (unhealthy_.empty()) body = "healthy\n";
+    else
+      for (const std::string& l : unhealthy_) body += "unhealthy: " + l + "\n";
+  }
+  int status = body == "healthy\n" ? 200 : 503;
+  bool keep = head.keep_alive && !head.has_body() && !stopping_.load();
+  std::vector<HttpHeader> hv;
+  hv.push_back(HttpHeader{"Content-Type", "text/plain; charset=utf-8"});
+  hv.push_back(HttpHeader{"Content-Length", std::to_string(body.size())});
+  hv.push_back(HttpHeader{"Cache-Control", "no-store"});
+  uint64_t sent = 0;
+  bool ok = SendHostResponse(c, &head, &status, std::move(hv), body, &keep, &sent);
+  LogSimple(c, &head, status, sent, head_bytes, start_ms);
+  return ok && keep ? Outcome::kKeepAlive : Outcome::kClose;
+}
+
 void Server::LogSimple(Connection* c, const HttpRequestHead* head, int status, uint64_t sent,
-                       uint64_t received, int64_t start_ms) {
-  if (!access_log_) return;
+                       uint64_t received, int64_t start_ms, bool notify_filters) {
+  FilterSession* fs = notify_filters ? c->filters : nullptr;
+  if (!access_log_ && !fs) return;
   AccessLogEntry e;
   e.server_ip = c->local.addr;
   e.server_port = c->local.port;
@@ -446,7 +716,13 @@ void Server::LogSimple(Connection* c, const HttpRequestHead* head, int status, u
   e.bytes_sent = sent;
   e.bytes_received = received;
   e.time_taken_ms = MonotonicMs() - start_ms;
-  access_log_->Write(e);
+  if (fs) {
+    if (fs->auth()) e.username = fs->auth()->user;
+    fs->EndOfRequest();
+    fs->Log(&e);
+    fs->ClearRequest();
+  }
+  if (access_log_) access_log_->Write(e);
 }
 
 }  // namespace isapi_host

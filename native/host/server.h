@@ -1,10 +1,14 @@
 // The isapi-host server: listener, event loop for idle connections, thread pool for requests.
 //
 // Scheduling. The event loop (platform/poller.h) owns every idle connection: it reads request
-// heads without blocking and hands a connection to the pool once a complete head is buffered, so
-// slow clients never hold a pool thread. A pool thread parses the head, runs the request
-// (static file, error, or an ISAPI extension through RequestContext) and then either serves the
-// next pipelined request, re-arms the connection in the loop (keep-alive) or closes it.
+// heads without blocking and starts serving a connection once a complete head is buffered, so
+// slow clients never hold a thread. With epoll (Linux) several loop threads wait on the poller at
+// once (one-shot registrations: each readiness event goes to exactly one of them) and the thread
+// that saw the complete head serves the request itself: no hand-off between threads per request.
+// With a poller that allows one waiter only (WSAPoll), one loop thread hands connections to the
+// pool. Serving = parse the head, run the request (static file, error, or an ISAPI extension
+// through RequestContext), then serve the next pipelined request, re-arm the connection in the
+// poller (keep-alive) or close it. The pool runs completions (DONE_WITH_SESSION, async I/O).
 #pragma once
 #include <atomic>
 #include <memory>
@@ -18,8 +22,10 @@
 #include "access_log.h"
 #include "connection.h"
 #include "extension_loader.h"
+#include "filters.h"
 #include "http_parser.h"
 #include "platform/poller.h"
+#include "static_files.h"
 #include "thread_pool.h"
 #include "vdir_map.h"
 
@@ -29,6 +35,7 @@ struct ServerConfig {
   std::string bind_addr = "127.0.0.1";
   int port = 8080;
   std::vector<std::pair<std::string, std::string>> vdirs;  // url prefix, library path
+  std::vector<std::string> filters;                        // global filter libraries, load order
   std::string root;                                        // static files; "" = none
   std::string access_log;                                  // "" = no log
   int threads = 0;                                         // 0 = max(8, 2 * cores)
@@ -58,6 +65,14 @@ class Server {
   AccessLog* access_log() { return access_log_.get(); }
   bool stopping() const { return stopping_.load(std::memory_order_relaxed); }
   const NetAddress& bound() const { return bound_; }
+  // APPL_PHYSICAL_PATH for URLs outside every vdir: --root, or the current directory.
+  std::string static_root() const { return root_.empty() ? cwd_ : root_; }
+  const FilterSet& filters() const { return filters_; }
+  const Vdir* MatchVdir(const std::string& path) const { return vdirs_.Match(path); }
+  // A static file for a URL outside every vdir (404 without --root).
+  StaticFile ResolveStatic(const std::string& method, const std::string& path) const;
+  // HSE_REQ_REPORT_UNHEALTHY: logged to stderr and shown by GET /__isapi-host/health.
+  void ReportUnhealthy(const std::string& library, const std::string& reason);
   // A request on c is over. keep: serve the next request; otherwise close it gracefully.
   // Runs on a pool thread.
   void AfterRequest(Connection* c, bool keep);
@@ -77,23 +92,42 @@ class Server {
   void OnReadable(Connection* c);
   void ScanTimeouts(int64_t now);
   void LoopClose(Connection* c);  // caller removed c from idle_
+  void CloseLoop();                // after the loop threads stopped: listener and idle connections
   // pool side
   void ServeConnection(Connection* c);
   Outcome HandleRequest(Connection* c, HttpRequestHead& head, size_t head_bytes, int64_t start_ms);
   Outcome ServeStatic(Connection* c, const HttpRequestHead& head, size_t head_bytes,
-                      int64_t start_ms);
+                      int64_t start_ms, const std::string* physical);
+  // After a filter verdict other than kContinue during the request phase.
+  Outcome FilterVerdict(Connection* c, const HttpRequestHead& head, size_t head_bytes,
+                        int64_t start_ms, FilterSession::Verdict v);
+  // Sends a host-made response head (+ body) through the filters (SEND_RESPONSE,
+  // SEND_RAW_DATA). *keep may turn false; *sent counts bytes; *status may change.
+  bool SendHostResponse(Connection* c, const HttpRequestHead* head, int* status,
+                        std::vector<HttpHeader> headers, const std::string& body, bool* keep,
+                        uint64_t* sent);
+  bool SendOut(Connection* c, const char* p, size_t n, bool* keep);
   Outcome SendSimple(Connection* c, const HttpRequestHead& head, size_t head_bytes,
                      int64_t start_ms, int status, const std::string& extra_headers = "");
   void SendErrorAndClose(Connection* c, int status, const HttpRequestHead* head, size_t head_bytes,
                          int64_t start_ms);
   void LogSimple(Connection* c, const HttpRequestHead* head, int status, uint64_t sent,
-                 uint64_t received, int64_t start_ms);
+                 uint64_t received, int64_t start_ms, bool notify_filters = true);
   void ReturnToLoop(Connection* c, bool linger);
+  Outcome ServeHealth(Connection* c, const HttpRequestHead& head, size_t head_bytes, int64_t start_ms);
   void CloseNow(Connection* c);  // pool side, hard close
+  // Fires END_OF_NET_SESSION (socket already closed) and frees the connection.
+  void DestroyConnection(Connection* c);
 
   ServerConfig config_;
   VdirMap vdirs_;
   std::vector<std::unique_ptr<IsapiExtension>> extensions_;
+  std::vector<std::unique_ptr<IsapiFilter>> filter_libs_;
+  FilterSet filters_;
+  std::vector<void*> libraries_;  // every library handle, opened once per path
+  std::atomic<uint32_t> next_conn_id_{1};
+  std::mutex health_mu_;
+  std::vector<std::string> unhealthy_;  // "library: reason" lines, oldest first (at most 100)
   std::string root_;  // absolute, with trailing separator; "" = none
   std::string cwd_;
   std::unique_ptr<AccessLog> access_log_;
@@ -101,7 +135,10 @@ class Server {
   std::unique_ptr<Poller> poller_;
   socket_t listener_ = kInvalidSocket;
   NetAddress bound_;
-  std::thread loop_thread_;
+  std::vector<std::thread> loop_threads_;
+  bool inline_serve_ = false;             // loop threads serve requests themselves
+  std::atomic<int> loop_running_{0};
+  std::atomic<int64_t> last_scan_{0};
   int listener_tag_ = 0;  // its address tags listener events
 
   std::mutex idle_mu_;

@@ -6,7 +6,8 @@
 
 #include "http_util.h"
 #include "isapi.h"
-#include "request_context.h"
+#include "connection.h"
+#include "http_parser.h"
 #include "server.h"
 #include "vdir_map.h"
 
@@ -70,8 +71,13 @@ std::string Utf8ToUtf16Le(const std::string& s) {
   return out;
 }
 
-std::string ServerName(const RequestContext& r) {
-  std::string host = r.head.host;
+const HttpRequestHead& H(const VarSource& r) {
+  static const HttpRequestHead empty;
+  return r.head ? *r.head : empty;
+}
+
+std::string ServerName(const VarSource& r) {
+  std::string host = H(r).host;
   if (host.empty()) return r.conn->local.addr;
   if (host[0] == '[') {
     size_t close = host.find(']');
@@ -81,89 +87,99 @@ std::string ServerName(const RequestContext& r) {
   return colon == std::string::npos ? host : host.substr(0, colon);
 }
 
-std::string AllHttp(const RequestContext& r) {
+std::string AllHttp(const VarSource& r) {
   std::string s;
-  for (const auto& h : r.head.headers) s += "HTTP_" + CgiName(h.name) + ":" + h.value + "\r\n";
+  for (const auto& h : H(r).headers) s += "HTTP_" + CgiName(h.name) + ":" + h.value + "\r\n";
   return s;
 }
 
-using Getter = std::function<std::string(const RequestContext&)>;
+using Getter = std::function<std::string(const VarSource&)>;
 
 const std::unordered_map<std::string, Getter>& Table() {
   static const std::unordered_map<std::string, Getter> table = {
-      {"REQUEST_METHOD", [](const RequestContext& r) { return r.head.method; }},
-      {"URL", [](const RequestContext& r) { return r.head.path; }},
-      {"QUERY_STRING", [](const RequestContext& r) { return r.head.query; }},
-      {"PATH_INFO", [](const RequestContext& r) { return r.head.path; }},
-      {"PATH_TRANSLATED", [](const RequestContext& r) { return r.path_translated; }},
-      {"SCRIPT_NAME", [](const RequestContext& r) { return r.vdir->prefix; }},
-      {"SCRIPT_TRANSLATED", [](const RequestContext& r) { return r.vdir->library; }},
+      {"REQUEST_METHOD", [](const VarSource& r) { return H(r).method; }},
+      {"URL", [](const VarSource& r) { return H(r).path; }},
+      {"QUERY_STRING", [](const VarSource& r) { return H(r).query; }},
+      {"PATH_INFO", [](const VarSource& r) { return H(r).path; }},
+      {"PATH_TRANSLATED",
+       [](const VarSource& r) { return r.path_translated ? *r.path_translated : std::string(); }},
+      {"SCRIPT_NAME", [](const VarSource& r) { return r.vdir ? r.vdir->prefix : H(r).path; }},
+      {"SCRIPT_TRANSLATED",
+       [](const VarSource& r) {
+         return r.vdir ? r.vdir->library
+                       : (r.path_translated ? *r.path_translated : std::string());
+       }},
       {"CONTENT_TYPE",
-       [](const RequestContext& r) {
+       [](const VarSource& r) {
          std::string v;
-         return r.head.FindHeader("Content-Type", &v) ? v : std::string();
+         return H(r).FindHeader("Content-Type", &v) ? v : std::string();
        }},
       {"CONTENT_LENGTH",
-       [](const RequestContext& r) {
-         return r.head.has_content_length ? std::to_string(r.head.content_length) : std::string("0");
+       [](const VarSource& r) {
+         return H(r).has_content_length ? std::to_string(H(r).content_length) : std::string("0");
        }},
-      {"REMOTE_ADDR", [](const RequestContext& r) { return r.conn->peer.addr; }},
-      {"REMOTE_HOST", [](const RequestContext& r) { return r.conn->peer.addr; }},
-      {"REMOTE_PORT", [](const RequestContext& r) { return std::to_string(r.conn->peer.port); }},
-      {"LOCAL_ADDR", [](const RequestContext& r) { return r.conn->local.addr; }},
+      {"REMOTE_ADDR", [](const VarSource& r) { return r.conn->peer.addr; }},
+      {"REMOTE_HOST", [](const VarSource& r) { return r.conn->peer.addr; }},
+      {"REMOTE_PORT", [](const VarSource& r) { return std::to_string(r.conn->peer.port); }},
+      {"LOCAL_ADDR", [](const VarSource& r) { return r.conn->local.addr; }},
       {"SERVER_NAME", ServerName},
-      {"SERVER_PORT", [](const RequestContext& r) { return std::to_string(r.conn->local.port); }},
-      {"SERVER_PORT_SECURE", [](const RequestContext&) { return std::string("0"); }},
-      {"SERVER_PROTOCOL", [](const RequestContext& r) { return r.head.version; }},
-      {"HTTP_VERSION", [](const RequestContext& r) { return r.head.version; }},
-      {"SERVER_SOFTWARE", [](const RequestContext&) { return std::string(kServerSoftware); }},
-      {"GATEWAY_INTERFACE", [](const RequestContext&) { return std::string("CGI/1.1"); }},
-      {"HTTPS", [](const RequestContext&) { return std::string("off"); }},
-      {"INSTANCE_ID", [](const RequestContext&) { return std::string("1"); }},
-      {"INSTANCE_NAME", [](const RequestContext&) { return std::string("isapi-host"); }},
-      {"INSTANCE_META_PATH", [](const RequestContext&) { return std::string("/LM/W3SVC/1"); }},
+      {"SERVER_PORT", [](const VarSource& r) { return std::to_string(r.conn->local.port); }},
+      {"SERVER_PORT_SECURE", [](const VarSource&) { return std::string("0"); }},
+      {"SERVER_PROTOCOL", [](const VarSource& r) { return H(r).version; }},
+      {"HTTP_VERSION", [](const VarSource& r) { return H(r).version; }},
+      {"SERVER_SOFTWARE", [](const VarSource&) { return std::string(kServerSoftware); }},
+      {"GATEWAY_INTERFACE", [](const VarSource&) { return std::string("CGI/1.1"); }},
+      {"HTTPS", [](const VarSource&) { return std::string("off"); }},
+      {"INSTANCE_ID", [](const VarSource&) { return std::string("1"); }},
+      {"INSTANCE_NAME", [](const VarSource&) { return std::string("isapi-host"); }},
+      {"INSTANCE_META_PATH", [](const VarSource&) { return std::string("/LM/W3SVC/1"); }},
       {"APPL_MD_PATH",
-       [](const RequestContext& r) { return "/LM/W3SVC/1/ROOT" + r.vdir->prefix; }},
-      {"APPL_PHYSICAL_PATH", [](const RequestContext& r) { return r.vdir->physical_dir; }},
-      {"APP_POOL_ID", [](const RequestContext&) { return std::string("isapi-host"); }},
-      {"AUTH_TYPE", [](const RequestContext&) { return std::string(); }},
-      {"AUTH_USER", [](const RequestContext&) { return std::string(); }},
-      {"AUTH_PASSWORD", [](const RequestContext&) { return std::string(); }},
-      {"REMOTE_USER", [](const RequestContext&) { return std::string(); }},
-      {"LOGON_USER", [](const RequestContext&) { return std::string(); }},
-      {"UNMAPPED_REMOTE_USER", [](const RequestContext&) { return std::string(); }},
+       [](const VarSource& r) {
+         return "/LM/W3SVC/1/ROOT" + (r.vdir ? r.vdir->prefix : std::string());
+       }},
+      {"APPL_PHYSICAL_PATH",
+       [](const VarSource& r) { return r.vdir ? r.vdir->physical_dir : r.server->static_root(); }},
+      {"APP_POOL_ID", [](const VarSource&) { return std::string("isapi-host"); }},
+      {"AUTH_TYPE", [](const VarSource& r) { return r.auth ? r.auth->type : std::string(); }},
+      {"AUTH_USER", [](const VarSource& r) { return r.auth ? r.auth->user : std::string(); }},
+      {"AUTH_PASSWORD",
+       [](const VarSource& r) { return r.auth ? r.auth->password : std::string(); }},
+      {"REMOTE_USER", [](const VarSource& r) { return r.auth ? r.auth->user : std::string(); }},
+      {"LOGON_USER", [](const VarSource& r) { return r.auth ? r.auth->user : std::string(); }},
+      {"UNMAPPED_REMOTE_USER",
+       [](const VarSource& r) { return r.auth ? r.auth->user : std::string(); }},
       {"ALL_HTTP", AllHttp},
-      {"ALL_RAW", [](const RequestContext& r) { return r.head.raw_headers; }},
+      {"ALL_RAW", [](const VarSource& r) { return H(r).raw_headers; }},
       {"HTTP_URL",
-       [](const RequestContext& r) {
-         return r.head.query.empty() ? r.head.raw_path : r.head.raw_path + "?" + r.head.query;
+       [](const VarSource& r) {
+         return H(r).query.empty() ? H(r).raw_path : H(r).raw_path + "?" + H(r).query;
        }},
       {"UNENCODED_URL",
-       [](const RequestContext& r) {
-         return r.head.query.empty() ? r.head.raw_path : r.head.raw_path + "?" + r.head.query;
+       [](const VarSource& r) {
+         return H(r).query.empty() ? H(r).raw_path : H(r).raw_path + "?" + H(r).query;
        }},
       {"CACHE_URL",
-       [](const RequestContext& r) {
-         return r.head.query.empty() ? r.head.path : r.head.path + "?" + r.head.query;
+       [](const VarSource& r) {
+         return H(r).query.empty() ? H(r).path : H(r).path + "?" + H(r).query;
        }},
-      {"HTTPS_KEYSIZE", [](const RequestContext&) { return std::string(); }},
-      {"HTTPS_SECRETKEYSIZE", [](const RequestContext&) { return std::string(); }},
-      {"HTTPS_SERVER_ISSUER", [](const RequestContext&) { return std::string(); }},
-      {"HTTPS_SERVER_SUBJECT", [](const RequestContext&) { return std::string(); }},
-      {"CERT_COOKIE", [](const RequestContext&) { return std::string(); }},
-      {"CERT_FLAGS", [](const RequestContext&) { return std::string(); }},
-      {"CERT_ISSUER", [](const RequestContext&) { return std::string(); }},
-      {"CERT_KEYSIZE", [](const RequestContext&) { return std::string(); }},
-      {"CERT_SECRETKEYSIZE", [](const RequestContext&) { return std::string(); }},
-      {"CERT_SERIALNUMBER", [](const RequestContext&) { return std::string(); }},
-      {"CERT_SERVER_ISSUER", [](const RequestContext&) { return std::string(); }},
-      {"CERT_SERVER_SUBJECT", [](const RequestContext&) { return std::string(); }},
-      {"CERT_SUBJECT", [](const RequestContext&) { return std::string(); }},
+      {"HTTPS_KEYSIZE", [](const VarSource&) { return std::string(); }},
+      {"HTTPS_SECRETKEYSIZE", [](const VarSource&) { return std::string(); }},
+      {"HTTPS_SERVER_ISSUER", [](const VarSource&) { return std::string(); }},
+      {"HTTPS_SERVER_SUBJECT", [](const VarSource&) { return std::string(); }},
+      {"CERT_COOKIE", [](const VarSource&) { return std::string(); }},
+      {"CERT_FLAGS", [](const VarSource&) { return std::string(); }},
+      {"CERT_ISSUER", [](const VarSource&) { return std::string(); }},
+      {"CERT_KEYSIZE", [](const VarSource&) { return std::string(); }},
+      {"CERT_SECRETKEYSIZE", [](const VarSource&) { return std::string(); }},
+      {"CERT_SERIALNUMBER", [](const VarSource&) { return std::string(); }},
+      {"CERT_SERVER_ISSUER", [](const VarSource&) { return std::string(); }},
+      {"CERT_SERVER_SUBJECT", [](const VarSource&) { return std::string(); }},
+      {"CERT_SUBJECT", [](const VarSource&) { return std::string(); }},
   };
   return table;
 }
 
-bool LookupUtf8(const RequestContext& r, const std::string& name, std::string* value) {
+bool LookupUtf8(const VarSource& r, const std::string& name, std::string* value) {
   std::string upper = Upper(name);
   const auto& table = Table();
   auto it = table.find(upper);
@@ -175,7 +191,7 @@ bool LookupUtf8(const RequestContext& r, const std::string& name, std::string* v
     // '_' in the requested name matches '-' (or '_') in the header name; repeats joined ", ".
     std::string want = CgiName(upper.substr(5));
     bool found = false;
-    for (const auto& h : r.head.headers) {
+    for (const auto& h : H(r).headers) {
       if (CgiName(h.name) != want) continue;
       if (found) *value += ", ";
       *value += h.value;
@@ -184,14 +200,14 @@ bool LookupUtf8(const RequestContext& r, const std::string& name, std::string* v
     return found;
   }
   if (upper.compare(0, 7, "HEADER_") == 0 && upper.size() > 7) {
-    return r.head.FindHeader(name.substr(7), value);
+    return H(r).FindHeader(name.substr(7), value);
   }
   return false;
 }
 
 }  // namespace
 
-bool LookupServerVariable(const RequestContext& r, const char* name, std::string* value,
+bool LookupServerVariable(const VarSource& r, const char* name, std::string* value,
                           uint32_t* err) {
   std::string n = name;
   value->clear();
@@ -210,6 +226,29 @@ bool LookupServerVariable(const RequestContext& r, const char* name, std::string
   }
   value->push_back('\0');
   return true;
+}
+
+BOOL CopyServerVariable(const VarSource& r, LPSTR name, LPVOID buffer, LPDWORD size) {
+  if (!name || !size) {
+    SetLastError(ERROR_INVALID_PARAMETER);
+    return FALSE;
+  }
+  std::string value;
+  uint32_t err = 0;
+  if (!LookupServerVariable(r, name, &value, &err)) {
+    SetLastError(err);
+    return FALSE;
+  }
+  // value already holds the terminating NUL (one byte, or two for UNICODE_ variables).
+  DWORD needed = static_cast<DWORD>(value.size());
+  if (!buffer || *size < needed) {
+    *size = needed;
+    SetLastError(ERROR_INSUFFICIENT_BUFFER);
+    return FALSE;
+  }
+  memcpy(buffer, value.data(), needed);
+  *size = needed;
+  return TRUE;
 }
 
 }  // namespace isapi_host

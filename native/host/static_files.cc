@@ -38,7 +38,7 @@ const char* ContentTypeFor(const std::string& path) {
 }
 
 StaticFile ResolveStaticFile(const std::string& root, const std::string& method,
-                             const std::string& url_path) {
+                             const std::string& url_path, const std::string* physical) {
   StaticFile r;
   if (method != "GET" && method != "HEAD") {
     r.status = 405;
@@ -49,7 +49,7 @@ StaticFile ResolveStaticFile(const std::string& root, const std::string& method,
     r.status = 400;
     return r;
   }
-  std::string p = root + url_path.substr(1);
+  std::string p = physical ? *physical : root + url_path.substr(1);
   std::error_code ec;
   fs::file_status st = fs::status(p, ec);
   if (!ec && fs::is_directory(st)) {

@@ -15,8 +15,10 @@ struct StaticFile {
 // root: absolute directory with a trailing separator. url_path: the decoded URL path.
 // A directory serves its index.html (or 404); ".." segments were rejected by the parser already
 // and are rejected here again.
+// physical: the file the URL maps to when filters (SF_NOTIFY_URL_MAP) decided it; nullptr: root
+// + the URL path.
 StaticFile ResolveStaticFile(const std::string& root, const std::string& method,
-                             const std::string& url_path);
+                             const std::string& url_path, const std::string* physical = nullptr);
 const char* ContentTypeFor(const std::string& path);
 
 }  // namespace isapi_host

@@ -162,6 +162,9 @@ typedef struct _HSE_RESPONSE_VECTOR {
 #define HTTP_FILTER_MINOR 0
 #define HTTP_FILTER_REVISION MAKELONG(HTTP_FILTER_MINOR, HTTP_FILTER_MAJOR)
 
+// An enum in the Windows SDK; callers cast the SF_REQ_* values to it.
+typedef DWORD SF_REQ_TYPE;
+
 typedef struct _HTTP_FILTER_CONTEXT HTTP_FILTER_CONTEXT, *PHTTP_FILTER_CONTEXT;
 struct _HTTP_FILTER_CONTEXT {
   DWORD cbSize;
@@ -174,7 +177,7 @@ struct _HTTP_FILTER_CONTEXT {
   BOOL (WINAPI *AddResponseHeaders)(PHTTP_FILTER_CONTEXT pfc, LPSTR lpszHeaders, DWORD dwReserved);
   BOOL (WINAPI *WriteClient)(PHTTP_FILTER_CONTEXT pfc, LPVOID Buffer, LPDWORD lpdwBytes, DWORD dwReserved);
   VOID *(WINAPI *AllocMem)(PHTTP_FILTER_CONTEXT pfc, DWORD cbSize, DWORD dwReserved);
-  BOOL (WINAPI *ServerSupportFunction)(PHTTP_FILTER_CONTEXT pfc, DWORD sfReq, PVOID pData, ULONG_PTR ul1, ULONG_PTR ul2);
+  BOOL (WINAPI *ServerSupportFunction)(PHTTP_FILTER_CONTEXT pfc, SF_REQ_TYPE sfReq, PVOID pData, ULONG_PTR ul1, ULONG_PTR ul2);
 };
 
 typedef struct _HTTP_FILTER_RAW_DATA {

@@ -23,7 +23,11 @@ class Poller {
   virtual void Remove(socket_t s) = 0;            // thread-safe
   // Waits up to timeout_ms; returns the number of events stored (0 on timeout).
   virtual int Wait(PollEvent* events, int max_events, int timeout_ms) = 0;
-  virtual void Wakeup() = 0;  // makes a concurrent Wait() return
+  // Makes every concurrent Wait() return, now and from then on (used to stop the server).
+  virtual void Wakeup() = 0;
+  // True if several threads may Wait() at once, each event going to one of them (epoll with
+  // one-shot registrations). The server then serves a connection on the thread that saw it.
+  virtual bool ConcurrentWaits() const { return false; }
 };
 
 }  // namespace isapi_host

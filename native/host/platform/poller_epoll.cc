@@ -26,16 +26,12 @@ class EpollPoller : public Poller {
     if (max_events > 256) max_events = 256;
     int n = epoll_wait(ep_, evs, max_events, timeout_ms);
     if (n < 0) return 0;  // EINTR
-    for (int i = 0; i < n; i++) {
-      if (evs[i].data.ptr == nullptr) {
-        uint64_t v;
-        ssize_t r = read(wake_, &v, sizeof v);
-        (void)r;
-      }
-      events[i].tag = evs[i].data.ptr;
-    }
+    // The wakeup eventfd is level-triggered and never drained: once Wakeup() ran, every
+    // waiter keeps returning, which is what stopping needs.
+    for (int i = 0; i < n; i++) events[i].tag = evs[i].data.ptr;
     return n;
   }
+  bool ConcurrentWaits() const override { return true; }
   void Wakeup() override {
     uint64_t one = 1;
     ssize_t r = write(wake_, &one, sizeof one);

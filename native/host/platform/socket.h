@@ -42,6 +42,8 @@ int NetWaitWritable(socket_t s, int timeout_ms);
 bool NetPeerConnected(socket_t s);
 void NetShutdownWrite(socket_t s);
 void NetShutdownBoth(socket_t s);
+// SO_LINGER {on, 0}: the next close resets the connection (HSE_REQ_ABORTIVE_CLOSE).
+void NetSetAbortiveClose(socket_t s);
 void NetClose(socket_t s);
 // Text of the last socket error (errno / WSAGetLastError).
 std::string NetLastErrorText();

@@ -160,6 +160,12 @@ bool NetPeerConnected(socket_t s) {
 
 void NetShutdownWrite(socket_t s) { shutdown(s, SHUT_WR); }
 void NetShutdownBoth(socket_t s) { shutdown(s, SHUT_RDWR); }
+void NetSetAbortiveClose(socket_t s) {
+  struct linger l;
+  l.l_onoff = 1;
+  l.l_linger = 0;
+  setsockopt(s, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+}
 void NetClose(socket_t s) { close(s); }
 std::string NetLastErrorText() { return strerror(errno); }
 

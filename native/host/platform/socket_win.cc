@@ -164,6 +164,12 @@ bool NetPeerConnected(socket_t s) {
 
 void NetShutdownWrite(socket_t s) { shutdown(static_cast<SOCKET>(s), SD_SEND); }
 void NetShutdownBoth(socket_t s) { shutdown(static_cast<SOCKET>(s), SD_BOTH); }
+void NetSetAbortiveClose(socket_t s) {
+  struct linger l;
+  l.l_onoff = 1;
+  l.l_linger = 0;
+  setsockopt(static_cast<SOCKET>(s), SOL_SOCKET, SO_LINGER, reinterpret_cast<const char*>(&l), sizeof l);
+}
 void NetClose(socket_t s) { closesocket(static_cast<SOCKET>(s)); }
 std::string NetLastErrorText() { return ErrorText(WSAGetLastError()); }
 

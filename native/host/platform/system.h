@@ -14,5 +14,9 @@ void WaitForTerminationSignal();
 void UtcTime(time_t t, struct tm* out);
 // Monotonic milliseconds.
 int64_t MonotonicMs();
+// Reads up to n bytes at offset from an open file (HSE_REQ_TRANSMIT_FILE, VECTOR_SEND file
+// elements). The handle is what the extension passed as a HANDLE: a file descriptor cast to a
+// pointer on POSIX, a Win32 file HANDLE on Windows. Bytes read, 0 at the end, -1 on error.
+int64_t FileReadAt(void* handle, void* buf, size_t n, uint64_t offset);
 
 }  // namespace isapi_host

@@ -1,6 +1,8 @@
 // POSIX implementation of platform/system.h.
 #include <signal.h>
+#include <stdint.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "system.h"
 
@@ -35,6 +37,12 @@ int64_t MonotonicMs() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t FileReadAt(void* handle, void* buf, size_t n, uint64_t offset) {
+  int fd = static_cast<int>(reinterpret_cast<intptr_t>(handle));
+  ssize_t r = pread(fd, buf, n, static_cast<off_t>(offset));
+  return r < 0 ? -1 : static_cast<int64_t>(r);
 }
 
 }  // namespace isapi_host

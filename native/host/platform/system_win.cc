@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <io.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "system.h"
@@ -42,5 +43,17 @@ void WaitForTerminationSignal() { WaitForSingleObject(g_stop_event, INFINITE); }
 void UtcTime(time_t t, struct tm* out) { gmtime_s(out, &t); }
 
 int64_t MonotonicMs() { return static_cast<int64_t>(GetTickCount64()); }
+
+int64_t FileReadAt(void* handle, void* buf, size_t n, uint64_t offset) {
+  OVERLAPPED ov;
+  memset(&ov, 0, sizeof ov);
+  ov.Offset = static_cast<DWORD>(offset & 0xFFFFFFFFu);
+  ov.OffsetHigh = static_cast<DWORD>(offset >> 32);
+  DWORD got = 0;
+  if (!ReadFile(static_cast<HANDLE>(handle), buf, static_cast<DWORD>(n), &got, &ov)) {
+    return GetLastError() == ERROR_HANDLE_EOF ? 0 : -1;
+  }
+  return static_cast<int64_t>(got);
+}
 
 }  // namespace isapi_host
