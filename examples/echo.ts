@@ -5,7 +5,7 @@ import { SimpleExtension, type ECB } from 'node-isapi';
 
 const VARIABLES = [
   'REQUEST_METHOD', 'URL', 'SCRIPT_NAME', 'PATH_INFO', 'QUERY_STRING', 'CONTENT_TYPE',
-  'REMOTE_ADDR', 'SERVER_PORT', 'SERVER_PROTOCOL', 'HTTP_HOST', 'HTTP_USER_AGENT',
+  'REMOTE_ADDR', 'REMOTE_USER', 'SERVER_PORT', 'SERVER_PROTOCOL', 'HTTP_HOST', 'HTTP_USER_AGENT',
 ];
 
 class Echo extends SimpleExtension {

@@ -11,6 +11,17 @@ export const enum In {
   Abort = 103,
   Shutdown = 104,
   ServerSupportReply = 105,
+  FilterNotify = 106,
+  FilterCallReply = 107,
+}
+
+/** A filter notification, decoded by the addon (fields per type: see native/bridge/filter_entry.cc). */
+export interface FilterNotification {
+  connection: number;
+  notification: number;
+  wantsReply: boolean;
+  fields: Buffer[];
+  vars: Record<string, string>;
 }
 
 /** The answer to a ServerSupportFunction call made through the bridge. */
@@ -51,6 +62,8 @@ export interface BridgeAddon {
   log(line: string): void;
   serverSupport(id: number, callId: number, request: number, ints: number[], strs: string[]): void;
   reload(reason: string): void;
+  filterCall(id: number, callId: number, op: number, name: string): void;
+  filterReply(id: number, status: number, changes: Array<[number, string | Uint8Array, string | Uint8Array]>): void;
   protocolVersion: number;
 }
 

@@ -15,7 +15,8 @@ export class RequestBody {
     private readonly credit: (bytes: number) => void,
   ) {
     this.ended = totalBytes !== 0xffffffff && preloaded.length >= totalBytes;
-    this.push(preloaded);
+    // (An empty push means "end of body": a chunked upload with nothing preloaded has not ended.)
+    if (preloaded.length > 0) this.push(preloaded);
   }
 
   /** An empty chunk is the bridge saying there is no more. */

@@ -46,7 +46,12 @@ export function localServerVariable(
     case 'CONTENT_TYPE':
       return begin.contentType;
   }
-  if (!headers) return null;
+  return headers ? headerVariable(name, headers) : null;
+}
+
+/** HTTP_*, HEADER_* and ALL_HTTP from the request headers; null for any other name. */
+export function headerVariable(name: string, headers: RawHeaders): string | undefined | null {
+  const upper = name.toUpperCase();
   if (upper === 'ALL_HTTP') return headers.map(([n, v]) => `HTTP_${toCgi(n)}:${v}\r\n`).join('');
   if (upper.startsWith('HTTP_') && upper !== 'HTTP_VERSION') {
     const want = upper.slice(5);

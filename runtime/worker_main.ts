@@ -1,11 +1,20 @@
-// The worker's main loop: open the channel, build the user's extension, announce Ready, then
-// turn each Request message into an ECB and a call to HttpExtensionProc.
+// The worker's main loop: open the channel, build the user's extension and/or filter, announce
+// Ready, then turn each Request message into an ECB and a call to HttpExtensionProc, and each
+// FilterNotify into a FilterContext and a call to HttpFilterProc.
 
-import { In, loadBridgeAddon, type BridgeAddon, type RequestBegin, type ServerSupportReply } from './channel';
-import { HSE_STATUS_PENDING, HSE_STATUS_SUCCESS, HSE_TERM_ADVISORY_UNLOAD } from './constants';
+import { In, loadBridgeAddon, type BridgeAddon, type FilterNotification, type RequestBegin, type ServerSupportReply } from './channel';
+import {
+  HSE_STATUS_PENDING,
+  HSE_STATUS_SUCCESS,
+  HSE_TERM_ADVISORY_UNLOAD,
+  SF_NOTIFY_END_OF_NET_SESSION,
+  SF_STATUS_REQ_ERROR,
+  SF_STATUS_REQ_NEXT_NOTIFICATION,
+} from './constants';
 import { ECB, type RequestLink } from './ecb';
 import { InternalReloadException } from './errors';
 import type { Extension, UserModule } from './extension';
+import { FilterContext, type Filter, type FilterLink, type FilterQueryOp } from './filter';
 
 // After a Shutdown, the worker exits once it has been idle this long: a request the bridge
 // routed just before deciding to drain still arrives and is answered.
@@ -18,7 +27,43 @@ interface WorkerOptions {
   detailedErrors?: boolean;
 }
 
+/** What the packer records in the manifest (ISAPI_DESCRIBE=1 prints it and exits). */
+export interface ScriptDescription {
+  extension: boolean;
+  filter: boolean;
+  filterFlags: number;
+  filterFailurePolicy: 'fail-closed' | 'pass-through';
+  filterTimeoutMs: number;
+}
+
+async function describe(user: UserModule): Promise<ScriptDescription> {
+  const filter = typeof user.__FilterFactory__ === 'function' ? ((await user.__FilterFactory__()) as Filter) : undefined;
+  if (filter && !(Number.isInteger(filter.filterFlags) && filter.filterFlags > 0)) {
+    throw new Error('__FilterFactory__() returned a filter without filterFlags (SF_NOTIFY_* bits)');
+  }
+  return {
+    extension: typeof user.__ExtensionFactory__ === 'function',
+    filter: !!filter,
+    filterFlags: filter ? filter.filterFlags >>> 0 : 0,
+    filterFailurePolicy: filter?.filterFailurePolicy ?? 'fail-closed',
+    filterTimeoutMs: filter?.filterTimeoutMs ?? 5000,
+  };
+}
+
 export function runWorker(user: UserModule, options: WorkerOptions): void {
+  if (process.env.ISAPI_DESCRIBE === '1') {
+    describe(user).then(
+      (d) => {
+        process.stdout.write(JSON.stringify(d) + '\n');
+        process.exit(0);
+      },
+      (err) => {
+        process.stderr.write(`${options.name}: ${(err as Error)?.stack ?? err}\n`);
+        process.exit(1);
+      },
+    );
+    return;
+  }
   let addon: BridgeAddon;
   try {
     addon = loadBridgeAddon();
@@ -33,22 +78,43 @@ export function runWorker(user: UserModule, options: WorkerOptions): void {
 }
 
 async function start(addon: BridgeAddon, user: UserModule, options: WorkerOptions): Promise<void> {
-  const factory = user.__ExtensionFactory__;
-  if (typeof factory !== 'function') {
-    throw new Error(`${options.name} exports no __ExtensionFactory__ function`);
+  if (typeof user.__ExtensionFactory__ !== 'function' && typeof user.__FilterFactory__ !== 'function') {
+    throw new Error(`${options.name} exports neither __ExtensionFactory__ nor __FilterFactory__`);
   }
-  const extension: Extension = await factory();
-  if (typeof extension?.HttpExtensionProc !== 'function') {
-    throw new Error(`${options.name}: __ExtensionFactory__() returned an object without HttpExtensionProc`);
+  let extension: Extension | undefined;
+  if (typeof user.__ExtensionFactory__ === 'function') {
+    extension = await user.__ExtensionFactory__();
+    if (typeof extension?.HttpExtensionProc !== 'function') {
+      throw new Error(`${options.name}: __ExtensionFactory__() returned an object without HttpExtensionProc`);
+    }
+    await extension.GetExtensionVersion?.({ ExtensionDesc: options.name });
   }
-  await extension.GetExtensionVersion?.({ ExtensionDesc: options.name });
+  let filter: Filter | undefined;
+  if (typeof user.__FilterFactory__ === 'function') {
+    filter = (await user.__FilterFactory__()) as Filter;
+    if (typeof filter?.HttpFilterProc !== 'function') {
+      throw new Error(`${options.name}: __FilterFactory__() returned an object without HttpFilterProc`);
+    }
+    await filter.GetFilterVersion?.({ FilterDesc: options.name });
+  }
 
   const detailed = options.detailedErrors ?? process.env.ISAPI_DETAILED_ERRORS === '1';
   const requests = new Map<number, ECB>();
-  const varCalls = new Map<number, (r: { err: number; value: Buffer }) => void>();
-  const supportCalls = new Map<number, (r: ServerSupportReply) => void>();
+  const replies = new Map<number, (r: never) => void>();
   let nextCallId = 1;
+  const call = <T>(send: (callId: number) => void) =>
+    new Promise<T>((resolve) => {
+      const callId = nextCallId++;
+      replies.set(callId, resolve as (r: never) => void);
+      send(callId);
+    });
+  const answer = (callId: number, value: unknown) => {
+    const resolve = replies.get(callId);
+    replies.delete(callId);
+    resolve?.(value as never);
+  };
   let drainWaiters: Array<() => void> = [];
+  const connections = new Map<number, { value: unknown }>();
   let shuttingDown = false;
 
   let lastActivity = Date.now();
@@ -60,37 +126,28 @@ async function start(addon: BridgeAddon, user: UserModule, options: WorkerOption
       if (requests.size > 0) return;
       if (Date.now() - lastActivity < DRAIN_GRACE_MS) return stopWhenIdle();
       try {
-        await extension.TerminateExtension?.(HSE_TERM_ADVISORY_UNLOAD);
+        await extension?.TerminateExtension?.(HSE_TERM_ADVISORY_UNLOAD);
+        await filter?.TerminateFilter?.(HSE_TERM_ADVISORY_UNLOAD);
       } finally {
         process.exit(0);
       }
     }, DRAIN_GRACE_MS);
   };
 
-  // A stray rejection or exception outside any request must not take every in-flight request
-  // down with the process: log it (with the source-mapped stack) and keep serving.
+  // A stray rejection outside any request must not take every in-flight request down with
+  // the process: log it (with the source-mapped stack) and keep serving.
   process.on('unhandledRejection', (err) => {
     process.stderr.write(`${options.name}: unhandled rejection: ${(err as Error)?.stack ?? err}\n`);
   });
 
   const begin = (id: number, req: RequestBegin) => {
+    lastActivity = Date.now();
     const link: RequestLink = {
       id,
       addon,
-      askVariable(name) {
-        const callId = nextCallId++;
-        return new Promise((resolve) => {
-          varCalls.set(callId, resolve);
-          addon.getVar(id, callId, name);
-        });
-      },
-      serverSupport(request, ints, strs) {
-        const callId = nextCallId++;
-        return new Promise((resolve) => {
-          supportCalls.set(callId, resolve);
-          addon.serverSupport(id, callId, request, ints, strs);
-        });
-      },
+      askVariable: (name) => call((callId) => addon.getVar(id, callId, name)),
+      serverSupport: (request, ints, strs) =>
+        call<ServerSupportReply>((callId) => addon.serverSupport(id, callId, request, ints, strs)),
       waitDrain: () => new Promise<void>((resolve) => drainWaiters.push(resolve)),
       finished() {
         requests.delete(id);
@@ -98,8 +155,11 @@ async function start(addon: BridgeAddon, user: UserModule, options: WorkerOption
       },
     };
     const ecb = new ECB(link, req);
+    if (!extension) {
+      ecb._fail('This script exports no extension (__ExtensionFactory__).');
+      return;
+    }
     requests.set(id, ecb);
-    lastActivity = Date.now();
     const fail = (err: unknown) => {
       const e = err as Error;
       if (err instanceof InternalReloadException) {
@@ -130,6 +190,29 @@ async function start(addon: BridgeAddon, user: UserModule, options: WorkerOption
     ecb.DoneWithSession(status ?? HSE_STATUS_SUCCESS);
   };
 
+  const notify = async (id: number, n: FilterNotification) => {
+    const endOfSession = n.notification === SF_NOTIFY_END_OF_NET_SESSION;
+    const connection = connections.get(n.connection) ?? { value: undefined };
+    connections.set(n.connection, connection);
+    const link: FilterLink = {
+      query: (op: FilterQueryOp, name: string) => call((callId) => addon.filterCall(id, callId, op, name)),
+    };
+    const fc = new FilterContext(link, n, connection);
+    let status: number = SF_STATUS_REQ_NEXT_NOTIFICATION;
+    try {
+      // END_OF_NET_SESSION is always delivered (to release FilterContext); the script only
+      // sees it when it asked for it.
+      if (filter && (!endOfSession || filter.filterFlags & SF_NOTIFY_END_OF_NET_SESSION)) {
+        status = (await filter.HttpFilterProc(fc)) ?? SF_STATUS_REQ_NEXT_NOTIFICATION;
+      }
+    } catch (err) {
+      process.stderr.write(`${options.name}: HttpFilterProc(0x${n.notification.toString(16)}): ${(err as Error)?.stack ?? err}\n`);
+      status = SF_STATUS_REQ_ERROR;
+    }
+    if (endOfSession) connections.delete(n.connection);
+    if (n.wantsReply) addon.filterReply(id, status, fc._changes());
+  };
+
   addon.open((type, id, a, b, c) => {
     switch (type) {
       case In.Request:
@@ -138,18 +221,16 @@ async function start(addon: BridgeAddon, user: UserModule, options: WorkerOption
       case In.Body:
         requests.get(id)?._body(a as Buffer);
         return;
-      case In.ServerSupportReply: {
-        const resolve = supportCalls.get(a as number);
-        supportCalls.delete(a as number);
-        resolve?.(b as ServerSupportReply);
+      case In.VarReply:
+        answer(a as number, { err: b as number, value: c as Buffer });
         return;
-      }
-      case In.VarReply: {
-        const resolve = varCalls.get(a as number);
-        varCalls.delete(a as number);
-        resolve?.({ err: b as number, value: c as Buffer });
+      case In.ServerSupportReply:
+      case In.FilterCallReply:
+        answer(a as number, b);
         return;
-      }
+      case In.FilterNotify:
+        void notify(id, a as FilterNotification);
+        return;
       case In.Drain: {
         const waiters = drainWaiters;
         drainWaiters = [];

@@ -37,7 +37,7 @@ while read -r dll_name; do
   fi
 done <<<"$imports"
 
-for sym in GetExtensionVersion HttpExtensionProc TerminateExtension napi_register_module_v1 node_api_module_get_api_version_v1; do
+for sym in GetExtensionVersion HttpExtensionProc TerminateExtension GetFilterVersion HttpFilterProc TerminateFilter napi_register_module_v1 node_api_module_get_api_version_v1; do
   if ! grep -qx "$sym" <<<"$exports"; then
     echo "FAIL: does not export $sym" >&2
     fail=1

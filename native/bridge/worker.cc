@@ -9,6 +9,9 @@
 
 namespace isapi::bridge {
 
+// At most this much body is folded into a header send; the rest goes as separate writes.
+constexpr size_t kMergeLimit = 64 * 1024;
+
 using channel::FrameWriter;
 using channel::Msg;
 
@@ -50,6 +53,7 @@ bool Worker::send(const std::string& frames) {
 bool Worker::adopt(const InflightPtr& req) {
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (state_ == WorkerState::Dead) return false;
     inflight_[req->id] = req;
   }
   std::string frame;
@@ -57,11 +61,31 @@ bool Worker::adopt(const InflightPtr& req) {
     std::lock_guard<std::mutex> lock(req->mu);
     req->worker = shared_from_this();
     frame.swap(req->beginFrame);
-    req->cv.notify_all();
   }
-  // A failed send needs no handling here: the reader sees the closed channel and fails the
-  // request together with the worker's others.
-  return send(frame);
+  if (send(frame)) {
+    std::lock_guard<std::mutex> lock(req->mu);
+    req->cv.notify_all();
+    return true;
+  }
+  // The worker died before it could read the request (the send failed): unless its reader
+  // already answered it with 502, take it back so the pool gives it to another worker.
+  std::lock_guard<std::mutex> lock(mu_);
+  if (inflight_.erase(req->id) == 0) return true;
+  std::lock_guard<std::mutex> rlock(req->mu);
+  req->worker = nullptr;
+  req->beginFrame.swap(frame);
+  return false;
+}
+
+void Worker::await_filter(uint32_t id, const std::shared_ptr<FilterWait>& wait) {
+  std::lock_guard<std::mutex> lock(mu_);
+  filterWaits_[id] = wait;
+  if (state_ == WorkerState::Dead) wait->dead = true;
+}
+
+void Worker::forget_filter(uint32_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  filterWaits_.erase(id);
 }
 
 void Worker::forget(uint32_t id) {
@@ -108,6 +132,8 @@ InflightPtr Worker::find(uint32_t id) {
 void Worker::read_loop() {
   channel::FrameDecoder decoder;
   std::vector<char> buf(256 * 1024);
+  std::vector<std::pair<channel::FrameHeader, std::string_view>> frames;
+  std::string body;
   for (;;) {
     long n = channel_.read_some(buf.data(), buf.size());
     if (n <= 0) break;
@@ -115,7 +141,27 @@ void Worker::read_loop() {
     channel::FrameHeader h;
     std::string_view payload;
     bool corrupt = false;
-    while (decoder.next(h, payload, corrupt)) handle(h, payload);
+    frames.clear();
+    while (decoder.next(h, payload, corrupt)) frames.emplace_back(h, payload);
+    for (size_t i = 0; i < frames.size(); ++i) {
+      const size_t first = i;
+      body.clear();
+      // Headers directly followed by body writes of the same request go to the server as one
+      // call (text after the header block is body): one send instead of several.
+      if (frames[first].first.type == Msg::ResponseHeaders) {
+        while (i + 1 < frames.size() && frames[i + 1].first.type == Msg::Write &&
+               frames[i + 1].first.id == frames[first].first.id && body.size() < kMergeLimit) {
+          channel::FrameReader wr(reinterpret_cast<const uint8_t*>(frames[i + 1].second.data()), frames[i + 1].second.size());
+          std::string_view data = wr.str();
+          // Header text ends at its first NUL (servers honour that; some extensions count the
+          // terminator): binary bodies go as WriteClient calls of their own.
+          if (data.find('\0') != std::string_view::npos) break;
+          body += data;
+          ++i;
+        }
+      }
+      handle(frames[first].first, frames[first].second, body);
+    }
     if (corrupt) {
       log_line("worker " + std::to_string(slot_) + " sent a corrupt frame; stopping it");
       process_.kill();
@@ -127,12 +173,20 @@ void Worker::read_loop() {
 }
 
 void Worker::on_channel_closed() {
-  state_ = WorkerState::Dead;
   std::vector<InflightPtr> orphans;
+  std::vector<std::shared_ptr<FilterWait>> waits;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    state_ = WorkerState::Dead;  // under mu_: adopt() never adds to a worker whose requests were failed
     for (auto& [id, r] : inflight_) orphans.push_back(r);
     inflight_.clear();
+    for (auto& [id, w] : filterWaits_) waits.push_back(w);
+    filterWaits_.clear();
+  }
+  for (auto& w : waits) {
+    std::lock_guard<std::mutex> lock(w->mu);
+    w->dead = true;
+    w->cv.notify_all();
   }
   if (!orphans.empty())
     log_line("worker " + std::to_string(slot_) + " (pid " + std::to_string(pid()) + ") died with " +
@@ -157,7 +211,20 @@ static void send_var_reply(Worker& w, uint32_t id, uint32_t callId, uint32_t err
   w.send(frame);
 }
 
-void Worker::handle(const channel::FrameHeader& h, std::string_view payload) {
+// The client went away (a write failed): tell the worker, so 'aborted'/'close' fire and it
+// stops producing, and end the request now instead of at its deadline.
+void Worker::abandon(InflightRequest& req, std::unique_lock<std::mutex>& lock) {
+  uint32_t id = req.id;
+  lock.unlock();
+  forget(id);
+  std::string frame;
+  FrameWriter(frame, Msg::Abort, id).finish();
+  send(frame);
+  lock.lock();
+  complete_locked(req, HSE_STATUS_ERROR, lock);
+}
+
+void Worker::handle(const channel::FrameHeader& h, std::string_view payload, const std::string& mergedBody) {
   channel::FrameReader rd(reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
   if (h.type == Msg::Ready) {
     uint32_t protocol = rd.u32();
@@ -183,6 +250,19 @@ void Worker::handle(const channel::FrameHeader& h, std::string_view payload) {
     pool_.reload("requested by worker " + std::to_string(slot_));
     return;
   }
+  if (h.type == Msg::FilterCall || h.type == Msg::FilterReply) {
+    std::shared_ptr<FilterWait> wait;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = filterWaits_.find(h.id);
+      if (it != filterWaits_.end()) wait = it->second;
+    }
+    if (!wait) return;  // the notification timed out; its late answer is dropped
+    std::lock_guard<std::mutex> lock(wait->mu);
+    wait->frames.emplace_back(h.type, std::string(payload));
+    wait->cv.notify_all();
+    return;
+  }
   InflightPtr req = find(h.id);
   if (!req) {
     // The request already ended (deadline, client gone); its late messages are dropped.
@@ -201,6 +281,7 @@ void Worker::handle(const channel::FrameHeader& h, std::string_view payload) {
       std::string status(rd.str());
       std::string headers(rd.str());
       uint32_t keepConn = rd.u32();
+      headers += mergedBody;
       if (req->completed || !rd.ok()) break;
       HSE_SEND_HEADER_EX_INFO info{};
       info.pszStatus = status.c_str();
@@ -210,16 +291,17 @@ void Worker::handle(const channel::FrameHeader& h, std::string_view payload) {
       info.fKeepConn = keepConn ? TRUE : FALSE;
       int code = std::atoi(status.c_str());
       if (code > 0) ecb->dwHttpStatusCode = DWORD(code);
-      ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_SEND_RESPONSE_HEADER_EX, &info, nullptr, nullptr);
       req->headersSent = true;
+      if (!ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_SEND_RESPONSE_HEADER_EX, &info, nullptr, nullptr))
+        abandon(*req, lock);
       break;
     }
     case Msg::Write: {
       std::string_view data = rd.str();
       if (req->completed || !rd.ok() || data.empty()) break;
       DWORD n = DWORD(data.size());
-      ecb->WriteClient(ecb->ConnID, const_cast<char*>(data.data()), &n, HSE_IO_SYNC);
       req->headersSent = true;
+      if (!ecb->WriteClient(ecb->ConnID, const_cast<char*>(data.data()), &n, HSE_IO_SYNC)) abandon(*req, lock);
       break;
     }
     case Msg::Done: {

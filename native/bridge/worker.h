@@ -3,6 +3,8 @@
 #pragma once
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -18,6 +20,15 @@ namespace isapi::bridge {
 
 class WorkerPool;
 
+// A filter notification waiting for its verdict: the reader thread queues the worker's
+// queries and final reply here; the web server's thread (inside HttpFilterProc) takes them.
+struct FilterWait {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::pair<channel::Msg, std::string>> frames;
+  bool dead = false;  // the worker went away
+};
+
 enum class WorkerState { Starting, Ready, Draining, Dead };
 
 class Worker : public std::enable_shared_from_this<Worker> {
@@ -28,9 +39,12 @@ class Worker : public std::enable_shared_from_this<Worker> {
   bool start(std::string& error);
   // Sends one or more encoded frames; false if the channel is gone (the reader notices too).
   bool send(const std::string& frames);
-  // Registers the request as this worker's and sends its first frame.
+  // Registers the request as this worker's and sends its first frame. False when the worker
+  // is gone and the request never reached it: the caller routes it elsewhere.
   bool adopt(const InflightPtr& req);
   void forget(uint32_t id);
+  void await_filter(uint32_t id, const std::shared_ptr<FilterWait>& wait);
+  void forget_filter(uint32_t id);
   void request_shutdown();
   void kill() { process_.kill(); }
   // Joins the reader and reaps the process; returns the exit description.
@@ -46,8 +60,10 @@ class Worker : public std::enable_shared_from_this<Worker> {
 
  private:
   void read_loop();
-  void handle(const channel::FrameHeader& h, std::string_view payload);
+  // mergedBody: body bytes of Write frames that directly followed a ResponseHeaders frame.
+  void handle(const channel::FrameHeader& h, std::string_view payload, const std::string& mergedBody);
   InflightPtr find(uint32_t id);
+  void abandon(InflightRequest& req, std::unique_lock<std::mutex>& lock);
   void on_channel_closed();
 
   WorkerPool& pool_;
@@ -61,6 +77,7 @@ class Worker : public std::enable_shared_from_this<Worker> {
   std::chrono::steady_clock::time_point startedAt_;
   std::mutex mu_;
   std::unordered_map<uint32_t, InflightPtr> inflight_;
+  std::unordered_map<uint32_t, std::shared_ptr<FilterWait>> filterWaits_;
 };
 
 }  // namespace isapi::bridge

@@ -65,29 +65,64 @@ class Channel {
     return true;
   }
 
-  // Called on the JavaScript thread by the thread-safe function.
+  // Called on the JavaScript thread by the thread-safe function. What handlers queue while
+  // it runs goes out in one write at the end, from this thread: a synchronous handler's
+  // headers, body and Done cost one system call and no thread hand-off.
   void deliver(Napi::Env env, Napi::Function dispatch) {
     std::deque<InFrame> batch;
     {
       std::lock_guard<std::mutex> lock(inMu_);
       batch.swap(in_);
     }
+    delivering_ = true;
     for (auto& f : batch) {
       Napi::HandleScope scope(env);
       dispatch_one(env, dispatch, f);
-      if (env.IsExceptionPending()) return;  // surfaces as an uncaught exception in the worker
+      if (env.IsExceptionPending()) break;  // surfaces as an uncaught exception in the worker
     }
+    delivering_ = false;
+    flush();
   }
 
   void queue(const std::string& frames) {
     bool wake;
     {
       std::lock_guard<std::mutex> lock(outMu_);
-      wake = out_.empty();
+      wake = out_.empty() && !delivering_ && !writerBusy_;
       out_ += frames;
       queued_ += frames.size();
     }
     if (wake) outCv_.notify_one();
+  }
+
+  // Sends what is queued from the calling (JavaScript) thread if the channel takes it without
+  // blocking; anything left is handed to the writer thread.
+  void flush() {
+    std::string batch;
+    {
+      std::lock_guard<std::mutex> lock(outMu_);
+      if (out_.empty()) return;
+      if (writerBusy_) {  // keep the order: the writer sends it after what it is sending
+        outCv_.notify_one();
+        return;
+      }
+      batch.swap(out_);
+    }
+    long n = ep_.try_write(batch.data(), batch.size());
+    size_t sent = n > 0 ? size_t(n) : 0;
+    bool drain = false;
+    {
+      std::lock_guard<std::mutex> lock(outMu_);
+      queued_ -= sent;
+      if (sent < batch.size()) {
+        out_.insert(0, batch, sent, std::string::npos);
+        outCv_.notify_one();
+      } else if (drainWanted_ && queued_ < kLowWater) {
+        drainWanted_ = false;
+        drain = true;
+      }
+    }
+    if (drain) push(InFrame{kDrain, 0, {}});
   }
 
   bool below_high_water() {
@@ -149,12 +184,14 @@ class Channel {
         std::unique_lock<std::mutex> lock(outMu_);
         outCv_.wait(lock, [&] { return !out_.empty(); });
         batch.swap(out_);
+        writerBusy_ = true;
       }
       bool ok = ep_.write_all(batch.data(), batch.size());
       bool drain = false;
       {
         std::lock_guard<std::mutex> lock(outMu_);
         queued_ -= batch.size();
+        writerBusy_ = false;
         if (drainWanted_ && queued_ < kLowWater) { drainWanted_ = false; drain = true; }
       }
       batch.clear();
@@ -203,6 +240,38 @@ class Channel {
                        Napi::Buffer<char>::Copy(env, value.data(), value.size())});
         return;
       }
+      case Msg::FilterNotify: {
+        Napi::Object n = Napi::Object::New(env);
+        n.Set("connection", Napi::Number::New(env, rd.u32()));
+        n.Set("notification", Napi::Number::New(env, rd.u32()));
+        n.Set("wantsReply", Napi::Boolean::New(env, rd.u32() != 0));
+        uint32_t nf = rd.u32();
+        Napi::Array fields = Napi::Array::New(env);
+        for (uint32_t i = 0; i < nf && i < 64 && rd.ok(); ++i) {
+          std::string_view f = rd.str();
+          fields.Set(i, Napi::Buffer<char>::Copy(env, f.data(), f.size()));
+        }
+        n.Set("fields", fields);
+        uint32_t nv = rd.u32();
+        Napi::Object vars = Napi::Object::New(env);
+        for (uint32_t i = 0; i < nv && i < 64 && rd.ok(); ++i) {
+          std::string_view k = rd.str();
+          std::string_view v = rd.str();
+          vars.Set(js_str(env, k), js_str(env, v));
+        }
+        n.Set("vars", vars);
+        dispatch.Call({type, id, n});
+        return;
+      }
+      case Msg::FilterCallReply: {
+        uint32_t callId = rd.u32();
+        Napi::Object r = Napi::Object::New(env);
+        r.Set("ok", Napi::Boolean::New(env, rd.u32() != 0));
+        r.Set("error", Napi::Number::New(env, rd.u32()));
+        r.Set("out", js_str(env, rd.str()));
+        dispatch.Call({type, id, Napi::Number::New(env, callId), r});
+        return;
+      }
       case Msg::ServerSupportReply: {
         uint32_t callId = rd.u32();
         uint32_t ok = rd.u32();
@@ -235,6 +304,8 @@ class Channel {
   std::string out_;
   size_t queued_ = 0;
   bool drainWanted_ = false;
+  bool writerBusy_ = false;   // the writer thread is sending a batch (guarded by outMu_)
+  bool delivering_ = false;   // JavaScript is inside deliver() (JavaScript thread only)
   std::thread reader_, writer_;
 };
 
@@ -316,6 +387,7 @@ Napi::Value Done(const Napi::CallbackInfo& info) {
   FrameWriter(frame, Msg::Done, u32_arg(info[0]))
       .u32(u32_arg(info[1])).u32(u32_arg(info[2])).str(str_arg(info[3])).finish();
   g_channel->queue(frame);
+  g_channel->flush();  // the request is complete: send it now, from this thread
   return info.Env().Undefined();
 }
 
@@ -338,6 +410,31 @@ Napi::Value ServerSupport(const Napi::CallbackInfo& info) {
   Napi::Array strs = info[4].IsArray() ? info[4].As<Napi::Array>() : Napi::Array::New(info.Env());
   f.u32(strs.Length());
   for (uint32_t i = 0; i < strs.Length(); ++i) f.str(str_arg(strs.Get(i)));
+  f.finish();
+  g_channel->queue(frame);
+  return info.Env().Undefined();
+}
+
+// filterCall(id, callId, op, name): a query while the web server waits for the verdict.
+Napi::Value FilterCall(const Napi::CallbackInfo& info) {
+  std::string frame;
+  FrameWriter(frame, Msg::FilterCall, u32_arg(info[0])).u32(u32_arg(info[1])).u32(u32_arg(info[2])).str(str_arg(info[3])).finish();
+  g_channel->queue(frame);
+  return info.Env().Undefined();
+}
+
+// filterReply(id, status, changes: [op, a, b][]): the verdict and every change, in order.
+Napi::Value FilterReply(const Napi::CallbackInfo& info) {
+  std::string frame;
+  FrameWriter f(frame, Msg::FilterReply, u32_arg(info[0]));
+  f.u32(u32_arg(info[1]));
+  Napi::Array changes = info[2].IsArray() ? info[2].As<Napi::Array>() : Napi::Array::New(info.Env());
+  f.u32(changes.Length());
+  for (uint32_t i = 0; i < changes.Length(); ++i) {
+    Napi::Value c = changes.Get(i);
+    Napi::Array change = c.IsArray() ? c.As<Napi::Array>() : Napi::Array::New(info.Env());
+    f.u32(u32_arg(change.Get(0u))).str(str_arg(change.Get(1u))).str(str_arg(change.Get(2u)));
+  }
   f.finish();
   g_channel->queue(frame);
   return info.Env().Undefined();
@@ -381,6 +478,8 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("log", Napi::Function::New(env, Log, "log"));
   exports.Set("serverSupport", Napi::Function::New(env, ServerSupport, "serverSupport"));
   exports.Set("reload", Napi::Function::New(env, Reload, "reload"));
+  exports.Set("filterCall", Napi::Function::New(env, FilterCall, "filterCall"));
+  exports.Set("filterReply", Napi::Function::New(env, FilterReply, "filterReply"));
   exports.Set("protocolVersion", Napi::Number::New(env, isapi::channel::kProtocolVersion));
   return exports;
 }

@@ -48,12 +48,13 @@ bool WorkerPool::spawn_into(int slot, std::string& error) {
   return true;
 }
 
-bool WorkerPool::start(std::string& error) {
+bool WorkerPool::start(bool waitForReady, std::string& error) {
   exeStamp_ = file_stamp(cfg_.workerExe);
   workers_.assign(size_t(cfg_.workers), nullptr);
   slots_.assign(size_t(cfg_.workers), SlotState{});
   for (int i = 0; i < cfg_.workers; ++i) spawn_into(i, error);
   supervisor_ = std::thread([this] { supervise(); });
+  if (!waitForReady) return true;
 
   // Wait until every worker is ready, or every one that is not has died, or the deadline.
   std::unique_lock<std::mutex> lock(mu_);
@@ -90,22 +91,32 @@ std::shared_ptr<Worker> WorkerPool::pick_locked() {
   return best;
 }
 
+std::shared_ptr<Worker> WorkerPool::worker_for_connection(uint32_t connection) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::shared_ptr<Worker>> ready;
+  for (auto& w : workers_)
+    if (w && w->state() == WorkerState::Ready) ready.push_back(w);
+  if (ready.empty()) return nullptr;
+  return ready[connection % ready.size()];
+}
+
 void WorkerPool::dispatch(const InflightPtr& req) {
-  std::shared_ptr<Worker> w;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_) {
-      w = nullptr;
-    } else {
+  // A worker that died a moment ago may still look ready; adopt() refuses then, and the
+  // request goes to the next one (or waits for a restart) instead of failing.
+  for (int attempt = 0; attempt <= cfg_.workers; ++attempt) {
+    std::shared_ptr<Worker> w;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) break;
       w = pick_locked();
-      if (!w) { pending_.push_back(req); return; }
+      if (!w) {
+        pending_.push_back(req);
+        return;
+      }
     }
+    if (w->adopt(req)) return;
   }
-  if (!w) {
-    fail_request(*req, 503, "Service Unavailable", "The extension is shutting down.", 5);
-    return;
-  }
-  w->adopt(req);
+  fail_request(*req, 503, "Service Unavailable", "The extension is shutting down.", 5);
 }
 
 void WorkerPool::pump_body(const InflightPtr& req) {
@@ -183,7 +194,8 @@ void WorkerPool::on_ready(Worker& w) {
     cv_.notify_all();
   }
   if (retired) retired->request_shutdown();
-  for (auto& r : todo) self->adopt(r);
+  for (auto& r : todo)
+    if (!self->adopt(r)) dispatch(r);
 }
 
 void WorkerPool::reload(const std::string& reason) {

@@ -30,8 +30,9 @@ class WorkerPool {
   explicit WorkerPool(PoolConfig cfg) : cfg_(std::move(cfg)) {}
   ~WorkerPool();
 
-  // Starts every worker and waits for their Ready messages. False if none became ready.
-  bool start(std::string& error);
+  // Starts every worker. With waitForReady, waits for their Ready messages and returns false
+  // if none became ready; without, returns at once (requests wait for a ready worker).
+  bool start(bool waitForReady, std::string& error);
   // Hands the request (its Request frame in req->beginFrame) to a worker, or queues it.
   void dispatch(const InflightPtr& req);
   // Reads the rest of the request body with ReadClient and forwards it with flow control.
@@ -42,6 +43,9 @@ class WorkerPool {
   // ready, then drains (finishes what it holds) and exits. No request fails.
   void reload(const std::string& reason);
 
+  // The ready worker for a filter connection: the same one for the connection's lifetime
+  // while the set of workers is unchanged, so its FilterContext stays in one process.
+  std::shared_ptr<Worker> worker_for_connection(uint32_t connection);
   const PoolConfig& config() const { return cfg_; }
 
   // Called by workers' reader threads.

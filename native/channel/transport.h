@@ -27,6 +27,8 @@ class Endpoint {
   bool valid() const { return h_ != invalid(); }
   // Writes every byte or fails (peer gone). Never raises SIGPIPE.
   bool write_all(const void* data, size_t n);
+  // Writes what fits without blocking: the count written (0 when it would block), -1 on error.
+  long try_write(const void* data, size_t n);
   // Blocks until some bytes arrive. Returns the count, 0 when the peer closed, -1 on error.
   long read_some(void* buf, size_t n);
   // Wakes a reader blocked in read_some (it then sees 0) without releasing the handle.

@@ -34,6 +34,15 @@ bool Endpoint::write_all(const void* data, size_t n) {
   return true;
 }
 
+long Endpoint::try_write(const void* data, size_t n) {
+  for (;;) {
+    ssize_t w = ::send(h_, data, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w >= 0) return long(w);
+    if (errno == EINTR) continue;
+    return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
+  }
+}
+
 long Endpoint::read_some(void* buf, size_t n) {
   for (;;) {
     ssize_t r = ::recv(h_, buf, n, 0);

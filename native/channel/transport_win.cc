@@ -209,6 +209,10 @@ bool Endpoint::write_all(const void* data, size_t n) {
   return true;
 }
 
+// Overlapped pipes have no cheap non-blocking write: report "would block" and let the
+// caller's writer thread send it.
+long Endpoint::try_write(const void*, size_t) { return 0; }
+
 long Endpoint::read_some(void* buf, size_t n) {
   if (!valid()) return -1;
   auto st = state_of(h_);

@@ -30,6 +30,8 @@ enum class Msg : uint16_t {
   BodyCredit = 7,     // u32 bytes the worker consumed (flow control for request bodies)
   ServerSupport = 8,  // u32 callId, u32 request (HSE_REQ_*), u32 n + n×u32, u32 m + m×str
   Reload = 9,         // str reason: start fresh workers and drain this generation
+  FilterCall = 10,    // (id = notification) u32 callId, u32 op, str arg: a query during a notification
+  FilterReply = 11,   // (id = notification) u32 SF_STATUS_REQ_*, u32 n + n×(u32 op, str a, str b) changes
 
   // bridge → worker
   Request = 100,      // see RequestBegin below
@@ -38,6 +40,9 @@ enum class Msg : uint16_t {
   Abort = 103,        // the client or the bridge gave up on the request
   Shutdown = 104,     // drain and exit
   ServerSupportReply = 105,  // u32 callId, u32 ok, u32 win32Error, u32 n + n×u32, str out
+  FilterNotify = 106, // (id = notification) u32 connection, u32 SF_NOTIFY_*, u32 wantsReply,
+                      //   u32 n + n×str fields, u32 m + m×(str name, str value) server variables
+  FilterCallReply = 107,  // u32 callId, u32 ok, u32 win32Error, str value
 };
 
 struct FrameHeader {
@@ -127,6 +132,27 @@ struct RequestBegin {
   uint32_t connId = 0;
   std::vector<std::pair<std::string_view, std::string_view>> vars;  // prefetched server variables
   std::string_view preloaded;                                        // ECB lpbData[0..cbAvailable)
+};
+
+// Queries a filter may make while the web server waits for its verdict.
+enum class FilterQuery : uint32_t { GetHeader = 1, GetServerVariable = 2 };
+
+// Changes a filter's reply carries, applied in order before HttpFilterProc returns.
+enum class FilterChange : uint32_t {
+  SetHeader = 1,             // a = name ("url", "method", "version" or "Name:"), b = value ("" deletes)
+  AddHeader = 2,             // a = name, b = value
+  AddResponseHeaders = 3,    // a = "Name: value\r\n" lines
+  WriteClient = 4,           // a = bytes
+  SendResponseHeader = 5,    // a = status, b = header lines
+  DisableNotifications = 6,  // a = decimal mask
+  SetPhysicalPath = 7,       // a = path (URL_MAP)
+  SetLogField = 8,           // a = field index (0-5 strings, 6 status, 7 win32), b = value (LOG)
+  SetUser = 9,               // a = user (AUTHENTICATION)
+  SetPassword = 10,          // a = password (AUTHENTICATION)
+  AddHeadersOnDenial = 11,   // a = header lines
+  SetRawData = 12,           // a = bytes replacing the raw data (READ/SEND_RAW_DATA)
+  SetNextReadSize = 13,      // a = decimal size
+  SetHttpStatus = 14,        // a = decimal status (SEND_RESPONSE, AUTH_COMPLETE)
 };
 
 void encode_request(std::string& out, uint32_t id, const RequestBegin& r);
