@@ -1,0 +1,321 @@
+// The installer program: `install` / `install.exe` in a packed folder (a Node SEA built from
+// the user's script plus this file). It reads the script's `install` export and custom
+// verbs (never calling its factories), plans, then applies the plan to IIS or to the local
+// host's config file. Verbs: install (default), remove (uninstall), status, doctor, custom.
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import type { InstallContext, ResolvedInstallParameters } from '../runtime/install_params';
+import { doctorIis, doctorLocal, formatChecks } from './doctor';
+import { InstallError } from './errors';
+import { loadFolder, type PackedFolder } from './folder';
+import {
+  AppcmdServer,
+  FRESH_SERVER_NOTE,
+  MemoryServer,
+  applyIisSteps,
+  applyIisUndo,
+  iisSteps,
+  planIisInstall,
+  planIisRemove,
+  type IisServer,
+  type IisTargetPaths,
+} from './iis';
+import { applyLocalInstall, applyLocalRemove, planLocalInstall, planLocalRemove, restoreLocal } from './local';
+import { readHostConfig } from './local_config';
+import { resolveParameters, scriptInstallExports, BUILTIN_VERBS, type ScriptInstallExports } from './params';
+import { changes, formatPlan, type Plan } from './plan';
+import { findIis, findLocal, readState, withRecord, writeState, type IisRecord } from './state';
+
+export interface InstallerOptions {
+  /** The packed folder; default: the folder of the running executable. */
+  folder?: string;
+  argv?: string[];
+  out?: (text: string) => void;
+  err?: (text: string) => void;
+  /** The IIS server to plan against (tests); default: appcmd on Windows, a fresh server elsewhere. */
+  server?: IisServer;
+  platform?: NodeJS.Platform;
+}
+
+const HELP = (name: string, verbs: Record<string, { description?: string }>) => `${name} installer (node-isapi)
+
+Usage: install [verb] [options]
+  install      register the extension (default verb)
+  remove       undo exactly what install created (alias: uninstall)
+  status       show what is installed
+  doctor       check for common failures and print their fixes
+${Object.entries(verbs)
+  .map(([v, d]) => `  ${v.padEnd(12)} ${d.description ?? '(the script\'s own verb)'}`)
+  .join('\n')}
+Options:
+  --config <file>        the local host's configuration file (created if absent); serve it
+                         with \`isapi serve --config <file>\`
+  --iis                  IIS (the default on Windows); elsewhere only with --dry-run
+  --site <name>          the site (default: the script's, else "Default Web Site")
+  --physical-path <dir>  IIS: where this folder sits on the server (default: where it is)
+  --dry-run              print the plan and change nothing
+  --json                 machine-readable output
+  --quiet, -q            print errors only
+  --verbose, -v          print unchanged items and each step as it runs
+  --help, -h             this text`;
+
+type Backend = { kind: 'local'; file: string } | { kind: 'iis' };
+
+export async function runInstaller(user: Record<string, unknown>, o: InstallerOptions = {}): Promise<number> {
+  const out = o.out ?? ((t: string) => process.stdout.write(t + '\n'));
+  const err = o.err ?? ((t: string) => process.stderr.write(t + '\n'));
+  const platform = o.platform ?? process.platform;
+  const argv = o.argv ?? process.argv.slice(2);
+  let json = argv.includes('--json');
+  try {
+    const folder = loadFolder(path.resolve(o.folder ?? path.dirname(process.execPath)));
+    const exp = scriptInstallExports(user, folder.name);
+    const first = argv.find((a) => !a.startsWith('-'));
+    const custom = first !== undefined && first in exp.verbs ? first : undefined;
+    const { values, positionals } = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: !custom,
+      options: {
+        config: { type: 'string' },
+        iis: { type: 'boolean' },
+        site: { type: 'string' },
+        'physical-path': { type: 'string' },
+        'dry-run': { type: 'boolean' },
+        json: { type: 'boolean' },
+        quiet: { type: 'boolean', short: 'q' },
+        verbose: { type: 'boolean', short: 'v' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+    json = !!values.json;
+    const quiet = !!values.quiet;
+    const verbose = !!values.verbose && !quiet;
+    const dryRun = !!values['dry-run'];
+    const log = (line: string) => {
+      if (!quiet && !json) out(line);
+    };
+    let verb = positionals[0] ?? 'install';
+    if (verb === 'uninstall') verb = 'remove';
+    if (values.help || verb === 'help') {
+      out(HELP(folder.name, exp.verbs));
+      return 0;
+    }
+    if (!custom && !(BUILTIN_VERBS as readonly string[]).includes(verb)) {
+      const known = ['install', 'remove', 'status', 'doctor', ...Object.keys(exp.verbs)];
+      throw new InstallError(`unknown verb '${verb}': use ${known.join(', ')} (install --help)`);
+    }
+    if (!custom && positionals.length > 1) throw new InstallError(`unexpected '${positionals[1]}' after ${verb} (install --help)`);
+
+    const backend: Backend = pickBackend(values.config as string | undefined, !!values.iis, platform);
+    const windowsTarget = backend.kind === 'iis';
+    const params = resolveParameters(exp, folder, { site: values.site as string | undefined, windowsPaths: windowsTarget });
+    const ctx: InstallContext = {
+      name: folder.name,
+      folder: folder.dir,
+      bridge: folder.bridge,
+      backend: backend.kind,
+      parameters: params,
+      args: custom ? verbArgs(argv, custom) : [],
+      dryRun,
+      verbose,
+      log,
+    };
+
+    if (custom) {
+      const r = await exp.verbs[custom]!.run(ctx);
+      return typeof r === 'number' ? r : 0;
+    }
+    if (backend.kind === 'iis' && platform !== 'win32' && (verb === 'install' || verb === 'remove') && !dryRun) {
+      throw new InstallError(
+        `the IIS backend runs on Windows (install.exe on the server). Here, \`--iis --dry-run\` prints the plan, ` +
+          `and \`--config <file>\` installs into the local host's configuration`,
+      );
+    }
+    const paths = iisPaths(folder, values['physical-path'] as string | undefined, platform);
+    const server = backend.kind === 'iis' ? (o.server ?? (platform === 'win32' ? new AppcmdServer() : new MemoryServer(FRESH_SERVER_NOTE))) : undefined;
+
+    const report = (plan: Plan, result: string, extra: Record<string, unknown> = {}) => {
+      if (json) out(JSON.stringify({ verb: plan.verb, backend: plan.backend, target: plan.target, dryRun, changes: changes(plan), plan, result, ...extra }, null, 2));
+      else if (!quiet) out(formatPlan(plan, folder.name, { verbose }) + (result ? `\n${result}` : ''));
+    };
+
+    if (verb === 'install') {
+      return await install(folder, exp, params, backend, { dryRun, log, report, ctx, server: server!, paths });
+    }
+    if (verb === 'remove') {
+      return await remove(folder, exp, params, backend, { dryRun, log, report, ctx, server: server!, paths, err });
+    }
+    if (verb === 'status') {
+      const state = readState(folder);
+      const status = backend.kind === 'local' ? localStatus(folder, backend.file, params) : iisStatus(findIis(state, params.site), server!, params.site);
+      if (json) out(JSON.stringify(status, null, 2));
+      else if (!quiet) out(status.lines.join('\n'));
+      return 0;
+    }
+    // doctor
+    const checks = backend.kind === 'local' ? await doctorLocal(folder, params, backend.file) : doctorIis(folder, params, paths);
+    if (json) out(JSON.stringify({ checks }, null, 2));
+    else out(formatChecks(checks));
+    return checks.some((c) => c.status === 'fail') ? 1 : 0;
+  } catch (e) {
+    const message = e instanceof InstallError || (e as { code?: string })?.code?.startsWith?.('ERR_PARSE_ARGS') ? (e as Error).message : `internal error: ${(e as Error)?.stack ?? e}`;
+    if (json) out(JSON.stringify({ error: message }, null, 2));
+    err(`install: ${message}`);
+    return 1;
+  }
+}
+
+/** The words after a custom verb, without the installer's own options. */
+function verbArgs(argv: string[], verb: string): string[] {
+  const withValue = ['--config', '--site', '--physical-path'];
+  const flags = ['--iis', '--dry-run', '--json', '--quiet', '-q', '--verbose', '-v'];
+  const rest = argv.slice(argv.indexOf(verb) + 1);
+  const args: string[] = [];
+  for (let i = 0; i < rest.length; i++) {
+    const a = rest[i]!;
+    if (withValue.includes(a)) i++;
+    else if (!flags.includes(a) && !withValue.some((o) => a.startsWith(o + '='))) args.push(a);
+  }
+  return args;
+}
+
+function pickBackend(config: string | undefined, iis: boolean, platform: NodeJS.Platform): Backend {
+  if (config !== undefined && iis) throw new InstallError('choose one backend: --config <file> (the local host) or --iis');
+  if (config !== undefined) {
+    if (!config) throw new InstallError('--config needs a file name, e.g. --config isapi-host.json');
+    return { kind: 'local', file: path.resolve(config) };
+  }
+  if (iis || platform === 'win32') return { kind: 'iis' };
+  throw new InstallError(
+    `choose a backend: --config <file> installs into the local host's configuration (then \`isapi serve --config <file>\`); ` +
+      `--iis --dry-run prints the IIS plan`,
+  );
+}
+
+function iisPaths(folder: PackedFolder, physical: string | undefined, platform: NodeJS.Platform): IisTargetPaths {
+  const dir = physical ?? folder.dir;
+  const dllName = folder.target === 'win-x64' ? folder.bridgeFile : `_${folder.name}.dll`;
+  const join = platform === 'win32' || physical ? path.win32.join : path.join;
+  return { folder: dir, dll: join(dir, dllName) };
+}
+
+interface Run {
+  dryRun: boolean;
+  log: (line: string) => void;
+  report: (plan: Plan, result: string, extra?: Record<string, unknown>) => void;
+  ctx: InstallContext;
+  server: IisServer;
+  paths: IisTargetPaths;
+  err?: (t: string) => void;
+}
+
+async function install(folder: PackedFolder, exp: ScriptInstallExports, params: ResolvedInstallParameters, backend: Backend, r: Run): Promise<number> {
+  const state = readState(folder);
+  if (backend.kind === 'local') {
+    const p = planLocalInstall(folder, params, backend.file, state);
+    if (r.dryRun) return r.report(p.plan, 'dry run: nothing changed'), 0;
+    if (p.bytes === undefined) return r.report(p.plan, ''), 0;
+    await exp.hooks.preInstall?.(r.ctx);
+    let record;
+    try {
+      record = applyLocalInstall(backend.file, p);
+      writeState(folder, withRecord(state, p.record, record));
+      await exp.hooks.postInstall?.(r.ctx);
+    } catch (e) {
+      restoreLocal(backend.file, p.before);
+      writeState(folder, state);
+      throw new InstallError(`install failed and was rolled back (${backend.file} is as it was): ${(e as Error).message}`);
+    }
+    r.report(p.plan, `installed: serve it with \`isapi serve --config ${backend.file}\``);
+    return 0;
+  }
+  const p = planIisInstall(folder, params, r.paths, r.server, state);
+  if (r.dryRun) return r.report(p.plan, 'dry run: nothing changed'), 0;
+  if (p.steps.length === 0) return r.report(p.plan, ''), 0;
+  r.report(p.plan, '');
+  await exp.hooks.preInstall?.(r.ctx);
+  const done = applyIisSteps(p.steps, r.ctx.verbose ? r.log : () => {});
+  const record: IisRecord = {
+    backend: 'iis',
+    site: params.site,
+    installedAt: new Date().toISOString(),
+    steps: [...(p.record?.steps ?? []), ...done.filter((s) => s.key !== null)],
+  };
+  try {
+    writeState(folder, withRecord(state, p.record, record));
+    await exp.hooks.postInstall?.(r.ctx);
+  } catch (e) {
+    applyIisUndo([...done].reverse().filter((s) => s.undo), () => {});
+    writeState(folder, state);
+    throw new InstallError(`install failed and was rolled back: ${(e as Error).message}`);
+  }
+  r.log(`installed into IIS site "${params.site}"`);
+  return 0;
+}
+
+async function remove(folder: PackedFolder, exp: ScriptInstallExports, params: ResolvedInstallParameters, backend: Backend, r: Run): Promise<number> {
+  const state = readState(folder);
+  if (backend.kind === 'local') {
+    const p = planLocalRemove(folder, backend.file, state);
+    if (r.dryRun) return r.report(p.plan, 'dry run: nothing changed'), 0;
+    if (!p.record) return r.report(p.plan, ''), 0;
+    await exp.hooks.preRemove?.(r.ctx);
+    applyLocalRemove(backend.file, p);
+    writeState(folder, withRecord(state, p.record, undefined));
+    for (const w of p.warnings) r.err?.(`install: warning: ${w}`);
+    await exp.hooks.postRemove?.(r.ctx);
+    r.report(p.plan, 'removed');
+    return 0;
+  }
+  const record = findIis(state, params.site);
+  // Off Windows there is no server to ask: show what remove does after a fresh install.
+  const assumed = !record && r.server instanceof MemoryServer ? iisSteps(folder, params, r.paths, r.server) : undefined;
+  const p = planIisRemove(params.site, record, r.server, assumed);
+  if (r.dryRun) return r.report(p.plan, 'dry run: nothing changed'), 0;
+  if (!record) return r.report(p.plan, ''), 0;
+  r.report(p.plan, '');
+  await exp.hooks.preRemove?.(r.ctx);
+  const failures = applyIisUndo(p.undo, r.ctx.verbose ? r.log : () => {});
+  if (failures.length) {
+    throw new InstallError(`some steps could not be undone (the record is kept; fix and run remove again):\n  ${failures.join('\n  ')}`);
+  }
+  writeState(folder, withRecord(state, record, undefined));
+  await exp.hooks.postRemove?.(r.ctx);
+  r.log(`removed from IIS site "${params.site}"`);
+  return 0;
+}
+
+function localStatus(folder: PackedFolder, file: string, params: ResolvedInstallParameters) {
+  const state = readState(folder);
+  const record = findLocal(state, file);
+  const { config, bytes } = readHostConfig(file);
+  const apps = params.virtualDirs.map((v) => {
+    const a = config.applications.find((x) => x.path === v.name);
+    return { path: v.name, installed: !!a && a.installedBy === `node-isapi:${folder.name}`, extension: a?.extension };
+  });
+  const lines = [`${folder.name} in local host config ${file}${bytes ? '' : ' (the file does not exist)'}:`];
+  for (const a of apps) lines.push(`  ${a.installed ? 'installed' : 'not installed'}: ${a.path}${a.extension ? ` → ${a.extension}` : ''}`);
+  lines.push(record ? `  recorded by install on ${record.installedAt}` : '  no install recorded in this folder');
+  return { backend: 'local', config: file, installed: apps.every((a) => a.installed), applications: apps, recorded: !!record, lines };
+}
+
+function iisStatus(record: IisRecord | undefined, server: IisServer, site: string) {
+  const steps = (record?.steps ?? []).map((s) => ({ what: s.what, present: s.key ? server.has(s.key) : undefined }));
+  const lines = [`IIS site "${site}":`];
+  if (!record) lines.push('  no install recorded in this folder');
+  for (const s of steps) lines.push(`  ${s.present ? 'present' : 'missing'}: ${s.what}`);
+  if (server.description) lines.push(`  note: ${server.description}`);
+  return { backend: 'iis', site, recorded: !!record, installed: !!record && steps.every((s) => s.present), steps, lines };
+}
+
+/** The SEA's entry calls this with the user's module. */
+export function installerMain(user: Record<string, unknown>): void {
+  runInstaller(user).then(
+    (code) => process.exit(code),
+    (e) => {
+      process.stderr.write(`install: internal error: ${(e as Error)?.stack ?? e}\n`);
+      process.exit(1);
+    },
+  );
+}
