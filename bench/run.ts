@@ -2,10 +2,13 @@
 //   (a) isapi-host + a C hello extension          — the host's own ceiling
 //   (b) isapi-host + the packed examples/hello.ts  — what users get
 //   (c) plain Node http hello, same Node version   — the peer we must match
+//   (d) isapi-host + the packed examples/express-app.ts (its hello route) — an ordinary app through the bridge
+//   (e) the same Express app on plain Node http, same Node version
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
 import { DEFAULT_NODE_VERSION, ensureNodeBinary } from '../packer/node_binary';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -84,9 +87,30 @@ async function main() {
   const cExt = path.join(out, 'hello_ext.so');
   execFileSync('gcc', ['-O2', '-shared', '-fPIC', '-I', path.join(root, 'native', 'include'), '-o', cExt, path.join(root, 'native', 'host', 'test', 'hello_ext.c')]);
   execFileSync(process.execPath, [path.join(root, 'bin', 'isapi.cjs'), 'pack', 'examples/hello.ts', '--out', out], { cwd: root, stdio: 'inherit' });
+  execFileSync(process.execPath, [path.join(root, 'bin', 'isapi.cjs'), 'pack', 'examples/express-app.ts', '--out', out], { cwd: root, stdio: 'inherit' });
+  // (e): the example's Express app itself on plain Node http, bundled the same way.
+  const expressPlain = path.join(out, 'express-plain.cjs');
+  await build({
+    stdin: {
+      contents: `import http from 'node:http';
+        import { app } from ${JSON.stringify(path.join(root, 'examples', 'express-app.ts'))};
+        const s = http.createServer(app);
+        s.keepAliveTimeout = 120000;
+        s.listen(0, '127.0.0.1', () => console.log('express listening on ' + s.address().port));`,
+      resolveDir: root,
+      loader: 'ts',
+    },
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node20',
+    outfile: expressPlain,
+    alias: { 'node-isapi': path.join(root, 'runtime', 'index.ts') },
+    logLevel: 'warning',
+  });
   const node = ensureNodeBinary('linux-x64', DEFAULT_NODE_VERSION);
 
-  const host = spawn(hostExe, ['--port', '0', '--vdir', `/c=${cExt}`, '--vdir', `/hello=${path.join(out, 'hello', '_hello.so')}`], {
+  const host = spawn(hostExe, ['--port', '0', '--vdir', `/c=${cExt}`, '--vdir', `/hello=${path.join(out, 'hello', '_hello.so')}`, '--vdir', `/express-app=${path.join(out, 'express-app', '_express-app.so')}`], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const hostPort = await listen(host, /listening on http:\/\/[\d.]+:(\d+)\//);
@@ -101,21 +125,27 @@ async function main() {
     s.listen(0, '127.0.0.1', () => console.log('plain listening on ' + s.address().port));
   `], { stdio: ['ignore', 'pipe', 'pipe'] });
   const plainPort = await listen(plain, /plain listening on (\d+)/);
+  const expressProc = spawn(node, [expressPlain], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const expressPort = await listen(expressProc, /express listening on (\d+)/);
 
   const workers = Number(process.env.ISAPI_WORKERS ?? 0) || (await import('node:os')).cpus().length;
-  console.log(`\nwrk -t${threads} -c${connections} -d${seconds}s, Node ${DEFAULT_NODE_VERSION}, ${workers} worker(s) for (b), 1 process for (c)\n`);
+  console.log(`\nwrk -t${threads} -c${connections} -d${seconds}s, Node ${DEFAULT_NODE_VERSION}, ${workers} worker(s) for (b) and (d), 1 process for (c) and (e)\n`);
   const a = wrk('(a) host + C extension', `http://127.0.0.1:${hostPort}/c/`);
   const b = wrk('(b) host + packed hello.ts', `http://127.0.0.1:${hostPort}/hello/`);
   const c = wrk('(c) plain Node http', `http://127.0.0.1:${plainPort}/`);
+  const d = wrk('(d) host + packed express-app', `http://127.0.0.1:${hostPort}/express-app/`);
+  const e = wrk('(e) Express on plain Node http', `http://127.0.0.1:${expressPort}/`);
   const rss = rssOfChildren(host.pid!);
   host.kill('SIGTERM');
   plain.kill('SIGTERM');
+  expressProc.kill('SIGTERM');
 
   const row = (r: Result) =>
     `${r.name.padEnd(30)} ${r.rps.toFixed(0).padStart(9)} ${r.p50.toFixed(2).padStart(9)} ${r.p99.toFixed(2).padStart(9)}  ${r.errors}`;
   console.log(`${'server'.padEnd(30)} ${'req/s'.padStart(9)} ${'p50 ms'.padStart(9)} ${'p99 ms'.padStart(9)}`);
-  for (const r of [a, b, c]) console.log(row(r));
+  for (const r of [a, b, c, d, e]) console.log(row(r));
   console.log(`\nb/c = ${(b.rps / c.rps).toFixed(2)}   (goal ≥ 0.7, heading for ≥ 1.0)`);
+  console.log(`d/e = ${(d.rps / e.rps).toFixed(2)}   (Express through the bridge vs Express on Node http)`);
   console.log(`b/a = ${(b.rps / a.rps).toFixed(2)}`);
   console.log(`worker memory after the run: ${rss || 'n/a'}`);
 }
