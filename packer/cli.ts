@@ -27,6 +27,15 @@ Usage:
       --root     folder of static files served for unmapped paths
       --workers  worker processes (default: one per CPU)
 
+  isapi serve --config <file> [--port <n>] [--bind <addr>]
+      Serve every application of a local host configuration file, as written by a packed
+      folder's installer (dist/<name>/install --config <file>); --port/--bind override the file's.
+
+  isapi serve --wine <folder> [same options as serve]
+      Linux: serve a win-x64 folder (isapi pack --target win-x64) with the Windows isapi-host.exe
+      under Wine, to smoke-test what you ship (apt-get install -y wine64 wine; Node 22.x workers).
+      The Wine prefix is $ISAPI_WINEPREFIX, else one in ~/.cache/node-isapi (prepared once).
+
   isapi --help | isapi <command> --help
 
 Docs: README.md and docs/ in the node-isapi package.`;
@@ -72,6 +81,8 @@ async function main(argv: string[]): Promise<number> {
         root: { type: 'string' },
         dll: { type: 'string' },
         workers: { type: 'string' },
+        config: { type: 'string' },
+        wine: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -90,6 +101,8 @@ async function main(argv: string[]): Promise<number> {
       bind: values.bind,
       root: values.root,
       workers: num(values.workers, '--workers'),
+      config: values.config,
+      wine: values.wine,
       log,
     });
   }

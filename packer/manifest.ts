@@ -19,6 +19,10 @@ export interface Manifest {
   script: string;
   packedAt: string;
   entryPoints: { extension: boolean; filter: boolean };
+  /** SF_NOTIFY_* flags of the filter (0: none), answered by the bridge's GetFilterVersion. */
+  filterFlags: number;
+  filterFailurePolicy: 'fail-closed' | 'pass-through';
+  filterTimeoutMs: number;
   files: Record<string, ManifestFile>;
 }
 

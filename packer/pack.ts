@@ -4,10 +4,12 @@
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { bundleWorker, scriptExports } from './bundle';
+import { describeScript } from './describe';
 import { describeFile, manifestFileName, type Manifest } from './manifest';
 import { DEFAULT_NODE_VERSION, ensureNodeBinary } from './node_binary';
 import { bridgeBinary, hostTarget, packageRoot, TARGETS, type Target } from './paths';
 import { buildSea } from './sea';
+import { bundleInstaller } from '../installer/build';
 import { UserError } from './user_error';
 
 export interface PackOptions {
@@ -43,6 +45,15 @@ export async function pack(o: PackOptions): Promise<PackResult> {
   const outRoot = path.resolve(o.outDir ?? 'dist');
   const folder = path.join(outRoot, name);
   const win = target === 'win-x64';
+  if (win && nodeVersion !== DEFAULT_NODE_VERSION) {
+    // The default is the version the Wine suite runs on every CI run; others build the same way
+    // but nothing here has run them.
+    const major = Number(nodeVersion.split('.')[0]);
+    log(
+      `warning: Node ${nodeVersion} is untested on win-x64 (the tested version is ${DEFAULT_NODE_VERSION})` +
+        (major >= 24 ? `; Node 24 and later do not start under Wine, so \`isapi serve --wine\` cannot run this folder (Windows can)` : ''),
+    );
+  }
 
   const step = async <T>(label: string, fn: () => Promise<T> | T, detail?: (r: T) => string): Promise<T> => {
     const t0 = Date.now();
@@ -67,15 +78,32 @@ export async function pack(o: PackOptions): Promise<PackResult> {
   try {
     const staging = path.join(work, name);
     mkdirSync(staging);
-    const bundleFile = path.join(work, `${name}.bundle.js`);
-    await step('bundle', () => bundleWorker(script, name, bundleFile), (r) => `${(r.bytes / 1024).toFixed(0)} KiB`);
+    // .cjs: the describe step runs it with node, and a package.json above may say "type": "module".
+    const bundleFile = path.join(work, `${name}.bundle.cjs`);
+    const bundled = await step('bundle', () => bundleWorker(script, name, bundleFile, { target, nodeVersion, log }), (r) =>
+      `${(r.bytes / 1024).toFixed(0)} KiB${r.addons.length ? `, native addons: ${r.addons.join(', ')}` : ''}`,
+    );
 
     const hostNode = await step('node', () => ensureNodeBinary(hostTarget(), nodeVersion, log), () => `${hostTarget()} v${nodeVersion}`);
     const targetNode = target === hostTarget() ? hostNode : ensureNodeBinary(target, nodeVersion, log);
+    const described = await step('describe', () => describeScript(hostNode, bundleFile, path.relative(process.cwd(), script)), (d) =>
+      [d.extension && 'extension', d.filter && `filter (flags 0x${d.filterFlags.toString(16)})`].filter(Boolean).join(' + '),
+    );
     const workerFile = path.join(staging, win ? `${name}.exe` : name);
     await step('sea', () =>
-      buildSea({ main: bundleFile, blobMaker: hostNode, targetNode, output: workerFile, workDir: work, sameplatform: target === hostTarget() }),
+      buildSea({ main: bundleFile, blobMaker: hostNode, targetNode, output: workerFile, workDir: work, sameplatform: target === hostTarget(), assets: bundled.assets }),
       () => path.basename(workerFile),
+    );
+
+    // The installer: a second SEA from the same script plus installer/main.ts (reads the
+    // script's `install` export and custom verbs; never runs its factories).
+    const installerBundle = path.join(work, `${name}.installer.js`);
+    await step('installer', () => bundleInstaller(script, name, installerBundle), (r) => `${(r.bytes / 1024).toFixed(0)} KiB`);
+    const installerFile = path.join(staging, win ? 'install.exe' : 'install');
+    if (installerFile === workerFile) throw new UserError(`a script named '${name}' would overwrite the folder's installer: rename the script`);
+    await step('sea', () =>
+      buildSea({ main: installerBundle, blobMaker: hostNode, targetNode, output: installerFile, workDir: work, sameplatform: target === hostTarget() }),
+      () => path.basename(installerFile),
     );
 
     const bridgeFile = path.join(staging, `_${name}${win ? '.dll' : '.so'}`);
@@ -90,10 +118,16 @@ export async function pack(o: PackOptions): Promise<PackResult> {
       nodeIsapi: pkg.version,
       script: path.relative(process.cwd(), script).split(path.sep).join('/'),
       packedAt: new Date().toISOString(),
-      entryPoints: { extension: exportsFound.extension, filter: exportsFound.filter },
+      entryPoints: { extension: described.extension, filter: described.filter },
+      // Read by the bridge's GetFilterVersion (native/bridge/manifest_settings.cc): keep them
+      // top-level scalars with these unique names.
+      filterFlags: described.filterFlags,
+      filterFailurePolicy: described.filterFailurePolicy,
+      filterTimeoutMs: described.filterTimeoutMs,
       files: {
         [path.basename(bridgeFile)]: describeFile(bridgeFile, 'bridge'),
         [path.basename(workerFile)]: describeFile(workerFile, 'worker'),
+        [path.basename(installerFile)]: describeFile(installerFile, 'installer'),
       },
     };
     writeFileSync(path.join(staging, manifestFileName(name)), JSON.stringify(manifest, null, 2) + '\n');

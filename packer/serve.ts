@@ -1,10 +1,12 @@
 // `isapi serve`: runs isapi-host (native/host) on a packed folder or a plain ISAPI library.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { HostConfigError, hostInvocation } from '../installer/local_config';
 import { readManifest } from './manifest';
 import { hostBinary, hostTarget } from './paths';
 import { UserError } from './user_error';
+import { defaultWinePrefix, ensureWinePrefix, linuxHostConfig, requireWine, wineHostCommand } from './wine';
 
 export interface ServeOptions {
   folder?: string;
@@ -14,6 +16,12 @@ export interface ServeOptions {
   bind?: string;
   root?: string;
   workers?: number;
+  /** A local host configuration file (written by a folder's `install --config <file>`). */
+  config?: string;
+  /** Run a win-x64 folder with the Windows isapi-host.exe under Wine (Linux only). */
+  wine?: boolean;
+  /** The Wine prefix for --wine (default: $ISAPI_WINEPREFIX, else one in the per-user cache). */
+  winePrefix?: string;
   log?: (line: string) => void;
 }
 
@@ -22,11 +30,18 @@ export interface HostCommand {
   args: string[];
   env: NodeJS.ProcessEnv;
   url: string;
+  /** Where the access log goes, as this machine sees it (the args may be Windows paths). */
+  logs?: string;
 }
 
 /** The isapi-host command line for these options (also used by the tests). */
 export function hostCommand(o: ServeOptions): HostCommand {
-  const target = hostTarget();
+  const cmd = o.config ? configHostCommand(o) : folderHostCommand(o);
+  return o.wine ? wineHostCommand(cmd, o.winePrefix ?? defaultWinePrefix()) : cmd;
+}
+
+function folderHostCommand(o: ServeOptions): HostCommand {
+  const target = o.wine ? 'win-x64' : hostTarget();
   let library: string;
   let vdir: string;
   let logDir: string;
@@ -42,7 +57,10 @@ export function hostCommand(o: ServeOptions): HostCommand {
     const manifest = readManifest(folder);
     if (!manifest) throw new UserError(`${o.folder} holds no *.manifest.json: it is not a folder made by \`isapi pack\``);
     if (manifest.target !== target) {
-      throw new UserError(`${o.folder} was packed for ${manifest.target}; this host runs ${target} folders`);
+      if (manifest.target === 'win-x64' && process.platform === 'linux') {
+        throw new UserError(`${o.folder} was packed for win-x64: run it under Wine with \`isapi serve --wine ${o.folder}\`, or on Windows`);
+      }
+      throw new UserError(`${o.folder} was packed for ${manifest.target}; ${o.wine ? '--wine runs win-x64 folders' : `this host runs ${target} folders`}`);
     }
     const bridge = Object.entries(manifest.files).find(([, f]) => f.role === 'bridge')?.[0];
     if (!bridge) throw new UserError(`${o.folder}'s manifest names no bridge`);
@@ -61,9 +79,34 @@ export function hostCommand(o: ServeOptions): HostCommand {
   return { command: hostBinary(target), args, env, url: `http://${bind}:${port}${vdir === '/' ? '/' : vdir + '/'}` };
 }
 
+/** `isapi serve --config <file>`: every application of the file in one isapi-host. */
+function configHostCommand(o: ServeOptions): HostCommand {
+  if (o.folder || o.dll || o.vdir || o.root) throw new UserError('--config serves what the file lists: leave out the folder, --dll, --vdir and --root');
+  // The Linux build of the host has the same options as the Windows one: ask it (Wine is slow to start).
+  const command = hostBinary(hostTarget());
+  const help = spawnSync(command, ['--help'], { encoding: 'utf8' });
+  let inv;
+  try {
+    inv = hostInvocation(o.wine ? linuxHostConfig(o.config!, o.winePrefix ?? defaultWinePrefix()) : o.config!, { port: o.port, bind: o.bind, hostSupportsFilters: /--filter\b/.test(help.stdout ?? '') });
+  } catch (err) {
+    if (err instanceof HostConfigError) throw new UserError(err.message);
+    throw err;
+  }
+  mkdirSync(path.dirname(inv.accessLog), { recursive: true });
+  // isapi-host has one environment: the file's variables (checked for conflicts) override ours.
+  const env = { ...process.env, ...inv.env };
+  if (o.workers) env.ISAPI_WORKERS = String(o.workers);
+  return { command: o.wine ? hostBinary('win-x64') : command, args: inv.args, env, url: `http://${inv.bind}:${inv.port}${inv.applications[0] === '/' ? '/' : inv.applications[0] + '/'}` };
+}
+
 export function serve(o: ServeOptions): Promise<number> {
+  if (o.wine) {
+    if (process.platform !== 'linux') throw new UserError('--wine runs Windows builds on Linux; on Windows, serve the folder without --wine');
+    requireWine();
+    ensureWinePrefix(o.winePrefix ?? defaultWinePrefix(), o.log);
+  }
   const cmd = hostCommand(o);
-  o.log?.(`serving ${o.dll ?? o.folder} at ${cmd.url} (Ctrl+C stops; logs in ${path.dirname(cmd.args[cmd.args.indexOf('--access-log') + 1]!)})`);
+  o.log?.(`serving ${o.config ?? o.dll ?? o.folder} at ${cmd.url}${o.wine ? ' under Wine' : ''} (Ctrl+C stops; logs in ${cmd.logs ?? path.dirname(cmd.args[cmd.args.indexOf('--access-log') + 1]!)})`);
   const child = spawn(cmd.command, cmd.args, { stdio: 'inherit', env: cmd.env });
   const forward = (sig: NodeJS.Signals) => () => child.kill(sig);
   process.on('SIGINT', forward('SIGINT'));

@@ -9,3 +9,28 @@ export {
   type HandlerResult,
   type UserModule,
 } from './extension';
+export {
+  AuthentData,
+  FilterContext,
+  HeaderData,
+  LogData,
+  RawData,
+  SimpleFilter,
+  UrlMapData,
+  type AccessDeniedData,
+  type Filter,
+  type FilterVersionInfo,
+  type NotificationData,
+} from './filter';
+export * from './adapters/index';
+export type {
+  AppPoolParameters,
+  CustomVerb,
+  FilterParameters,
+  InstallContext,
+  InstallHook,
+  InstallParameters,
+  ResolvedInstallParameters,
+  ScriptMapParams,
+  VirtualDirParameters,
+} from './install_params';

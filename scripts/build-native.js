@@ -39,5 +39,12 @@ if (process.platform === 'linux') {
   } else if (!hasMingw) {
     console.log('native: skipping win-x64 (mingw-w64 not installed; `apt-get install -y mingw-w64` to build Windows artifacts)');
   }
+  // 32-bit IIS application pools (bridge and host for win-ia32): opt-in while the 32-bit bridge
+  // is not proven under Wine: ISAPI_BUILD_WIN_IA32=1 npm run build:native.
+  if (process.env.ISAPI_BUILD_WIN_IA32 === '1') {
+    const ia32 = path.join(root, 'native', 'toolchains', 'mingw-w64-i686.cmake');
+    if (spawnSync('i686-w64-mingw32-g++-posix', ['--version']).status === 0) run('win-ia32', [`--CDCMAKE_TOOLCHAIN_FILE=${ia32}`]);
+    else console.log('native: skipping win-ia32 (the i686 mingw-w64 compilers are missing; `apt-get install -y mingw-w64`)');
+  }
 }
 

@@ -6,7 +6,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-export const testDist = path.join(root, 'build', 'test-dist');
+// One folder per vitest run (set by test/global-setup.ts), so concurrent runs never share packs.
+export const testDist = process.env.ISAPI_TEST_DIST ?? path.join(root, 'build', 'test-dist', 'default');
 export const isapiCli = path.join(root, 'bin', 'isapi.cjs');
 export const hostExe = path.join(root, 'build', 'native', 'linux-x64', 'out', 'isapi-host');
 

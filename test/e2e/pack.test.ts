@@ -9,7 +9,7 @@ import { packed, runCli } from '../helpers';
 describe('isapi pack', () => {
   it('writes the bridge, the worker and a manifest that describes them', () => {
     const folder = packed('hello');
-    expect(readdirSync(folder).filter((f) => f !== 'logs').sort()).toEqual(['_hello.so', 'hello', 'hello.manifest.json']);
+    expect(readdirSync(folder).filter((f) => f !== 'logs').sort()).toEqual(['_hello.so', 'hello', 'hello.manifest.json', 'install']);
     const manifest = JSON.parse(readFileSync(path.join(folder, 'hello.manifest.json'), 'utf8'));
     expect(manifest).toMatchObject({ name: 'hello', target: 'linux-x64', node: '22.21.1', entryPoints: { extension: true, filter: false } });
     for (const [file, info] of Object.entries<{ size: number; sha256: string }>(manifest.files)) {
