@@ -58,6 +58,8 @@ std::string random_token();
 // Windows: the bridge end's wait for the worker to connect also watches the worker process, so a
 // worker that dies before connecting reads as end-of-stream (see transport_win.cc).
 bool link_worker_process(NativeHandle childHandle, void* process);
+// "The system cannot find the file specified (error 2)": FormatMessage for a Win32 error.
+std::string system_message(unsigned long err);
 #endif
 
 }  // namespace isapi::channel

@@ -101,17 +101,6 @@ DWORD finish_pending(HANDLE h, OVERLAPPED& ov, const PipeState& st, HANDLE peer,
   return GetLastError();
 }
 
-std::string system_message(DWORD err) {
-  char* text = nullptr;
-  DWORD n = FormatMessageA(FORMAT_MESSAGE_ALLOCATE_BUFFER | FORMAT_MESSAGE_FROM_SYSTEM |
-                               FORMAT_MESSAGE_IGNORE_INSERTS,
-                           nullptr, err, 0, reinterpret_cast<char*>(&text), 0, nullptr);
-  std::string s = n && text ? std::string(text, n) : std::string();
-  if (text) LocalFree(text);
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' || s.back() == '.'))
-    s.pop_back();
-  return s + " (error " + std::to_string(err) + ")";
-}
 
 // Waits for the worker to open the pipe. False when the endpoint was shut down or the worker
 // exited without connecting.
@@ -174,6 +163,18 @@ struct OwnerOnlySecurity {
 };
 
 }  // namespace
+
+std::string system_message(unsigned long err) {
+  char* text = nullptr;
+  DWORD n = FormatMessageA(FORMAT_MESSAGE_ALLOCATE_BUFFER | FORMAT_MESSAGE_FROM_SYSTEM |
+                               FORMAT_MESSAGE_IGNORE_INSERTS,
+                           nullptr, err, 0, reinterpret_cast<char*>(&text), 0, nullptr);
+  std::string s = n && text ? std::string(text, n) : std::string();
+  if (text) LocalFree(text);
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' || s.back() == '.'))
+    s.pop_back();
+  return s + " (error " + std::to_string(err) + ")";
+}
 
 NativeHandle Endpoint::invalid() { return INVALID_HANDLE_VALUE; }
 

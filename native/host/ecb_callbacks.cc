@@ -71,17 +71,9 @@ BOOL RequestContext::WriteClient(LPVOID buffer, LPDWORD bytes, DWORD flags) {
     SetLastError(ERROR_INVALID_PARAMETER);
     return FALSE;
   }
-  PFN_HSE_IO_COMPLETION cb = nullptr;
-  void* cb_ctx = nullptr;
-  if (flags & HSE_IO_ASYNC) {
-    std::lock_guard<std::mutex> lock(state_mu_);
-    cb = io_callback_;
-    cb_ctx = io_context_;
-    if (!cb) {
-      SetLastError(ERROR_INVALID_PARAMETER);
-      return FALSE;
-    }
-  }
+  PFN_HSE_IO_COMPLETION cb;
+  void* cb_ctx;
+  if (!CompletionFor(flags & HSE_IO_ASYNC, &cb, &cb_ctx)) return FALSE;
   DWORD n = *bytes;
   const char* p = static_cast<const char*>(buffer);
   bool ok;
@@ -191,17 +183,9 @@ BOOL RequestContext::VectorSend(void* p) {
     SetLastError(ERROR_INVALID_PARAMETER);
     return FALSE;
   }
-  PFN_HSE_IO_COMPLETION cb = nullptr;
-  void* cb_ctx = nullptr;
-  if (v->dwFlags & HSE_IO_ASYNC) {
-    std::lock_guard<std::mutex> lock(state_mu_);
-    cb = io_callback_;
-    cb_ctx = io_context_;
-    if (!cb) {
-      SetLastError(ERROR_INVALID_PARAMETER);
-      return FALSE;
-    }
-  }
+  PFN_HSE_IO_COMPLETION cb;
+  void* cb_ctx;
+  if (!CompletionFor(v->dwFlags & HSE_IO_ASYNC, &cb, &cb_ctx)) return FALSE;
   for (DWORD i = 0; i < v->nElementCount; i++) {
     DWORD t = v->lpElementArray[i].ElementType;
     if (t != HSE_VECTOR_ELEMENT_TYPE_MEMORY_BUFFER && t != HSE_VECTOR_ELEMENT_TYPE_FILE_HANDLE) {
@@ -278,11 +262,7 @@ BOOL RequestContext::TransmitFile(HSE_TF_INFO* tf) {
                                              : std::string();
   PFN_HSE_IO_COMPLETION cb = t.pfnHseIO;
   void* cb_ctx = t.pContext;
-  if (!cb) {
-    std::lock_guard<std::mutex> lock(state_mu_);
-    cb = io_callback_;
-    cb_ctx = io_context_;
-  }
+  if (!cb) RegisteredCompletion(&cb, &cb_ctx);
   bool async = (t.dwFlags & HSE_IO_ASYNC) != 0;
   if (async && !cb) {
     SetLastError(ERROR_INVALID_PARAMETER);
@@ -475,11 +455,7 @@ BOOL RequestContext::ExecUrl(const HSE_EXEC_URL_INFO* info) {
   }
   PFN_HSE_IO_COMPLETION cb;
   void* cb_ctx;
-  {
-    std::lock_guard<std::mutex> lock(state_mu_);
-    cb = io_callback_;
-    cb_ctx = io_context_;
-  }
+  RegisteredCompletion(&cb, &cb_ctx);
   if (cb) {
     // IIS runs EXEC_URL asynchronously: the completion callback reports the child's end.
     AddRef();
@@ -509,17 +485,9 @@ BOOL RequestContext::SendCustomError(const HSE_CUSTOM_ERROR_INFO* info) {
     SetLastError(ERROR_INVALID_PARAMETER);
     return FALSE;
   }
-  PFN_HSE_IO_COMPLETION cb = nullptr;
-  void* cb_ctx = nullptr;
-  if (info->fAsync) {
-    std::lock_guard<std::mutex> lock(state_mu_);
-    cb = io_callback_;
-    cb_ctx = io_context_;
-    if (!cb) {
-      SetLastError(ERROR_INVALID_PARAMETER);
-      return FALSE;
-    }
-  }
+  PFN_HSE_IO_COMPLETION cb;
+  void* cb_ctx;
+  if (!CompletionFor(info->fAsync, &cb, &cb_ctx)) return FALSE;
   // The host's error page for the status (IIS: the site's custom error for status.substatus).
   std::string body = ErrorBody(code);
   std::string hdrs = "Content-Type: text/html; charset=utf-8\r\nContent-Length: " +
@@ -579,11 +547,7 @@ BOOL RequestContext::ServerSupportFunction(DWORD request, LPVOID buffer, LPDWORD
       if (!buffer || !size || !data_type || !(*data_type & HSE_IO_ASYNC)) break;
       PFN_HSE_IO_COMPLETION cb;
       void* cb_ctx;
-      {
-        std::lock_guard<std::mutex> lock(state_mu_);
-        cb = io_callback_;
-        cb_ctx = io_context_;
-      }
+      RegisteredCompletion(&cb, &cb_ctx);
       if (!cb) break;
       char* out = static_cast<char*>(buffer);
       DWORD cap = *size;

@@ -215,6 +215,22 @@ BOOL RequestContext::DoneWithSession(LPVOID buffer) {
   return TRUE;
 }
 
+void RequestContext::RegisteredCompletion(PFN_HSE_IO_COMPLETION* cb, void** ctx) {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  *cb = io_callback_;
+  *ctx = io_context_;
+}
+
+bool RequestContext::CompletionFor(bool async, PFN_HSE_IO_COMPLETION* cb, void** ctx) {
+  *cb = nullptr;
+  *ctx = nullptr;
+  if (!async) return true;
+  RegisteredCompletion(cb, ctx);
+  if (*cb) return true;
+  SetLastError(ERROR_INVALID_PARAMETER);
+  return false;
+}
+
 void RequestContext::PostCompletion(PFN_HSE_IO_COMPLETION cb, void* ctx, DWORD bytes, DWORD error) {
   AddRef();
   server->pool().Post([this, cb, ctx, bytes, error] {

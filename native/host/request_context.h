@@ -103,6 +103,11 @@ class RequestContext {
   BOOL MapUrlToPath(LPVOID buffer, LPDWORD size);
   BOOL MapUrlToPathEx(LPVOID buffer, LPDWORD size, LPDWORD data_type);
   void PostCompletion(PFN_HSE_IO_COMPLETION cb, void* ctx, DWORD bytes, DWORD error);
+  // The routine registered with HSE_REQ_IO_COMPLETION, and its context.
+  void RegisteredCompletion(PFN_HSE_IO_COMPLETION* cb, void** ctx);
+  // For an asynchronous operation, the registered routine; FALSE + ERROR_INVALID_PARAMETER
+  // when none is registered. A synchronous one gets none.
+  bool CompletionFor(bool async, PFN_HSE_IO_COMPLETION* cb, void** ctx);
   // Pre-reads up to the read-ahead size into preread_. False: respond/close (already handled).
   bool PreRead();
   // Ends the request: framing checks, error page, access log. Returns true to keep the connection.

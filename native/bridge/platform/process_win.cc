@@ -33,17 +33,7 @@ std::string narrow(const std::wstring& w) {
   return s;
 }
 
-std::string system_message(DWORD err) {
-  char* text = nullptr;
-  DWORD n = FormatMessageA(FORMAT_MESSAGE_ALLOCATE_BUFFER | FORMAT_MESSAGE_FROM_SYSTEM |
-                               FORMAT_MESSAGE_IGNORE_INSERTS,
-                           nullptr, err, 0, reinterpret_cast<char*>(&text), 0, nullptr);
-  std::string s = n && text ? std::string(text, n) : std::string();
-  if (text) LocalFree(text);
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' || s.back() == '.'))
-    s.pop_back();
-  return s + " (error " + std::to_string(err) + ")";
-}
+using channel::system_message;
 
 // The variable name of an environment entry. Entries such as "=C:=C:\dir" (per-drive current
 // directories) start with '='; their name runs to the second '='.
