@@ -1,11 +1,11 @@
 // isapi-host with a native C extension compiled here: the ECB basics every ISAPI host owes an
 // extension, asserted on the wire and by what the extension observed.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rawExchange, root, runCli, startHost, type Host } from '../helpers';
+import { isapiCli, rawExchange, root, runCli, startHost, type Host } from '../helpers';
 
 let host: Host;
 let dir: string;
@@ -155,6 +155,26 @@ describe('malformed requests', () => {
 });
 
 describe('isapi serve --dll', () => {
+  it('serves a plain native ISAPI library at the given virtual directory', async () => {
+    const child = spawn(process.execPath, [isapiCli, 'serve', '--dll', ext, '--vdir', '/native', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      let out = '';
+      const port = await new Promise<number>((resolve, reject) => {
+        child.stdout!.on('data', (d) => {
+          out += d;
+          const m = /listening on http:\/\/[\d.]+:(\d+)\//.exec(out);
+          if (m) resolve(Number(m[1]));
+        });
+        child.on('exit', (code) => reject(new Error(`isapi serve exited with ${code}: ${out}`)));
+      });
+      const res = await fetch(`http://127.0.0.1:${port}/native/vars?name=SCRIPT_NAME`);
+      expect(res.status).toBe(200);
+      expect(await res.text()).toContain('ok: /native');
+    } finally {
+      child.kill('SIGTERM');
+    }
+  });
+
   it('refuses a missing library with one line', () => {
     const r = runCli(['serve', '--dll', 'nope.so']);
     expect(r.code).toBe(1);
