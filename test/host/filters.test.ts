@@ -169,7 +169,7 @@ describe('filters that change requests and responses', () => {
     expect(body).not.toMatch(/X_REMOVE|X-Remove/);
   });
 
-  it('filter callbacks: NORMALIZE_URL, GET_CONNID, GET_PROPERTY, GetHeader buffer protocol, GetServerVariable', async () => {
+  it('filter callbacks: NORMALIZE_URL, GET_CONNID, GET_PROPERTY, SET_PROXY_INFO, SET_NEXT_READ_SIZE, SET_CERTIFICATE_INFO, GetHeader buffer protocol, GetServerVariable', async () => {
     const { responses } = await rawExchange(host.port, req('/x/probe'));
     const h = responses[0]!.headers;
     expect(h['x-probe-normalize']).toBe('/a/cA');
@@ -179,6 +179,9 @@ describe('filters that change requests and responses', () => {
     expect(h['x-probe-missing']).toBe('1413');
     expect(h['x-probe-var']).toBe('127.0.0.1');
     expect(h['x-probe-bad']).toBe('87');
+    expect(h['x-probe-proxy']).toBe('1');
+    expect(h['x-probe-next-read']).toBe('1');
+    expect(h['x-probe-cert']).toBe('87');
   });
 
   it('URL_MAP: the filter edits pszPhysicalPath (PATH_TRANSLATED) and picks the static file', async () => {

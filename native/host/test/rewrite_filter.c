@@ -62,6 +62,15 @@ static void probes(PHTTP_FILTER_CONTEXT pfc, PHTTP_FILTER_PREPROC_HEADERS ph) {
   }
   n = sizeof buf;
   if (pfc->GetServerVariable(pfc, (LPSTR) "REMOTE_ADDR", buf, &n)) add_probe(pfc, "Var", buf);
+  /* Calls whose effect is not visible on the wire: their return codes are the contract. */
+  snprintf(v, sizeof v, "%d", pfc->ServerSupportFunction(pfc, SF_REQ_SET_PROXY_INFO, NULL, 1, 0) ? 1 : 0);
+  add_probe(pfc, "Proxy", v);
+  snprintf(v, sizeof v, "%d", pfc->ServerSupportFunction(pfc, SF_REQ_SET_NEXT_READ_SIZE, NULL, 4096, 0) ? 1 : 0);
+  add_probe(pfc, "Next-Read", v);
+  if (!pfc->ServerSupportFunction(pfc, SF_REQ_SET_CERTIFICATE_INFO, NULL, 0, 0)) {
+    snprintf(v, sizeof v, "%lu", (unsigned long)GetLastError());
+    add_probe(pfc, "Cert", v);
+  }
   if (!pfc->ServerSupportFunction(pfc, 999, NULL, 0, 0)) {
     snprintf(v, sizeof v, "%lu", (unsigned long)GetLastError());
     add_probe(pfc, "Bad", v);
