@@ -67,7 +67,15 @@ export interface BridgeAddon {
   protocolVersion: number;
 }
 
+/**
+ * Where a stand-in for the addon can be registered: a ThreadPoolExtension thread runs the same
+ * worker loop, talking to the main thread instead of the bridge.
+ */
+export const BRIDGE_ADDON_OVERRIDE = Symbol.for('node-isapi.bridge-addon');
+
 export function loadBridgeAddon(path = process.env.ISAPI_BRIDGE): BridgeAddon {
+  const override = (globalThis as { [BRIDGE_ADDON_OVERRIDE]?: BridgeAddon })[BRIDGE_ADDON_OVERRIDE];
+  if (override) return override;
   if (!path) {
     throw new Error(
       'this program is a node-isapi worker: it is started by its bridge (_<name>.dll/.so) inside a ' +

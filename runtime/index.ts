@@ -34,3 +34,4 @@ export type {
   ScriptMapParams,
   VirtualDirParameters,
 } from './install_params';
+export { ThreadECB, ThreadPoolExtension, type DispatchECB, type ThreadPoolOptions } from './thread_pool_extension';

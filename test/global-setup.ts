@@ -11,6 +11,9 @@ const SCRIPTS = ['examples/hello.ts', 'examples/echo.ts', 'test/fixtures/control
   // issue 7: web frameworks through the adapters
   'examples/express-app.ts', 'examples/fastify-app.ts', 'examples/koa-app.ts', 'examples/hono-app.ts',
   'examples/sqlite-app.ts',
+  // issue 3: pywin32's samples and ThreadPoolExtension
+  'examples/redirector.ts', 'examples/redirector-async.ts', 'examples/advanced.ts', 'examples/transmit-file.ts',
+  'examples/thread-pool.ts',
 ];
 
 function pack(script: string, out: string): Promise<void> {

@@ -1,6 +1,7 @@
 // pack → serve → HTTP, over real sockets: the path every user takes.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bridgeLog, packed, rawExchange, serveFolders, sleep, type Host } from '../helpers';
 
@@ -95,6 +96,20 @@ describe('echo', () => {
   });
 });
 
+/** Resolves once the process has exited (gone, or a zombie waiting to be reaped). */
+async function waitForExit(pid: number): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    try {
+      const state = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.[0];
+      if (state === 'Z') return;
+    } catch {
+      return;
+    }
+    await sleep(10);
+  }
+  throw new Error(`process ${pid} did not exit`);
+}
+
 describe('worker failures', () => {
   it('a handler that throws gives 500 and the worker keeps serving', async () => {
     const res = await fetch(`${host.url}/control/throw`);
@@ -120,6 +135,9 @@ describe('worker failures', () => {
     const res = await inflight;
     expect(res.status).toBe(502);
     expect(await res.text()).toContain('502 Bad Gateway');
+    // "Next" means after the kills took effect: both processes are gone (or zombies the bridge
+    // has yet to reap), so no request can still be racing a dying worker.
+    for (const pid of pids) await waitForExit(pid);
     const next = await fetch(`${host.url}/control/pid`);
     expect(next.status).toBe(200);
     expect(pids.has(Number(await next.text()))).toBe(false);
