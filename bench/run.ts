@@ -4,6 +4,11 @@
 //   (c) plain Node http hello, same Node version   — the peer we must match
 //   (d) isapi-host + the packed examples/express-app.ts (its hello route) — an ordinary app through the bridge
 //   (e) the same Express app on plain Node http, same Node version
+// and what a PREPROC_HEADERS filter adds per request, on the host + C hello extension of (a):
+//   (f) + a C filter that adds one request header (native/host/test/preproc_bench_filter.c)
+//   (g) + the same filter in TypeScript, packed (bench/fixtures/preproc-filter.ts)
+// Filter rows run BENCH_FILTER_SECONDS (default 5, at most BENCH_SECONDS) each, against a
+// baseline measured with that same duration next to them (row (a) itself when they match).
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
@@ -15,6 +20,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const out = path.join(root, 'build', 'bench');
 const hostExe = path.join(root, 'build', 'native', 'linux-x64', 'out', 'isapi-host');
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
+const filterSeconds = Math.min(seconds, Number(process.env.BENCH_FILTER_SECONDS ?? 5));
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 64);
 const threads = 2;
 
@@ -39,10 +45,10 @@ function ms(v: string): number {
   return m[2] === 'us' ? n / 1000 : m[2] === 's' ? n * 1000 : n;
 }
 
-function wrk(name: string, url: string): Result {
+function wrk(name: string, url: string, duration = seconds): Result {
   // Warm up, then measure.
   spawnSync('wrk', ['-t1', '-c8', '-d1s', url]);
-  const text = execFileSync('wrk', [`-t${threads}`, `-c${connections}`, `-d${seconds}s`, '--latency', url], { encoding: 'utf8' });
+  const text = execFileSync('wrk', [`-t${threads}`, `-c${connections}`, `-d${duration}s`, '--latency', url], { encoding: 'utf8' });
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(text)![1]);
   const p50 = ms(/\s50%\s+(\S+)/.exec(text)![1]!);
   const p99 = ms(/\s99%\s+(\S+)/.exec(text)![1]!);
@@ -67,6 +73,24 @@ function listen(proc: ChildProcess, pattern: RegExp): Promise<number> {
   });
 }
 
+/** Hosts started by startHost(), stopped however the bench ends. */
+const hosts: ChildProcess[] = [];
+process.on('exit', () => {
+  for (const h of hosts) if (h.exitCode === null) h.kill('SIGTERM');
+});
+
+function startHost(args: string[]): Promise<{ proc: ChildProcess; port: number }> {
+  const proc = spawn(hostExe, ['--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  hosts.push(proc);
+  return listen(proc, /listening on http:\/\/[\d.]+:(\d+)\//).then((port) => ({ proc, port }));
+}
+
+/** Checks that a filter host's filter really ran: the probe extension reports the header it added. */
+async function expectFilterHeader(port: number, value: string, what: string): Promise<void> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/probe/vars?name=HTTP_X_BENCH_FILTER`)).text();
+  if (!text.includes(`ok: ${value}`)) throw new Error(`bench: the ${what} did not add X-Bench-Filter (probe said: ${text.trim()})`);
+}
+
 function rssOfChildren(pid: number): string {
   const r = spawnSync('ps', ['--ppid', String(pid), '-o', 'pid=,rss=,comm='], { encoding: 'utf8' });
   return r.stdout
@@ -88,6 +112,13 @@ async function main() {
   execFileSync('gcc', ['-O2', '-shared', '-fPIC', '-I', path.join(root, 'native', 'include'), '-o', cExt, path.join(root, 'native', 'host', 'test', 'hello_ext.c')]);
   execFileSync(process.execPath, [path.join(root, 'bin', 'isapi.cjs'), 'pack', 'examples/hello.ts', '--out', out], { cwd: root, stdio: 'inherit' });
   execFileSync(process.execPath, [path.join(root, 'bin', 'isapi.cjs'), 'pack', 'examples/express-app.ts', '--out', out], { cwd: root, stdio: 'inherit' });
+  // (f) and (g): the same PREPROC_HEADERS filter in C and in TypeScript, and an extension that
+  // shows the header it added (to check each filter host really filters).
+  const cFilter = path.join(out, 'preproc_bench_filter.so');
+  execFileSync('gcc', ['-O2', '-shared', '-fPIC', '-I', path.join(root, 'native', 'include'), '-o', cFilter, path.join(root, 'native', 'host', 'test', 'preproc_bench_filter.c')]);
+  const probeExt = path.join(out, 'ecb_basics_ext.so');
+  execFileSync('gcc', ['-O2', '-shared', '-fPIC', '-pthread', '-I', path.join(root, 'native', 'include'), '-o', probeExt, path.join(root, 'native', 'host', 'test', 'ecb_basics_ext.c')]);
+  execFileSync(process.execPath, [path.join(root, 'bin', 'isapi.cjs'), 'pack', 'bench/fixtures/preproc-filter.ts', '--out', out], { cwd: root, stdio: 'inherit' });
   // (e): the example's Express app itself on plain Node http, bundled the same way.
   const expressPlain = path.join(out, 'express-plain.cjs');
   await build({
@@ -136,9 +167,22 @@ async function main() {
   const d = wrk('(d) host + packed express-app', `http://127.0.0.1:${hostPort}/express-app/`);
   const e = wrk('(e) Express on plain Node http', `http://127.0.0.1:${expressPort}/`);
   const rss = rssOfChildren(host.pid!);
-  host.kill('SIGTERM');
   plain.kill('SIGTERM');
   expressProc.kill('SIGTERM');
+
+  // The filter rows: one host per filter (filters are global to a host), each serving the same
+  // C hello extension as (a). Measured one after the other, next to their own baseline.
+  const filterExtArgs = ['--vdir', `/c=${cExt}`, '--vdir', `/probe=${probeExt}`];
+  const cHost = await startHost(['--filter', cFilter, ...filterExtArgs]);
+  const tsHost = await startHost(['--filter', path.join(out, 'preproc-filter', '_preproc-filter.so'), ...filterExtArgs]);
+  await expectFilterHeader(cHost.port, 'c', 'C filter');
+  await expectFilterHeader(tsHost.port, 'ts', 'TypeScript filter');
+  const base = filterSeconds === seconds ? a : wrk('(a) host + C extension, no filter', `http://127.0.0.1:${hostPort}/c/`, filterSeconds);
+  const f = wrk('(f) + C PREPROC filter', `http://127.0.0.1:${cHost.port}/c/`, filterSeconds);
+  const g = wrk('(g) + TS PREPROC filter', `http://127.0.0.1:${tsHost.port}/c/`, filterSeconds);
+  host.kill('SIGTERM');
+  cHost.proc.kill('SIGTERM');
+  tsHost.proc.kill('SIGTERM');
 
   const row = (r: Result) =>
     `${r.name.padEnd(30)} ${r.rps.toFixed(0).padStart(9)} ${r.p50.toFixed(2).padStart(9)} ${r.p99.toFixed(2).padStart(9)}  ${r.errors}`;
@@ -148,6 +192,19 @@ async function main() {
   console.log(`d/e = ${(d.rps / e.rps).toFixed(2)}   (Express through the bridge vs Express on Node http)`);
   console.log(`b/a = ${(b.rps / a.rps).toFixed(2)}`);
   console.log(`worker memory after the run: ${rss || 'n/a'}`);
+
+  // What each filter adds to a request, against the baseline of the same duration.
+  const plus = (v: number) => `${v >= 0 ? '+' : ''}${v.toFixed(2)}`.padStart(9);
+  const filterRow = (r: Result, added: boolean) =>
+    `${r.name.padEnd(34)} ${r.rps.toFixed(0).padStart(9)} ${r.p50.toFixed(2).padStart(9)} ${r.p99.toFixed(2).padStart(9)}` +
+    `${added ? ` ${plus(r.p50 - base.p50)} ${plus(r.p99 - base.p99)}` : ''.padEnd(20)}  ${r.errors}`;
+  console.log(`\nPREPROC_HEADERS filter cost: wrk -t${threads} -c${connections} -d${filterSeconds}s, host + C extension; ${workers} worker(s) for (g)`);
+  console.log(`${'server'.padEnd(34)} ${'req/s'.padStart(9)} ${'p50 ms'.padStart(9)} ${'p99 ms'.padStart(9)} ${'+p50 ms'.padStart(9)} ${'+p99 ms'.padStart(9)}`);
+  console.log(filterRow(base, false));
+  console.log(filterRow(f, true));
+  console.log(filterRow(g, true));
+  console.log(`added per request vs no filter: C ${plus(f.p50 - base.p50).trim()} ms p50 / ${plus(f.p99 - base.p99).trim()} ms p99, ` +
+    `TypeScript ${plus(g.p50 - base.p50).trim()} ms p50 / ${plus(g.p99 - base.p99).trim()} ms p99`);
 }
 
 main().catch((err) => {

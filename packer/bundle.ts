@@ -146,6 +146,9 @@ export async function bundleWorker(
       // turns source maps on before the app is compiled. Sources' text is left out (smaller).
       sourcemap: 'external',
       sourcesContent: false,
+      // V8 keeps a source with any non-ASCII character as a two-byte string: escaped, the app
+      // costs half the memory (about 2 MiB less for an Express app).
+      charset: 'ascii',
       alias: runtimeAlias,
       plugins: [addons.plugin()],
       logLevel: 'silent',

@@ -21,6 +21,10 @@
 #include "transport.h"
 #include "wire.h"
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
 #ifdef _WIN32
 #include <process.h>
 #define getpid _getpid
@@ -36,8 +40,12 @@ using channel::Msg;
 // Pseudo message types delivered to JavaScript next to the real ones.
 constexpr uint32_t kClosed = 0;
 constexpr uint32_t kDrain = 1;
-constexpr size_t kHighWater = 4u << 20;  // write() answers false above this many queued bytes
-constexpr size_t kLowWater = 1u << 20;   // ... and a Drain follows once below this
+// write() answers false above kHighWater queued bytes, and a Drain follows once below kLowWater.
+// 1 MiB is several times the channel's socket buffer, so the writer never runs dry (streaming
+// 32-256 MiB measured as fast as with 4 MiB), and a streamed download holds ~10 MiB less in the
+// worker: the queue and the writer's batch each grow to about this size (issue 7).
+constexpr size_t kHighWater = 1u << 20;
+constexpr size_t kLowWater = 256u << 10;
 
 struct InFrame {
   uint32_t type;
@@ -464,10 +472,29 @@ Napi::Value Log(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// glibc's malloc keeps what a large transfer freed: by default the main heap is trimmed only
+// once 128 KiB to 64 MiB (a threshold that rises each time a large block is freed) is unused at
+// its top, and busy threads get arenas of their own. A worker streams 64 KiB pieces and
+// megabyte-sized write batches through the channel, so fixed thresholds (batches over 128 KiB
+// are mapped and unmapped; 256 KiB free at the top is given back) and two arenas (the event loop
+// and the channel's threads) keep its memory near what is in use: 2-3 MiB less idle and at the
+// peak of a 50 MiB transfer, with no measured cost in throughput (issue 7). Only in the worker:
+// this runs from the Node-API init, never inside the web server. MALLOC_* variables or
+// GLIBC_TUNABLES set by the administrator win.
+static void tune_malloc() {
+#ifdef __GLIBC__
+  if (std::getenv("GLIBC_TUNABLES")) return;
+  if (!std::getenv("MALLOC_ARENA_MAX")) mallopt(M_ARENA_MAX, 2);
+  if (!std::getenv("MALLOC_TRIM_THRESHOLD_")) mallopt(M_TRIM_THRESHOLD, 256 * 1024);
+  if (!std::getenv("MALLOC_MMAP_THRESHOLD_")) mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+#endif
+}
+
 }  // namespace isapi::worker
 
 static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   using namespace isapi::worker;
+  tune_malloc();
   exports.Set("open", Napi::Function::New(env, Open, "open"));
   exports.Set("ready", Napi::Function::New(env, Ready, "ready"));
   exports.Set("headers", Napi::Function::New(env, Headers, "headers"));
