@@ -106,7 +106,7 @@ export function serve(o: ServeOptions): Promise<number> {
     ensureWinePrefix(o.winePrefix ?? defaultWinePrefix(), o.log);
   }
   const cmd = hostCommand(o);
-  o.log?.(`serving ${o.config ?? o.dll ?? o.folder} ${o.port === 0 ? 'on a free port (the listening line below has it)' : `at ${cmd.url}`}${o.wine ? ' under Wine' : ''} (Ctrl+C stops; logs in ${cmd.logs ?? path.dirname(cmd.args[cmd.args.indexOf('--access-log') + 1]!)})`);
+  o.log?.(`serving ${o.config ?? o.dll ?? o.folder} at ${cmd.url}${o.wine ? ' under Wine' : ''} (Ctrl+C stops; logs in ${cmd.logs ?? path.dirname(cmd.args[cmd.args.indexOf('--access-log') + 1]!)})`);
   const child = spawn(cmd.command, cmd.args, { stdio: 'inherit', env: cmd.env });
   const forward = (sig: NodeJS.Signals) => () => child.kill(sig);
   process.on('SIGINT', forward('SIGINT'));

@@ -135,9 +135,14 @@ describe('worker failures', () => {
     const res = await inflight;
     expect(res.status).toBe(502);
     expect(await res.text()).toContain('502 Bad Gateway');
-    // "Next" means after the kills took effect: both processes are gone (or zombies the bridge
-    // has yet to reap), so no request can still be racing a dying worker.
+    // "Next" means after the bridge noticed: both processes are gone and the bridge logged each
+    // exit, so no request can still be racing a dying worker's channel.
     for (const pid of pids) await waitForExit(pid);
+    for (let i = 0; i < 200; i++) {
+      const log = bridgeLog(packed('control'), 'control');
+      if ([...pids].every((pid) => log.includes(`(pid ${pid}) exited`))) break;
+      await sleep(10);
+    }
     const next = await fetch(`${host.url}/control/pid`);
     expect(next.status).toBe(200);
     expect(pids.has(Number(await next.text()))).toBe(false);
