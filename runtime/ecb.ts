@@ -28,6 +28,7 @@ import {
 } from './constants';
 import { ExtensionError } from './errors';
 import { RequestBody } from './request_body';
+import { RequestState } from './request_state';
 import { localServerVariable, parseAllRaw, type RawHeaders } from './server_variables';
 
 /** What an ECB needs from the worker loop; one per request. */
@@ -104,7 +105,7 @@ export function headerText(headers: HeaderInit): string {
   return text.endsWith('\r\n') ? text + '\r\n' : text + '\r\n\r\n';
 }
 
-export class ECB {
+export class ECB extends RequestState {
   readonly Version = 0x00080000;
   readonly Method: string;
   readonly QueryString: string;
@@ -123,17 +124,14 @@ export class ECB {
   /** Appended to the access log's query field (lpszLogData, at most 79 bytes). */
   LogData = '';
 
-  private done = false;
-  private headersWereSent = false;
-  private wasAborted = false;
   private readonly body: RequestBody;
   private rawHeaders: RawHeaders | null = null;
-  private abortListeners: Array<() => void> = [];
 
   constructor(
     private readonly link: RequestLink,
     private readonly begin: RequestBegin,
   ) {
+    super();
     this.Method = begin.method;
     this.QueryString = begin.query;
     this.PathInfo = begin.pathInfo;
@@ -144,34 +142,6 @@ export class ECB {
     this.AvailableData = begin.body;
     this.ConnID = begin.connId;
     this.body = new RequestBody(begin.body, begin.totalBytes, (n) => link.addon.credit(link.id, n));
-  }
-
-  /** True once DoneWithSession was called: the ECB is no longer usable. */
-  get isDone(): boolean {
-    return this.done;
-  }
-  get headersSent(): boolean {
-    return this.headersWereSent;
-  }
-  /** True when the bridge gave up on the request (client gone, deadline passed). */
-  get aborted(): boolean {
-    return this.wasAborted;
-  }
-
-  /**
-   * Calls `listener` once when the bridge drops the request (the client went away or the
-   * deadline passed); on the next tick if that already happened. Returns a function that
-   * removes the listener.
-   */
-  onAbort(listener: () => void): () => void {
-    if (this.wasAborted) {
-      process.nextTick(listener);
-      return () => {};
-    }
-    this.abortListeners.push(listener);
-    return () => {
-      this.abortListeners = this.abortListeners.filter((l) => l !== listener);
-    };
   }
 
   /**
@@ -380,19 +350,9 @@ export class ECB {
 
   /** @internal the bridge dropped the request. */
   _abort(): void {
-    if (this.wasAborted) return;
-    this.wasAborted = true;
-    this.body.abort();
-    const listeners = this.abortListeners;
-    this.abortListeners = [];
-    for (const l of listeners) {
-      try {
-        l();
-      } catch (err) {
-        process.stderr.write(`an abort listener failed: ${(err as Error)?.stack ?? err}\n`);
-      }
-    }
+    if (this.markAborted()) this.body.abort();
   }
+
 
   /** @internal a Body message arrived. */
   _body(chunk: Buffer): void {

@@ -17,6 +17,7 @@
 import os from 'node:os';
 import { isMainThread, parentPort, Worker, workerData, type MessagePort } from 'node:worker_threads';
 import { BRIDGE_ADDON_OVERRIDE, type BridgeAddon } from './channel';
+import { RequestState } from './request_state';
 import { ERROR_INVALID_PARAMETER, HSE_STATUS_ERROR, HSE_STATUS_PENDING, HSE_STATUS_SUCCESS } from './constants';
 import {
   headerText,
@@ -245,7 +246,7 @@ function appSource(): AppSource | null {
 // The thread side.
 
 /** The ECB a pool thread's Dispatch gets: copied fields, calls posted to the main thread. */
-export class ThreadECB implements DispatchECB {
+export class ThreadECB extends RequestState implements DispatchECB {
   readonly Version = 0x00080000;
   readonly Method: string;
   readonly QueryString: string;
@@ -259,16 +260,13 @@ export class ThreadECB implements DispatchECB {
   HttpStatusCode = 200;
   LogData = '';
 
-  private done = false;
-  private headersWereSent = false;
-  private wasAborted = false;
-  private abortListeners: Array<() => void> = [];
 
   constructor(
     private readonly side: PoolThreadSide,
     private readonly rid: number,
     private readonly fields: RequestFields,
   ) {
+    super();
     this.Method = fields.Method;
     this.QueryString = fields.QueryString;
     this.PathInfo = fields.PathInfo;
@@ -278,27 +276,6 @@ export class ThreadECB implements DispatchECB {
     this.AvailableData = Buffer.from(fields.AvailableData.buffer, fields.AvailableData.byteOffset, fields.AvailableData.byteLength);
     this.AvailableBytes = this.AvailableData.length;
     this.ConnID = fields.ConnID;
-  }
-
-  get isDone(): boolean {
-    return this.done;
-  }
-  get headersSent(): boolean {
-    return this.headersWereSent;
-  }
-  get aborted(): boolean {
-    return this.wasAborted;
-  }
-
-  onAbort(listener: () => void): () => void {
-    if (this.wasAborted) {
-      process.nextTick(listener);
-      return () => {};
-    }
-    this.abortListeners.push(listener);
-    return () => {
-      this.abortListeners = this.abortListeners.filter((l) => l !== listener);
-    };
   }
 
   knownServerVariable(name: string): string | undefined {
@@ -436,18 +413,9 @@ export class ThreadECB implements DispatchECB {
 
   /** @internal the main thread saw the bridge drop the request. */
   _abort(): void {
-    if (this.wasAborted) return;
-    this.wasAborted = true;
-    const listeners = this.abortListeners;
-    this.abortListeners = [];
-    for (const l of listeners) {
-      try {
-        l();
-      } catch (err) {
-        process.stderr.write(`an abort listener failed: ${(err as Error)?.stack ?? err}\n`);
-      }
-    }
+    this.markAborted();
   }
+
 }
 
 /** A pool thread's end of the port: requests in, ECB calls out. */

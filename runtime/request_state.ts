@@ -1,0 +1,54 @@
+// What every ECB tracks about its request, whichever thread it lives on: whether the session is
+// done, whether headers went out, and whether the bridge dropped the request (with listeners).
+// The ECB (main thread) and ThreadPoolExtension's ThreadECB (pool threads) both extend it.
+
+export abstract class RequestState {
+  protected done = false;
+  protected headersWereSent = false;
+  protected wasAborted = false;
+  private abortListeners: Array<() => void> = [];
+
+  /** True once DoneWithSession was called: the ECB is no longer usable. */
+  get isDone(): boolean {
+    return this.done;
+  }
+  get headersSent(): boolean {
+    return this.headersWereSent;
+  }
+  /** True when the bridge gave up on the request (client gone, deadline passed). */
+  get aborted(): boolean {
+    return this.wasAborted;
+  }
+
+  /**
+   * Calls `listener` once when the bridge drops the request (the client went away or the
+   * deadline passed); on the next tick if that already happened. Returns a function that
+   * removes the listener.
+   */
+  onAbort(listener: () => void): () => void {
+    if (this.wasAborted) {
+      process.nextTick(listener);
+      return () => {};
+    }
+    this.abortListeners.push(listener);
+    return () => {
+      this.abortListeners = this.abortListeners.filter((l) => l !== listener);
+    };
+  }
+
+  /** Marks the request aborted and tells the listeners; false if it already was. */
+  protected markAborted(): boolean {
+    if (this.wasAborted) return false;
+    this.wasAborted = true;
+    const listeners = this.abortListeners;
+    this.abortListeners = [];
+    for (const l of listeners) {
+      try {
+        l();
+      } catch (err) {
+        process.stderr.write(`an abort listener failed: ${(err as Error)?.stack ?? err}\n`);
+      }
+    }
+    return true;
+  }
+}
