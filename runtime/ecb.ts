@@ -106,23 +106,6 @@ export function headerText(headers: HeaderInit): string {
 }
 
 export class ECB extends RequestState {
-  readonly Version = 0x00080000;
-  readonly Method: string;
-  readonly QueryString: string;
-  readonly PathInfo: string;
-  readonly PathTranslated: string;
-  readonly ContentType: string;
-  /** cbTotalBytes: the Content-Length, or 0xFFFFFFFF when unknown (chunked upload). */
-  readonly TotalBytes: number;
-  /** cbAvailable: how much of the body the server had already read. */
-  readonly AvailableBytes: number;
-  /** lpbData: those bytes. */
-  readonly AvailableData: Buffer;
-  readonly ConnID: number;
-  /** Written back to the server for its log (dwHttpStatusCode). */
-  HttpStatusCode = 200;
-  /** Appended to the access log's query field (lpszLogData, at most 79 bytes). */
-  LogData = '';
 
   private readonly body: RequestBody;
   private rawHeaders: RawHeaders | null = null;
@@ -131,16 +114,16 @@ export class ECB extends RequestState {
     private readonly link: RequestLink,
     private readonly begin: RequestBegin,
   ) {
-    super();
-    this.Method = begin.method;
-    this.QueryString = begin.query;
-    this.PathInfo = begin.pathInfo;
-    this.PathTranslated = begin.pathTranslated;
-    this.ContentType = begin.contentType;
-    this.TotalBytes = begin.totalBytes;
-    this.AvailableBytes = begin.body.length;
-    this.AvailableData = begin.body;
-    this.ConnID = begin.connId;
+    super({
+      Method: begin.method,
+      QueryString: begin.query,
+      PathInfo: begin.pathInfo,
+      PathTranslated: begin.pathTranslated,
+      ContentType: begin.contentType,
+      TotalBytes: begin.totalBytes,
+      AvailableData: begin.body,
+      ConnID: begin.connId,
+    });
     this.body = new RequestBody(begin.body, begin.totalBytes, (n) => link.addon.credit(link.id, n));
   }
 

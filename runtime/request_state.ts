@@ -1,12 +1,54 @@
-// What every ECB tracks about its request, whichever thread it lives on: whether the session is
+// The request fields and what every ECB tracks about its request, whichever thread it lives on: whether the session is
 // done, whether headers went out, and whether the bridge dropped the request (with listeners).
 // The ECB (main thread) and ThreadPoolExtension's ThreadECB (pool threads) both extend it.
 
+/** The ECB's request fields, as either side receives them. */
+export interface ECBFields {
+  Method: string;
+  QueryString: string;
+  PathInfo: string;
+  PathTranslated: string;
+  ContentType: string;
+  TotalBytes: number;
+  AvailableData: Buffer;
+  ConnID: number;
+}
+
 export abstract class RequestState {
+  readonly Version = 0x00080000;
+  readonly Method: string;
+  readonly QueryString: string;
+  readonly PathInfo: string;
+  readonly PathTranslated: string;
+  readonly ContentType: string;
+  /** cbTotalBytes: the Content-Length, or 0xFFFFFFFF when unknown (chunked upload). */
+  readonly TotalBytes: number;
+  /** cbAvailable: how much of the body the server had already read. */
+  readonly AvailableBytes: number;
+  /** lpbData: those bytes. */
+  readonly AvailableData: Buffer;
+  readonly ConnID: number;
+  /** Written back to the server for its log (dwHttpStatusCode). */
+  HttpStatusCode = 200;
+  /** Appended to the access log's query field (lpszLogData, at most 79 bytes). */
+  LogData = '';
+
   protected done = false;
   protected headersWereSent = false;
   protected wasAborted = false;
   private abortListeners: Array<() => void> = [];
+
+  constructor(f: ECBFields) {
+    this.Method = f.Method;
+    this.QueryString = f.QueryString;
+    this.PathInfo = f.PathInfo;
+    this.PathTranslated = f.PathTranslated;
+    this.ContentType = f.ContentType;
+    this.TotalBytes = f.TotalBytes;
+    this.AvailableData = f.AvailableData;
+    this.AvailableBytes = f.AvailableData.length;
+    this.ConnID = f.ConnID;
+  }
 
   /** True once DoneWithSession was called: the ECB is no longer usable. */
   get isDone(): boolean {

@@ -247,18 +247,6 @@ function appSource(): AppSource | null {
 
 /** The ECB a pool thread's Dispatch gets: copied fields, calls posted to the main thread. */
 export class ThreadECB extends RequestState implements DispatchECB {
-  readonly Version = 0x00080000;
-  readonly Method: string;
-  readonly QueryString: string;
-  readonly PathInfo: string;
-  readonly PathTranslated: string;
-  readonly ContentType: string;
-  readonly TotalBytes: number;
-  readonly AvailableBytes: number;
-  readonly AvailableData: Buffer;
-  readonly ConnID: number;
-  HttpStatusCode = 200;
-  LogData = '';
 
 
   constructor(
@@ -266,16 +254,11 @@ export class ThreadECB extends RequestState implements DispatchECB {
     private readonly rid: number,
     private readonly fields: RequestFields,
   ) {
-    super();
-    this.Method = fields.Method;
-    this.QueryString = fields.QueryString;
-    this.PathInfo = fields.PathInfo;
-    this.PathTranslated = fields.PathTranslated;
-    this.ContentType = fields.ContentType;
-    this.TotalBytes = fields.TotalBytes;
-    this.AvailableData = Buffer.from(fields.AvailableData.buffer, fields.AvailableData.byteOffset, fields.AvailableData.byteLength);
-    this.AvailableBytes = this.AvailableData.length;
-    this.ConnID = fields.ConnID;
+    super({
+      ...fields,
+      // Structured clone delivers a Uint8Array: give handlers a Buffer view of it.
+      AvailableData: Buffer.from(fields.AvailableData.buffer, fields.AvailableData.byteOffset, fields.AvailableData.byteLength),
+    });
   }
 
   knownServerVariable(name: string): string | undefined {
