@@ -60,6 +60,8 @@ export interface BridgeAddon {
   getVar(id: number, callId: number, name: string): void;
   credit(id: number, bytes: number): void;
   log(line: string): void;
+  /** Drops read-only, unmodified executable pages from the resident set; returns the bytes released. */
+  releaseStartupPages(): number;
   serverSupport(id: number, callId: number, request: number, ints: number[], strs: string[]): void;
   reload(reason: string): void;
   filterCall(id: number, callId: number, op: number, name: string): void;

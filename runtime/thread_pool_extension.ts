@@ -431,6 +431,7 @@ class PoolThreadSide {
       getVar: never('getVar'),
       credit: never('credit'),
       log: (line: string) => void process.stderr.write(line + '\n'),
+      releaseStartupPages: () => 0,  // the process's main thread does it
       serverSupport: never('serverSupport'),
       reload: never('reload'),
       filterCall: never('filterCall'),

@@ -18,12 +18,9 @@
 #include <string>
 #include <thread>
 
+#include "platform/working_set.h"
 #include "transport.h"
 #include "wire.h"
-
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 
 #ifdef _WIN32
 #include <process.h>
@@ -472,29 +469,16 @@ Napi::Value Log(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// glibc's malloc keeps what a large transfer freed: by default the main heap is trimmed only
-// once 128 KiB to 64 MiB (a threshold that rises each time a large block is freed) is unused at
-// its top, and busy threads get arenas of their own. A worker streams 64 KiB pieces and
-// megabyte-sized write batches through the channel, so fixed thresholds (batches over 128 KiB
-// are mapped and unmapped; 256 KiB free at the top is given back) and two arenas (the event loop
-// and the channel's threads) keep its memory near what is in use: 2-3 MiB less idle and at the
-// peak of a 50 MiB transfer, with no measured cost in throughput (issue 7). Only in the worker:
-// this runs from the Node-API init, never inside the web server. MALLOC_* variables or
-// GLIBC_TUNABLES set by the administrator win.
-static void tune_malloc() {
-#ifdef __GLIBC__
-  if (std::getenv("GLIBC_TUNABLES")) return;
-  if (!std::getenv("MALLOC_ARENA_MAX")) mallopt(M_ARENA_MAX, 2);
-  if (!std::getenv("MALLOC_TRIM_THRESHOLD_")) mallopt(M_TRIM_THRESHOLD, 256 * 1024);
-  if (!std::getenv("MALLOC_MMAP_THRESHOLD_")) mallopt(M_MMAP_THRESHOLD, 128 * 1024);
-#endif
+// releaseStartupPages() → bytes dropped from the resident set once the worker is ready: the
+// pages of node's executable that only start-up used (platform/working_set.h).
+Napi::Value ReleaseStartupPages(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), double(bridge::release_startup_pages()));
 }
 
 }  // namespace isapi::worker
 
 static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   using namespace isapi::worker;
-  tune_malloc();
   exports.Set("open", Napi::Function::New(env, Open, "open"));
   exports.Set("ready", Napi::Function::New(env, Ready, "ready"));
   exports.Set("headers", Napi::Function::New(env, Headers, "headers"));
@@ -503,6 +487,7 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("getVar", Napi::Function::New(env, GetVar, "getVar"));
   exports.Set("credit", Napi::Function::New(env, Credit, "credit"));
   exports.Set("log", Napi::Function::New(env, Log, "log"));
+  exports.Set("releaseStartupPages", Napi::Function::New(env, ReleaseStartupPages, "releaseStartupPages"));
   exports.Set("serverSupport", Napi::Function::New(env, ServerSupport, "serverSupport"));
   exports.Set("reload", Napi::Function::New(env, Reload, "reload"));
   exports.Set("filterCall", Napi::Function::New(env, FilterCall, "filterCall"));
