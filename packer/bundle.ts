@@ -5,7 +5,6 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { cacheDir, hostTarget, packageRoot, type Target } from './paths';
 import { UserError } from './user_error';
 
@@ -89,19 +88,18 @@ export interface WorkerBundle {
 
 /** The asset that holds the bundled app; the SEA's main script is the small loader below. */
 export const APP_ASSET = 'app.js';
+/** The asset that holds the app's source map, read by runtime/source_map.ts on the first stack trace. */
+export const MAP_ASSET = 'app.js.map';
 
 /**
- * The SEA's main script. Node registers a script's source map only if source maps are on when
- * the script is compiled, and a SEA compiles its main script before any of it runs (and
- * `--enable-source-maps` in execArgv does not apply to it), so a banner calling
- * process.setSourceMapsEnabled(true) comes too late. The loader turns them on, then compiles the
- * app from its asset as a CommonJS module: stack traces name the TypeScript files and lines.
+ * The SEA's main script: compiles the app from its asset as a CommonJS module. Source maps stay
+ * off (Node would parse the map up front and decode all of it on the first stack trace): the
+ * app's first import, runtime/source_map.ts, maps the frames of its stack traces itself.
  */
 function loaderSource(appFile: string): string {
   return `'use strict';
-// node-isapi worker: source maps on, then compile the bundled app (kept as a SEA asset; beside
-// this file when run by plain node at pack time, as CommonJS or, under "type": "module", as ESM).
-process.setSourceMapsEnabled(true);
+// node-isapi worker: compile the bundled app (kept as a SEA asset; beside this file when run by
+// plain node at pack time, as CommonJS or, under "type": "module", as ESM).
 const builtin = typeof require === 'function' ? require : process.getBuiltinModule;
 const path = builtin('node:path');
 const Module = builtin('node:module');
@@ -126,6 +124,8 @@ export async function bundleWorker(
   options: WorkerBundleOptions = {},
 ): Promise<WorkerBundle> {
   const entry = [
+    // First, so that stack traces are mapped before any of the user's code runs.
+    `import ${JSON.stringify(path.join(packageRoot, 'runtime', 'source_map.ts'))};`,
     `import * as user from ${JSON.stringify(path.resolve(script))};`,
     `import { runWorker } from ${JSON.stringify(path.join(packageRoot, 'runtime', 'worker_main.ts'))};`,
     `runWorker(user, { name: ${JSON.stringify(name)} });`,
@@ -142,10 +142,11 @@ export async function bundleWorker(
       format: 'cjs',
       platform: 'node',
       target: 'node20',
-      // Stack traces name the TypeScript file and line: the map is inlined below and the loader
-      // turns source maps on before the app is compiled. Sources' text is left out (smaller).
+      // Stack traces name the TypeScript file and line (runtime/source_map.ts), from a map kept
+      // apart from the app: no sourceMappingURL comment, no sources' text (smaller).
       sourcemap: 'external',
       sourcesContent: false,
+      define: { __ISAPI_MAP_ASSET__: JSON.stringify(MAP_ASSET) },
       // V8 keeps a source with any non-ASCII character as a two-byte string: escaped, the app
       // costs half the memory (about 2 MiB less for an Express app).
       charset: 'ascii',
@@ -156,22 +157,28 @@ export async function bundleWorker(
     });
     const js = result.outputFiles.find((f) => f.path.endsWith('.js'))!;
     const map = result.outputFiles.find((f) => f.path.endsWith('.js.map'))!;
-    writeFileSync(appPath, withInlineMap(js.text, map.text, path.dirname(appPath)));
+    writeFileSync(appPath, js.contents); // 'external': no sourceMappingURL comment for Node to act on
+    writeFileSync(`${appPath}.map`, absoluteSources(map.text, path.dirname(appPath)));
     writeFileSync(outFile, loaderSource(appFile));
-    return { bytes: js.contents.byteLength, assets: { [APP_ASSET]: appPath, ...addons.assets }, addons: addons.names };
+    return {
+      bytes: js.contents.byteLength,
+      assets: { [APP_ASSET]: appPath, [MAP_ASSET]: `${appPath}.map`, ...addons.assets },
+      addons: addons.names,
+    };
   } catch (err) {
     throw firstError(err, script);
   }
 }
 
-/** Replaces esbuild's map reference with the map inlined, its sources as absolute file URLs. */
-function withInlineMap(js: string, mapText: string, outDir: string): string {
+/**
+ * The map with its sources as absolute paths, as stack traces show them: the packed app runs far
+ * from the map's folder, maybe on Windows, where a Linux file URL has no path.
+ */
+function absoluteSources(mapText: string, outDir: string): string {
   const map = JSON.parse(mapText) as { sources: string[]; sourceRoot?: string };
-  map.sources = map.sources.map((s) => (/^[a-z]+:/i.test(s) ? s : pathToFileURL(path.resolve(outDir, s)).href));
+  map.sources = map.sources.map((s) => (/^[a-z][a-z0-9+.-]+:/i.test(s) ? s : path.resolve(outDir, s)));
   delete map.sourceRoot;
-  const inline = `//# sourceMappingURL=data:application/json;base64,${Buffer.from(JSON.stringify(map)).toString('base64')}`;
-  const body = js.replace(/\n\/\/# sourceMappingURL=[^\n]*\n?$/, '\n');
-  return body + inline + '\n';
+  return JSON.stringify(map);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -183,10 +183,12 @@ interface AppSource {
   file: string;
 }
 
-/** The code a pool thread starts from: compile the bundled app, as the SEA's loader does. */
+/**
+ * The code a pool thread starts from: compile the bundled app, as the SEA's loader does. The
+ * app's first import (runtime/source_map.ts) maps the thread's stack traces.
+ */
 const THREAD_BOOT = `'use strict';
 const { workerData } = require('node:worker_threads');
-process.setSourceMapsEnabled(true);
 const Module = require('node:module');
 const src = workerData[${JSON.stringify(POOL_MARK)}];
 const code = src.asset ? require('node:sea').getAsset(src.asset, 'utf8') : require('node:fs').readFileSync(src.file, 'utf8');
