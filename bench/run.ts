@@ -4,13 +4,15 @@
 //   (c) plain Node http hello, same Node version   — the peer we must match
 //   (d) isapi-host + the packed examples/express-app.ts (its hello route) — an ordinary app through the bridge
 //   (e) the same Express app on plain Node http, same Node version
+// then the memory of (d) and (e) at the peak of a 50 MiB upload and a 50 MiB streamed download,
 // and what a PREPROC_HEADERS filter adds per request, on the host + C hello extension of (a):
 //   (f) + a C filter that adds one request header (native/host/test/preproc_bench_filter.c)
 //   (g) + the same filter in TypeScript, packed (bench/fixtures/preproc-filter.ts)
 // Filter rows run BENCH_FILTER_SECONDS (default 5, at most BENCH_SECONDS) each, against a
 // baseline measured with that same duration next to them (row (a) itself when they match).
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -104,6 +106,47 @@ function rssOfChildren(pid: number): string {
     .join(', ');
 }
 
+/** Resident memory in MiB: all of it (RSS) and the process's own part (anonymous pages). */
+function memory(pid: number): { rss: number; anon: number } {
+  try {
+    const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+    const kib = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(rollup)?.[1] ?? 0);
+    return { rss: kib('Rss') / 1024, anon: kib('Anonymous') / 1024 };
+  } catch {
+    return { rss: 0, anon: 0 };
+  }
+}
+
+function childPids(pid: number, comm: string): number[] {
+  const r = spawnSync('ps', ['--ppid', String(pid), '-o', 'pid=,comm='], { encoding: 'utf8' });
+  return r.stdout.trim().split('\n').map((l) => l.trim().split(/\s+/)).filter(([, c]) => c === comm).map(([p]) => Number(p));
+}
+
+/**
+ * The peak memory of the busiest of `pids` (sampled every 10 ms) while a 50 MiB upload and then
+ * a 50 MiB streamed download go through the Express example's /upload and /download routes.
+ */
+async function transferPeak(base: string, pids: number[]): Promise<{ idle: { rss: number; anon: number }; peak: { rss: number; anon: number } }> {
+  const busiest = () => pids.map(memory).reduce((m, x) => (x.rss > m.rss ? x : m), { rss: 0, anon: 0 });
+  const idle = busiest();
+  let peak = idle;
+  const timer = setInterval(() => {
+    const m = busiest();
+    if (m.rss > peak.rss) peak = m;
+  }, 10);
+  try {
+    const up = await fetch(`${base}/upload`, { method: 'POST', body: randomBytes(50 << 20) });
+    const { bytes } = (await up.json()) as { bytes: number };
+    if (bytes !== 50 << 20) throw new Error(`bench: ${base}/upload counted ${bytes} bytes`);
+    let down = 0;
+    for await (const chunk of (await fetch(`${base}/download?mib=50`)).body as unknown as AsyncIterable<Uint8Array>) down += chunk.byteLength;
+    if (down !== 50 << 20) throw new Error(`bench: ${base}/download sent ${down} bytes`);
+  } finally {
+    clearInterval(timer);
+  }
+  return { idle, peak };
+}
+
 async function main() {
   need('wrk', 'apt-get install -y wrk');
   need('gcc', 'apt-get install -y gcc');
@@ -167,6 +210,8 @@ async function main() {
   const d = wrk('(d) host + packed express-app', `http://127.0.0.1:${hostPort}/express-app/`);
   const e = wrk('(e) Express on plain Node http', `http://127.0.0.1:${expressPort}/`);
   const rss = rssOfChildren(host.pid!);
+  const dMem = await transferPeak(`http://127.0.0.1:${hostPort}/express-app`, childPids(host.pid!, 'express-app'));
+  const eMem = await transferPeak(`http://127.0.0.1:${expressPort}`, [expressProc.pid!]);
   plain.kill('SIGTERM');
   expressProc.kill('SIGTERM');
 
@@ -192,6 +237,11 @@ async function main() {
   console.log(`d/e = ${(d.rps / e.rps).toFixed(2)}   (Express through the bridge vs Express on Node http)`);
   console.log(`b/a = ${(b.rps / a.rps).toFixed(2)}`);
   console.log(`worker memory after the run: ${rss || 'n/a'}`);
+  const mem = (m: { rss: number; anon: number }) => `${m.rss.toFixed(1)} MiB (own ${m.anon.toFixed(1)})`;
+  console.log(`\n50 MiB upload + 50 MiB streamed download, peak resident memory (own = anonymous pages):`);
+  console.log(`  (d) Express worker through the bridge: idle ${mem(dMem.idle)}, peak ${mem(dMem.peak)}`);
+  console.log(`  (e) Express on plain Node http:        idle ${mem(eMem.idle)}, peak ${mem(eMem.peak)}`);
+  console.log(`  d/e peak RSS = ${(dMem.peak.rss / eMem.peak.rss).toFixed(2)}`);
 
   // What each filter adds to a request, against the baseline of the same duration.
   const plus = (v: number) => `${v >= 0 ? '+' : ''}${v.toFixed(2)}`.padStart(9);
