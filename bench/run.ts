@@ -238,7 +238,7 @@ async function main() {
   console.log(`b/a = ${(b.rps / a.rps).toFixed(2)}`);
   console.log(`worker memory after the run: ${rss || 'n/a'}`);
   const mem = (m: { rss: number; anon: number }) => `${m.rss.toFixed(1)} MiB (own ${m.anon.toFixed(1)})`;
-  console.log(`\n50 MiB upload + 50 MiB streamed download, peak resident memory (own = anonymous pages):`);
+  console.log(`\n50 MiB upload + 50 MiB streamed download after the load above, peak resident memory (own = anonymous pages):`);
   console.log(`  (d) Express worker through the bridge: idle ${mem(dMem.idle)}, peak ${mem(dMem.peak)}`);
   console.log(`  (e) Express on plain Node http:        idle ${mem(eMem.idle)}, peak ${mem(eMem.peak)}`);
   console.log(`  d/e peak RSS = ${(dMem.peak.rss / eMem.peak.rss).toFixed(2)}`);
