@@ -136,16 +136,6 @@ export class ECB extends RequestState {
     return local ?? undefined;
   }
 
-  private check(funcname: string): void {
-    if (this.done) {
-      throw new ExtensionError(
-        ERROR_INVALID_PARAMETER,
-        'the request is already finished (DoneWithSession was called); nothing was sent',
-        funcname,
-      );
-    }
-  }
-
   /** The request headers as sent, in order, names in their original case. */
   headers(): RawHeaders {
     if (!this.rawHeaders) this.rawHeaders = parseAllRaw(this.begin.vars.ALL_RAW ?? '');
@@ -208,13 +198,7 @@ export class ECB extends RequestState {
    * line is added when missing.
    */
   SendResponseHeaders(status = '200 OK', headers: HeaderInit = '', keepAlive = true): void {
-    this.check('SendResponseHeaders');
-    if (this.headersWereSent) {
-      throw new ExtensionError(ERROR_INVALID_PARAMETER, 'the response headers were already sent', 'SendResponseHeaders');
-    }
-    const code = parseInt(status, 10);
-    if (code > 0) this.HttpStatusCode = code;
-    this.headersWereSent = true;
+    this.beginHeaders(status);
     if (!this.wasAborted) this.link.addon.headers(this.link.id, status, headerText(headers), keepAlive);
   }
 
@@ -335,7 +319,6 @@ export class ECB extends RequestState {
   _abort(): void {
     if (this.markAborted()) this.body.abort();
   }
-
 
   /** @internal a Body message arrived. */
   _body(chunk: Buffer): void {

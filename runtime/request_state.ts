@@ -2,6 +2,9 @@
 // done, whether headers went out, and whether the bridge dropped the request (with listeners).
 // The ECB (main thread) and ThreadPoolExtension's ThreadECB (pool threads) both extend it.
 
+import { ERROR_INVALID_PARAMETER } from './constants';
+import { ExtensionError } from './errors';
+
 /** The ECB's request fields, as either side receives them. */
 export interface ECBFields {
   Method: string;
@@ -76,6 +79,31 @@ export abstract class RequestState {
     return () => {
       this.abortListeners = this.abortListeners.filter((l) => l !== listener);
     };
+  }
+
+  /** Throws (as IIS fails the call) once DoneWithSession was called: nothing is sent then. */
+  protected check(funcname: string): void {
+    if (this.done) {
+      throw new ExtensionError(
+        ERROR_INVALID_PARAMETER,
+        'the request is already finished (DoneWithSession was called); nothing was sent',
+        funcname,
+      );
+    }
+  }
+
+  /**
+   * The bookkeeping of SendResponseHeaders before the headers go out: refused after
+   * DoneWithSession or a second time; the status code is kept for the log.
+   */
+  protected beginHeaders(status: string): void {
+    this.check('SendResponseHeaders');
+    if (this.headersWereSent) {
+      throw new ExtensionError(ERROR_INVALID_PARAMETER, 'the response headers were already sent', 'SendResponseHeaders');
+    }
+    const code = parseInt(status, 10);
+    if (code > 0) this.HttpStatusCode = code;
+    this.headersWereSent = true;
   }
 
   /** Marks the request aborted and tells the listeners; false if it already was. */

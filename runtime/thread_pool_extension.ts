@@ -250,7 +250,6 @@ function appSource(): AppSource | null {
 /** The ECB a pool thread's Dispatch gets: copied fields, calls posted to the main thread. */
 export class ThreadECB extends RequestState implements DispatchECB {
 
-
   constructor(
     private readonly side: PoolThreadSide,
     private readonly rid: number,
@@ -275,16 +274,6 @@ export class ThreadECB extends RequestState implements DispatchECB {
 
   IsKeepAlive(): boolean {
     return this.fields.keepAlive;
-  }
-
-  private check(funcname: string): void {
-    if (this.done) {
-      throw new ExtensionError(
-        ERROR_INVALID_PARAMETER,
-        'the request is already finished (DoneWithSession was called); nothing was sent',
-        funcname,
-      );
-    }
   }
 
   private call<T>(name: CallName, args: unknown[], transfer: ArrayBuffer[] = []): Promise<T> {
@@ -325,13 +314,7 @@ export class ThreadECB extends RequestState implements DispatchECB {
   }
 
   SendResponseHeaders(status = '200 OK', headers: HeaderInit = '', keepAlive = true): void {
-    this.check('SendResponseHeaders');
-    if (this.headersWereSent) {
-      throw new ExtensionError(ERROR_INVALID_PARAMETER, 'the response headers were already sent', 'SendResponseHeaders');
-    }
-    const code = parseInt(status, 10);
-    if (code > 0) this.HttpStatusCode = code;
-    this.headersWereSent = true;
+    this.beginHeaders(status);
     this.side.post(this.rid, 'SendResponseHeaders', [status, headerText(headers), keepAlive], this.HttpStatusCode, this.LogData);
   }
 
