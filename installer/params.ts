@@ -186,6 +186,7 @@ export function resolveParameters(exp: ScriptInstallExports, folder: PackedFolde
   };
   if (p.workers !== undefined) environment.ISAPI_WORKERS = positive(p.workers, 'install.workers');
   if (p.requestTimeoutMs !== undefined) environment.ISAPI_REQUEST_TIMEOUT_MS = positive(p.requestTimeoutMs, 'install.requestTimeoutMs');
+  if (p.workerMemoryLimitMB !== undefined) environment.ISAPI_WORKER_MEMORY_LIMIT_MB = positive(p.workerMemoryLimitMB, 'install.workerMemoryLimitMB');
 
   return { site, virtualDirs, filters, appPool: { name: poolName, identity, bitness }, environment };
 }

@@ -95,6 +95,11 @@ export interface InstallParameters {
   workers?: number;
   /** Request deadline in milliseconds (ISAPI_REQUEST_TIMEOUT_MS). */
   requestTimeoutMs?: number;
+  /**
+   * A worker whose own memory passes this many MiB is replaced without failing a request
+   * (ISAPI_WORKER_MEMORY_LIMIT_MB). IIS's Private Memory Limit counts w3wp only, not workers.
+   */
+  workerMemoryLimitMB?: number;
   preInstall?: InstallHook;
   postInstall?: InstallHook;
   preRemove?: InstallHook;
@@ -127,6 +132,6 @@ export interface ResolvedInstallParameters {
   virtualDirs: ResolvedVirtualDir[];
   filters: ResolvedFilter[];
   appPool: { name: string; identity: NonNullable<AppPoolParameters['identity']>; bitness: 32 | 64 };
-  /** `environment` plus ISAPI_WORKERS / ISAPI_REQUEST_TIMEOUT_MS from `workers` / `requestTimeoutMs`. */
+  /** `environment` plus the ISAPI_* settings from `workers`, `requestTimeoutMs` and `workerMemoryLimitMB`. */
   environment: Record<string, string>;
 }

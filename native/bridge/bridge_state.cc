@@ -1,5 +1,6 @@
 #include "bridge_state.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -61,6 +62,7 @@ PoolConfig make_config() {
   cfg.workers = env_int("ISAPI_WORKERS", processor_count());
   cfg.startupTimeoutMs = env_int("ISAPI_STARTUP_TIMEOUT_MS", 30000);
   cfg.requestTimeoutMs = env_int("ISAPI_REQUEST_TIMEOUT_MS", 120000);
+  cfg.memoryLimitBytes = size_t(std::max(0, env_int("ISAPI_WORKER_MEMORY_LIMIT_MB", 0))) << 20;
   return cfg;
 }
 

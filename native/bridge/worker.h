@@ -53,6 +53,7 @@ class Worker : public std::enable_shared_from_this<Worker> {
   WorkerState state() const { return state_.load(); }
   int slot() const { return slot_; }
   long pid() const { return process_.pid(); }
+  size_t private_memory() const { return process_.private_memory(); }
   size_t load();
   std::chrono::steady_clock::time_point startedAt() const { return startedAt_; }
   // Every request still held, for deadlines.

@@ -215,24 +215,50 @@ void WorkerPool::start_reload_locked(std::unique_lock<std::mutex>& lock) {
   std::string reason;
   reason.swap(reloadReason_);
   log_line("reloading all workers: " + reason);
-  for (size_t i = 0; i < workers_.size(); ++i) {
-    auto old = workers_[i];
-    if (old && old->state() == WorkerState::Ready) {
-      // A slot reloaded twice before its new worker was ready keeps the oldest serving.
-      if (slots_[i].retiring) {
-        draining_.push_back(old);
-      } else {
-        slots_[i].retiring = old;
-      }
-    } else if (old) {
+  for (size_t i = 0; i < workers_.size(); ++i) replace_slot_locked(i, lock);
+}
+
+// A fresh worker for the slot; a ready old one keeps serving until the new one is ready (then
+// drains), anything else of the slot is asked to stop now.
+void WorkerPool::replace_slot_locked(size_t i, std::unique_lock<std::mutex>& lock) {
+  auto old = workers_[i];
+  if (old && old->state() == WorkerState::Ready) {
+    // A slot replaced twice before its new worker was ready keeps the oldest serving.
+    if (slots_[i].retiring) {
       draining_.push_back(old);
+    } else {
+      slots_[i].retiring = old;
     }
-    workers_[i] = nullptr;
-    lock.unlock();
-    if (old && slots_[i].retiring != old) old->request_shutdown();
-    std::string err;
-    spawn_into(int(i), err);
-    lock.lock();
+  } else if (old) {
+    draining_.push_back(old);
+  }
+  workers_[i] = nullptr;
+  lock.unlock();
+  if (old && slots_[i].retiring != old) old->request_shutdown();
+  std::string err;
+  spawn_into(int(i), err);
+  lock.lock();
+}
+
+// IIS recycles w3wp by its private memory, which does not include our workers: a leaking app
+// would grow unchecked. Once a second, a ready worker over the limit is replaced without
+// failing a request. A worker is given a few seconds after its start, so that a limit set below
+// what a fresh worker needs shows in the log instead of replacing workers in a loop.
+void WorkerPool::enforce_memory_limit_locked(std::unique_lock<std::mutex>& lock) {
+  if (!cfg_.memoryLimitBytes) return;
+  auto now = Clock::now();
+  if (now - memoryCheckedAt_ < std::chrono::seconds(1)) return;
+  memoryCheckedAt_ = now;
+  constexpr auto kSettle = std::chrono::seconds(5);
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    auto w = workers_[i];
+    if (!w || w->state() != WorkerState::Ready || slots_[i].retiring || now - w->startedAt() < kSettle) continue;
+    size_t used = w->private_memory();
+    if (used <= cfg_.memoryLimitBytes) continue;
+    log_line("worker " + std::to_string(i) + " (pid " + std::to_string(w->pid()) + ") uses " +
+             std::to_string(used >> 20) + " MiB, over the limit of " + std::to_string(cfg_.memoryLimitBytes >> 20) +
+             " MiB (ISAPI_WORKER_MEMORY_LIMIT_MB): replacing it");
+    replace_slot_locked(i, lock);
   }
 }
 
@@ -249,6 +275,7 @@ void WorkerPool::supervise() {
     auto now = Clock::now();
     check_for_redeploy_locked();
     if (!reloadReason_.empty()) start_reload_locked(lock);
+    enforce_memory_limit_locked(lock);
 
     for (auto it = draining_.begin(); it != draining_.end();) {
       if ((*it)->state() != WorkerState::Dead) { ++it; continue; }

@@ -23,6 +23,8 @@ struct PoolConfig {
   int workers = 1;
   int startupTimeoutMs = 30000;
   int requestTimeoutMs = 120000;
+  // A worker whose own memory passes this is replaced the way a reload replaces it (0: never).
+  size_t memoryLimitBytes = 0;
 };
 
 class WorkerPool {
@@ -75,8 +77,12 @@ class WorkerPool {
   std::string reloadReason_;                       // non-empty: the supervisor reloads next tick
   int64_t exeStamp_ = 0;                           // worker executable's mtime+size at start
 
+  std::chrono::steady_clock::time_point memoryCheckedAt_{};
+
   void check_for_redeploy_locked();
   void start_reload_locked(std::unique_lock<std::mutex>& lock);
+  void replace_slot_locked(size_t slot, std::unique_lock<std::mutex>& lock);
+  void enforce_memory_limit_locked(std::unique_lock<std::mutex>& lock);
 };
 
 }  // namespace isapi::bridge

@@ -228,3 +228,43 @@ describe('reload', () => {
     expect(bridgeLog(packed('control'), 'control')).toContain('reloading all workers: requested by worker');
   });
 });
+
+describe('ISAPI_WORKER_MEMORY_LIMIT_MB', () => {
+  let limited: Host;
+  beforeAll(async () => {
+    limited = await serveFolders(['control'], { ISAPI_WORKERS: '1', ISAPI_WORKER_MEMORY_LIMIT_MB: '150' });
+  });
+  afterAll(async () => {
+    await limited?.stop();
+  });
+
+  it('a worker whose own memory passes the limit is replaced without failing a request', async () => {
+    const pidOf = async () => Number(await (await fetch(`${limited.url}/control/pid`)).text());
+    const leaky = await pidOf();
+    // Under the limit nothing happens, however long the worker lives (the check runs each second
+    // once a worker is 5 s old).
+    expect(await (await fetch(`${limited.url}/control/hold?mib=60`)).text()).toBe('holding 60 MiB');
+    await sleep(6500);
+    expect(await pidOf()).toBe(leaky);
+    // Over it, with a request in flight: that request is answered by the old worker, which then
+    // drains; requests keep succeeding until a fresh worker answers them.
+    expect(await (await fetch(`${limited.url}/control/hold?mib=120`)).text()).toBe('holding 180 MiB');
+    const inFlight = fetch(`${limited.url}/control/sleep?ms=1500`);
+    const statuses: number[] = [];
+    let pid = leaky;
+    for (let i = 0; i < 300 && pid === leaky; i++) {
+      const r = await fetch(`${limited.url}/control/pid`);
+      statuses.push(r.status);
+      pid = Number(await r.text());
+      await sleep(20);
+    }
+    expect(pid).not.toBe(leaky);
+    expect(statuses.filter((s) => s !== 200)).toEqual([]);
+    const slow = await inFlight;
+    expect(slow.status).toBe(200);
+    expect(await slow.text()).toBe('slept');
+    expect(bridgeLog(packed('control'), 'control')).toMatch(
+      new RegExp(`\\(pid ${leaky}\\) uses \\d+ MiB, over the limit of 150 MiB \\(ISAPI_WORKER_MEMORY_LIMIT_MB\\): replacing it`),
+    );
+  });
+});

@@ -382,4 +382,13 @@ describe('the IIS plan (appcmd), against golden files', () => {
     const again = planIisInstall(f, changed, paths, server, { stateVersion: 1, name: 'hello', installs: [record] });
     checkGolden('params.change.txt', formatPlan(again.plan, 'hello') + '\n');
   });
+
+  it('parameters: workerMemoryLimitMB becomes ISAPI_WORKER_MEMORY_LIMIT_MB; a bad value is refused by name', () => {
+    const f = loadFolder(hello);
+    const params = resolveParameters(scriptInstallExports({ install: { workerMemoryLimitMB: 512 } }, 'hello'), f);
+    expect(params.environment.ISAPI_WORKER_MEMORY_LIMIT_MB).toBe('512');
+    expect(() => resolveParameters(scriptInstallExports({ install: { workerMemoryLimitMB: -1 } }, 'hello'), f)).toThrow(
+      /install\.workerMemoryLimitMB must be a positive whole number, got -1/,
+    );
+  });
 });

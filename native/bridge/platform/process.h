@@ -26,6 +26,10 @@ class Process {
   // A human-readable exit description once wait() returned true ("exit code 1", "signal 9").
   std::string exit_description() const { return exitDescription_; }
   long pid() const { return pid_; }
+  // The process's own memory in bytes, as a memory limit should count it: Linux, its resident
+  // anonymous pages (not the executable's shared file pages); Windows, its private bytes (what
+  // IIS's "Private Memory Limit" counts for w3wp). 0 when unknown.
+  size_t private_memory() const;
   bool running() const { return pid_ > 0 && !exited_; }
 
  private:

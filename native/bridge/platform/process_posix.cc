@@ -1,6 +1,7 @@
 #include "process.h"
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -108,6 +109,19 @@ bool Process::wait(int timeoutMs) {
     if (std::chrono::steady_clock::now() >= deadline) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
+}
+
+size_t Process::private_memory() const {
+  if (!running()) return 0;
+  // statm: size resident shared ... in pages; shared counts the file-backed resident pages.
+  std::string path = "/proc/" + std::to_string(pid_) + "/statm";
+  FILE* f = std::fopen(path.c_str(), "re");
+  if (!f) return 0;
+  unsigned long size = 0, resident = 0, shared = 0;
+  int n = std::fscanf(f, "%lu %lu %lu", &size, &resident, &shared);
+  std::fclose(f);
+  if (n != 3 || resident < shared) return 0;
+  return size_t(resident - shared) * size_t(::sysconf(_SC_PAGESIZE));
 }
 
 std::string this_module_path() {

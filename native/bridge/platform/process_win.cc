@@ -6,6 +6,8 @@
 #define WIN32_LEAN_AND_MEAN
 #endif
 #include <windows.h>
+#define PSAPI_VERSION 2  // K32GetProcessMemoryInfo from kernel32: no psapi.dll import
+#include <psapi.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -211,6 +213,14 @@ bool Process::wait(int timeoutMs) {
   CloseHandle(process_);
   process_ = nullptr;
   return true;
+}
+
+size_t Process::private_memory() const {
+  if (!running() || !process_) return 0;
+  PROCESS_MEMORY_COUNTERS_EX pmc{};
+  pmc.cb = sizeof pmc;
+  if (!GetProcessMemoryInfo(process_, reinterpret_cast<PROCESS_MEMORY_COUNTERS*>(&pmc), sizeof pmc)) return 0;
+  return pmc.PrivateUsage;
 }
 
 std::string this_module_path() {
