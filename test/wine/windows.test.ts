@@ -51,7 +51,8 @@ function packWin(script: string): Promise<void> {
 function serveUnderWine(): Promise<void> {
   server = spawn(process.execPath, [isapiCli, 'serve', '--wine', '--config', configFile, '--port', '0'], {
     cwd: root,
-    env: { ...process.env, ISAPI_WINEPREFIX: prefix, ISAPI_WORKERS: '2' },
+    // The memory limit is far above what these workers use, except /control/hold's.
+    env: { ...process.env, ISAPI_WINEPREFIX: prefix, ISAPI_WORKERS: '2', ISAPI_WORKER_MEMORY_LIMIT_MB: '600' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   server.stdout!.on('data', (d) => (serverOutput += d));
@@ -296,6 +297,23 @@ describe.skipIf(!!skipReason)(`Windows x64 build under Wine${skipReason ? ` (ski
       expect(after).toEqual([200, 200, 200, 200, 200, 200]);
       const log = readFileSync(path.join(folder('control'), 'logs', 'control.log'), 'utf8');
       expect(log).toMatch(/worker \d+ \(pid \d+\) exited: /);
+    });
+
+    it('a worker over ISAPI_WORKER_MEMORY_LIMIT_MB (private bytes) is replaced while requests keep succeeding', async () => {
+      const logFile = path.join(folder('control'), 'logs', 'control.log');
+      expect(await (await fetch(`${base}/control/hold?mib=700`)).text()).toBe('holding 700 MiB');
+      const statuses: number[] = [];
+      let replaced: RegExpExecArray | null = null;
+      for (let i = 0; i < 100 && !replaced; i++) {
+        statuses.push((await fetch(`${base}/control/pid`)).status);
+        replaced = /worker \d+ \(pid (\d+)\) uses \d+ MiB, over the limit of 600 MiB/.exec(readFileSync(logFile, 'utf8'));
+        await sleep(200);
+      }
+      expect(replaced).not.toBeNull();
+      await sleep(1000);
+      const pids = await Promise.all(Array.from({ length: 8 }, () => fetch(`${base}/control/pid`).then((r) => r.text())));
+      expect(pids).not.toContain(replaced![1]);
+      expect(statuses.filter((s) => s !== 200)).toEqual([]);
     });
   });
 

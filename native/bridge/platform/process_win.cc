@@ -217,10 +217,12 @@ bool Process::wait(int timeoutMs) {
 
 size_t Process::private_memory() const {
   if (!running() || !process_) return 0;
-  PROCESS_MEMORY_COUNTERS_EX pmc{};
+  // PagefileUsage is the commit charge, the process's private bytes (the _EX struct's
+  // PrivateUsage is documented as the same value; Wine fills only PagefileUsage).
+  PROCESS_MEMORY_COUNTERS pmc{};
   pmc.cb = sizeof pmc;
-  if (!GetProcessMemoryInfo(process_, reinterpret_cast<PROCESS_MEMORY_COUNTERS*>(&pmc), sizeof pmc)) return 0;
-  return pmc.PrivateUsage;
+  if (!GetProcessMemoryInfo(process_, &pmc, sizeof pmc)) return 0;
+  return pmc.PagefileUsage;
 }
 
 std::string this_module_path() {
