@@ -178,18 +178,10 @@ export class ECB extends RequestState {
    * room, so a handler that awaits it streams with flat memory.
    */
   async WriteClient(data: string | Uint8Array, _flags = 0): Promise<number> {
-    this.check('WriteClient');
-    if (this.wasAborted) return 0;
-    const n = typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength;
+    const n = this.beginWrite(data);
     if (n === 0) return 0;
-    this.headersWereSent = true;
     if (!this.link.addon.write(this.link.id, data)) await this.link.waitDrain();
     return n;
-  }
-
-  /** pywin32's alias, so `print`-style helpers can target the ECB. */
-  write(data: string | Uint8Array): Promise<number> {
-    return this.WriteClient(data);
   }
 
   /**

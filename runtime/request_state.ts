@@ -92,6 +92,26 @@ export abstract class RequestState {
     }
   }
 
+  abstract WriteClient(data: string | Uint8Array, flags?: number): Promise<number>;
+
+  /** pywin32's alias, so `print`-style helpers can target the ECB. */
+  write(data: string | Uint8Array): Promise<number> {
+    return this.WriteClient(data);
+  }
+
+  /**
+   * The bookkeeping of WriteClient before the bytes go out: refused after DoneWithSession;
+   * returns how many bytes to send, 0 when there is nothing to send (empty, or the request was
+   * dropped). Anything sent means the headers went out.
+   */
+  protected beginWrite(data: string | Uint8Array): number {
+    this.check('WriteClient');
+    if (this.wasAborted) return 0;
+    const n = typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength;
+    if (n > 0) this.headersWereSent = true;
+    return n;
+  }
+
   /**
    * The bookkeeping of SendResponseHeaders before the headers go out: refused after
    * DoneWithSession or a second time; the status code is kept for the log.

@@ -17,7 +17,7 @@
 import os from 'node:os';
 import { isMainThread, parentPort, Worker, workerData, type MessagePort } from 'node:worker_threads';
 import { BRIDGE_ADDON_OVERRIDE, type BridgeAddon } from './channel';
-import { RequestState } from './request_state';
+import { RequestState, type ECBFields } from './request_state';
 import { ERROR_INVALID_PARAMETER, HSE_STATUS_ERROR, HSE_STATUS_PENDING, HSE_STATUS_SUCCESS } from './constants';
 import {
   headerText,
@@ -128,16 +128,9 @@ const CALLS = [
 type CallName = (typeof CALLS)[number];
 const CALL_NAMES = new Set<string>(CALLS);
 
-/** The request as copied to a pool thread. */
-interface RequestFields {
-  Method: string;
-  QueryString: string;
-  PathInfo: string;
-  PathTranslated: string;
-  ContentType: string;
-  TotalBytes: number;
+/** The request as copied to a pool thread: its body bytes travel as a plain Uint8Array. */
+interface RequestFields extends Omit<ECBFields, 'AvailableData'> {
   AvailableData: Uint8Array;
-  ConnID: number;
   keepAlive: boolean;
   headers: RawHeaders;
   /** Server variables the main thread knew without a round trip. */
@@ -299,18 +292,10 @@ export class ThreadECB extends RequestState implements DispatchECB {
   }
 
   async WriteClient(data: string | Uint8Array, _flags = 0): Promise<number> {
-    this.check('WriteClient');
-    if (this.wasAborted) return 0;
-    const n = typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength;
-    if (n === 0) return 0;
-    this.headersWereSent = true;
+    if (this.beginWrite(data) === 0) return 0;
     if (typeof data === 'string') return this.call('WriteClient', [data]);
     const own = ownBytes(data);
     return this.call('WriteClient', [own], [own.buffer as ArrayBuffer]);
-  }
-
-  write(data: string | Uint8Array): Promise<number> {
-    return this.WriteClient(data);
   }
 
   SendResponseHeaders(status = '200 OK', headers: HeaderInit = '', keepAlive = true): void {
