@@ -41,8 +41,21 @@ interface Result {
 const clockTicks = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 
 /** A process and its children: the CPU time they have used so far, in seconds. */
+/** The direct children of a process (a host's workers), with their command names. */
+function children(pid: number): Array<{ pid: number; comm: string }> {
+  const r = spawnSync('ps', ['--ppid', String(pid), '-o', 'pid=,comm='], { encoding: 'utf8' });
+  return r.stdout
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => {
+      const [p, comm] = l.trim().split(/\s+/);
+      return { pid: Number(p), comm: comm ?? '' };
+    });
+}
+
 function cpuSeconds(pid: number): number {
-  const pids = [pid, ...spawnSync('ps', ['--ppid', String(pid), '-o', 'pid='], { encoding: 'utf8' }).stdout.split('\n').map(Number).filter(Boolean)];
+  const pids = [pid, ...children(pid).map((c) => c.pid)];
   let ticks = 0;
   for (const p of pids) {
     try {
@@ -121,19 +134,6 @@ async function expectFilterHeader(port: number, value: string, what: string): Pr
   if (!text.includes(`ok: ${value}`)) throw new Error(`bench: the ${what} did not add X-Bench-Filter (probe said: ${text.trim()})`);
 }
 
-function rssOfChildren(pid: number): string {
-  const r = spawnSync('ps', ['--ppid', String(pid), '-o', 'pid=,rss=,comm='], { encoding: 'utf8' });
-  return r.stdout
-    .trim()
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => {
-      const [p, rss, comm] = l.trim().split(/\s+/);
-      return `${comm} pid ${p}: ${(Number(rss) / 1024).toFixed(1)} MiB`;
-    })
-    .join(', ');
-}
-
 /** Resident memory in MiB: all of it (RSS) and the process's own part (anonymous pages). */
 function memory(pid: number): { rss: number; anon: number } {
   try {
@@ -145,9 +145,10 @@ function memory(pid: number): { rss: number; anon: number } {
   }
 }
 
-function childPids(pid: number, comm: string): number[] {
-  const r = spawnSync('ps', ['--ppid', String(pid), '-o', 'pid=,comm='], { encoding: 'utf8' });
-  return r.stdout.trim().split('\n').map((l) => l.trim().split(/\s+/)).filter(([, c]) => c === comm).map(([p]) => Number(p));
+function rssOfChildren(pid: number): string {
+  return children(pid)
+    .map((c) => `${c.comm} pid ${c.pid}: ${memory(c.pid).rss.toFixed(1)} MiB`)
+    .join(', ');
 }
 
 /**
@@ -238,7 +239,7 @@ async function main() {
   const d = wrk('(d) host + packed express-app', `http://127.0.0.1:${hostPort}/express-app/`, seconds, host.pid);
   const e = wrk('(e) Express on plain Node http', `http://127.0.0.1:${expressPort}/`, seconds, expressProc.pid);
   const rss = rssOfChildren(host.pid!);
-  const dMem = await transferPeak(`http://127.0.0.1:${hostPort}/express-app`, childPids(host.pid!, 'express-app'));
+  const dMem = await transferPeak(`http://127.0.0.1:${hostPort}/express-app`, children(host.pid!).filter((c) => c.comm === 'express-app').map((c) => c.pid));
   const eMem = await transferPeak(`http://127.0.0.1:${expressPort}`, [expressProc.pid!]);
   plain.kill('SIGTERM');
   expressProc.kill('SIGTERM');
