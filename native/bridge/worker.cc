@@ -93,6 +93,13 @@ void Worker::forget(uint32_t id) {
   inflight_.erase(id);
 }
 
+void Worker::abort(uint32_t id) {
+  forget(id);
+  std::string frame;
+  FrameWriter(frame, Msg::Abort, id).finish();
+  send(frame);
+}
+
 size_t Worker::load() {
   std::lock_guard<std::mutex> lock(mu_);
   return inflight_.size();
@@ -216,10 +223,7 @@ static void send_var_reply(Worker& w, uint32_t id, uint32_t callId, uint32_t err
 void Worker::abandon(InflightRequest& req, std::unique_lock<std::mutex>& lock) {
   uint32_t id = req.id;
   lock.unlock();
-  forget(id);
-  std::string frame;
-  FrameWriter(frame, Msg::Abort, id).finish();
-  send(frame);
+  abort(id);
   lock.lock();
   complete_locked(req, HSE_STATUS_ERROR, lock);
 }

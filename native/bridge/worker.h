@@ -43,6 +43,9 @@ class Worker : public std::enable_shared_from_this<Worker> {
   // is gone and the request never reached it: the caller routes it elsewhere.
   bool adopt(const InflightPtr& req);
   void forget(uint32_t id);
+  // Forgets the request and sends the worker an Abort for it ('aborted'/'close' fire there and
+  // it stops producing); the caller ends the request on the server side.
+  void abort(uint32_t id);
   void await_filter(uint32_t id, const std::shared_ptr<FilterWait>& wait);
   void forget_filter(uint32_t id);
   void request_shutdown();

@@ -340,10 +340,7 @@ void WorkerPool::supervise() {
         if (now - r->started <= milliseconds(cfg_.requestTimeoutMs)) continue;
         log_line("request " + std::to_string(r->id) + " on worker " + std::to_string(w->slot()) +
                  " passed its " + std::to_string(cfg_.requestTimeoutMs) + " ms deadline");
-        w->forget(r->id);
-        std::string frame;
-        channel::FrameWriter(frame, channel::Msg::Abort, r->id).finish();
-        w->send(frame);
+        w->abort(r->id);
         fail_request(*r, 504, "Gateway Timeout", "The extension did not answer in time.");
       }
     }
