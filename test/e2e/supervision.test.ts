@@ -1,12 +1,12 @@
 // Supervision under injected faults (issue 16), over real sockets against the real host and
 // bridge: scripts that cannot start, workers killed under load, a blocked event loop, clients
 // that leave mid-upload or stop reading, and the log that records it all.
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, statSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bridgeLog, childPids, packed, startHost, waitFor, type Host } from '../helpers';
+import { bridgeLog, childPids, packed, runCli, startHost, waitFor, type Host } from '../helpers';
 
 /** A private copy of a packed folder, so a test can redeploy it or fill its logs. */
 function privateCopy(name: string): string {
@@ -307,4 +307,21 @@ describe('the log', () => {
       await host.stop();
     }
   });
+
+  it('re-packing into a folder keeps logs/ and the user\'s files, and replaces only what the packer wrote', () => {
+    const folder = privateCopy('hello');
+    const outRoot = path.dirname(folder);
+    mkdirSync(path.join(folder, 'logs'), { recursive: true });
+    writeFileSync(path.join(folder, 'logs', 'hello.log'), 'an old log line\n');
+    mkdirSync(path.join(folder, 'public'));
+    writeFileSync(path.join(folder, 'public', 'index.html'), '<p>mine</p>');
+    const before = statSync(path.join(folder, 'hello')).mtimeMs;
+    const r = runCli(['pack', 'examples/hello.ts', '--out', outRoot]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(readFileSync(path.join(folder, 'logs', 'hello.log'), 'utf8')).toBe('an old log line\n');
+    expect(readFileSync(path.join(folder, 'public', 'index.html'), 'utf8')).toBe('<p>mine</p>');
+    expect(statSync(path.join(folder, 'hello')).mtimeMs).toBeGreaterThan(before);
+    expect(readdirSync(folder).sort()).toEqual(['_hello.so', 'hello', 'hello.manifest.json', 'install', 'logs', 'public']);
+  }, 120_000);
 });
+
