@@ -17,6 +17,7 @@ constexpr uint32_t kBodyChunk = 64 * 1024;
 // Acknowledgements of written bytes are batched up to this much (or until the queue is empty):
 // the worker's per-request window (runtime/ecb.ts) is several times larger.
 constexpr uint64_t kAckBatch = 256u << 10;
+constexpr size_t kCoalesce = 512u << 10;
 
 // The continuation runs in the same critical section that marks the ECB idle: nothing else
 // can start an operation before the finished one is accounted for.
@@ -109,6 +110,12 @@ void kick_locked(const InflightPtr& req, std::unique_lock<std::mutex>& lock) {
   if (req->completed) return issue_done_if_idle_locked(*req, lock);
   EXTENSION_CONTROL_BLOCK* ecb = req->ecb;
   if (!req->outQueue.empty()) {
+    // Writes that piled up while the previous one was out go as one: one hand-off to the
+    // server per batch, not per 64 KiB frame, when the client is slower than the worker.
+    while (req->outQueue.size() > 1 && req->outQueue[0].size() + req->outQueue[1].size() <= kCoalesce) {
+      req->outQueue[0] += req->outQueue[1];
+      req->outQueue.erase(req->outQueue.begin() + 1);
+    }
     std::string* data = &req->outQueue.front();
     bool ok = begin_async_locked(
         req, lock,
