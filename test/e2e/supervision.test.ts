@@ -1,12 +1,13 @@
 // Supervision under injected faults (issue 16), over real sockets against the real host and
 // bridge: scripts that cannot start, workers killed under load, a blocked event loop, clients
 // that leave mid-upload or stop reading, and the log that records it all.
+import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bridgeLog, childPids, packed, runCli, startHost, waitFor, type Host } from '../helpers';
+import { bridgeLog, childPids, packed, root, runCli, startHost, waitFor, type Host } from '../helpers';
 
 /** A private copy of a packed folder, so a test can redeploy it or fill its logs. */
 function privateCopy(name: string): string {
@@ -228,6 +229,34 @@ describe('faults of a running application', () => {
     const r = await timed(`${host.url}/faults/upload`, { method: 'POST', body });
     expect(r.status).toBe(200);
     expect(r.body).toBe(`received ${body.length}`);
+  });
+});
+
+describe('through a READ_RAW_DATA filter', () => {
+  let folder: string;
+  let host: Host;
+  beforeAll(async () => {
+    folder = privateCopy('faults');
+    const so = path.join(path.dirname(folder), 'raw_filter.so');
+    execFileSync('gcc', ['-shared', '-fPIC', '-O2', '-I', path.join(root, 'native', 'include'), '-o', so,
+      path.join(root, 'native', 'host', 'test', 'raw_filter.c')]);
+    host = await startHost(['--filter', so, '--vdir', `/faults=${path.join(folder, '_faults.so')}`], { ISAPI_WORKERS: '1' });
+  });
+  afterAll(() => host?.stop());
+
+  it('a client gone mid-body is still an abort, never a short body', async () => {
+    await new Promise<void>((resolve, reject) => {
+      const sock = net.connect(host.port, '127.0.0.1', () => {
+        sock.write('POST /faults/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 4194304\r\n\r\n');
+        sock.write(Buffer.alloc(1 << 20, 1), () => setTimeout(() => (sock.destroy(), resolve()), 100));
+      });
+      sock.on('error', reject);
+    });
+    const line = await waitFor(() => bridgeLog(folder, 'faults').split('\n').find((l) => l.includes('ecb-upload')), 'the ecb-upload line');
+    expect(line).toMatch(/ecb-upload ExtensionError errno=64 aborted=true onAbort=true/);
+    // The filter rewrote the body it saw (and the server still serves).
+    const r = await timed(`${host.url}/faults/upload`, { method: 'POST', body: 'a secret' });
+    expect(r.body).toBe('received 8');
   });
 });
 
