@@ -2,13 +2,49 @@
 
 #include <cstring>
 
+#include <cassert>
+
+#include "bridge_log.h"
 #include "request_io.h"
 
 namespace isapi::bridge {
 
+const char* phase_name(RequestPhase p) {
+  switch (p) {
+    case RequestPhase::Waiting: return "Waiting";
+    case RequestPhase::Sent: return "Sent";
+    case RequestPhase::Taken: return "Taken";
+    case RequestPhase::Finishing: return "Finishing";
+    case RequestPhase::Ending: return "Ending";
+    case RequestPhase::Closed: return "Closed";
+  }
+  return "?";
+}
+
+static bool allowed(RequestPhase from, RequestPhase to) {
+  using P = RequestPhase;
+  switch (to) {
+    case P::Waiting: return from == P::Sent;
+    case P::Sent: return from == P::Waiting;
+    case P::Taken: return from == P::Sent;
+    case P::Finishing: return from == P::Taken;
+    case P::Ending: return from < P::Ending;
+    case P::Closed: return from == P::Ending;
+  }
+  return false;
+}
+
+void InflightRequest::advance(RequestPhase to) {
+  if (!allowed(phase, to)) {
+    log_line(std::string("bug: request ") + std::to_string(id) + " went from " + phase_name(phase) + " to " + phase_name(to));
+    assert(!"request phase transition not allowed");
+  }
+  phase = to;
+}
+
 bool complete_locked(InflightRequest& req, DWORD hseStatus, std::unique_lock<std::mutex>& lock) {
-  if (req.completed) return false;
-  req.completed = true;
+  if (req.ended()) return false;
+  req.advance(RequestPhase::Ending);
   req.doneStatus = hseStatus;
   req.outQueue.clear();
   // With an operation outstanding the ECB stays in use until its completion, which issues
@@ -20,7 +56,7 @@ bool complete_locked(InflightRequest& req, DWORD hseStatus, std::unique_lock<std
 void fail_request(InflightRequest& req, int status, const char* reason, const std::string& detail,
                   int retryAfterSeconds) {
   std::unique_lock<std::mutex> lock(req.mu);
-  if (req.completed) return;
+  if (req.ended()) return;
   DWORD hse = HSE_STATUS_SUCCESS;
   if (!req.headersSent) {
     std::string statusLine = std::to_string(status) + " " + reason;

@@ -26,6 +26,24 @@ namespace isapi::bridge {
 
 class Worker;
 
+// The life of a request in the bridge. Every change goes through InflightRequest::advance,
+// which checks it against these arrows (anything else is a bug: logged, fatal in debug builds):
+//
+//   Waiting ──adopt──► Sent ──Taken──► Taken ──Done──► Finishing
+//      ▲                │                 │                │
+//      └──re-route──────┘                 │                │
+//   (any of the four) ───── ended: Done's writes are out, a failure, the client left ─► Ending
+//   Ending ──no I/O outstanding──► Closed (DONE_WITH_SESSION issued; the ECB is gone)
+enum class RequestPhase : uint8_t {
+  Waiting,    // no worker yet: queued in the pool, or taken back from a worker that died
+  Sent,       // its Request frame went to a worker whose JavaScript has not yet taken it
+  Taken,      // the worker's JavaScript has it: never re-routed from here on
+  Finishing,  // the worker sent Done; queued writes are still going out
+  Ending,     // over; DONE_WITH_SESSION waits for the outstanding asynchronous operation
+  Closed,     // DONE_WITH_SESSION issued
+};
+const char* phase_name(RequestPhase p);
+
 // What runs when the outstanding asynchronous operation completes, with the request's lock held.
 using AsyncContinuation = std::function<void(DWORD cbIO, DWORD error, std::unique_lock<std::mutex>& lock)>;
 
@@ -42,11 +60,12 @@ struct InflightRequest {
   // The Request frame, kept until the worker's JavaScript has taken the request: a request
   // a dying worker never took goes to another worker instead of failing.
   std::string beginFrame;
-  bool delivered = false;             // the worker said Taken: re-routing it could run it twice
+  RequestPhase phase = RequestPhase::Waiting;
+  // Moves the request to `to` (caller holds mu); see RequestPhase for the allowed arrows.
+  void advance(RequestPhase to);
+  bool ended() const { return phase >= RequestPhase::Ending; }
   bool headersSent = false;
-  bool completed = false;             // finished: DONE_WITH_SESSION issued or about to be
-  bool doneIssued = false;
-  DWORD doneStatus = HSE_STATUS_SUCCESS;
+  DWORD doneStatus = HSE_STATUS_SUCCESS;  // for DONE_WITH_SESSION (Ending)
 
   // Asynchronous I/O, one operation at a time (request_io.cc).
   bool ioBusy = false;
@@ -59,8 +78,7 @@ struct InflightRequest {
   // Response body queued for the client, and bytes to acknowledge to the worker.
   std::deque<std::string> outQueue;
   uint64_t ackOwed = 0;
-  bool workerDone = false;            // the worker sent Done; finish once the queue is empty
-  DWORD workerDoneStatus = HSE_STATUS_SUCCESS;
+  DWORD workerDoneStatus = HSE_STATUS_SUCCESS;  // what the worker's Done said (Finishing)
 
   // Request body beyond what the server preloaded: read asynchronously, forwarded with flow
   // control (at most a window ahead of what the worker consumed).

@@ -57,14 +57,14 @@ void client_gone_locked(const InflightPtr& req, std::unique_lock<std::mutex>& lo
 }
 
 void write_done(const InflightPtr& req, DWORD cbIO, DWORD error, std::unique_lock<std::mutex>& lock) {
-  if (req->completed) return issue_done_if_idle_locked(*req, lock);
+  if (req->ended()) return issue_done_if_idle_locked(*req, lock);
   if (error != 0) return client_gone_locked(req, lock);
   (void)cbIO;
   if (!req->outQueue.empty()) {
     req->ackOwed += req->outQueue.front().size();
     req->outQueue.pop_front();
   }
-  if (req->ackOwed >= kAckBatch || (req->outQueue.empty() && !req->workerDone && req->ackOwed)) {
+  if (req->ackOwed >= kAckBatch || (req->outQueue.empty() && req->phase != RequestPhase::Finishing && req->ackOwed)) {
     std::string frame;
     channel::FrameWriter(frame, channel::Msg::WriteAck, req->id).u32(uint32_t(req->ackOwed)).finish();
     req->ackOwed = 0;
@@ -74,7 +74,7 @@ void write_done(const InflightPtr& req, DWORD cbIO, DWORD error, std::unique_loc
 }
 
 void read_done(const InflightPtr& req, DWORD cbIO, DWORD error, std::unique_lock<std::mutex>& lock) {
-  if (req->completed) return issue_done_if_idle_locked(*req, lock);
+  if (req->ended()) return issue_done_if_idle_locked(*req, lock);
   bool end = false;
   if (error != 0 || (cbIO == 0 && !req->chunkedBody)) {
     // A Content-Length body cut short, or a failed read: the client left mid-body.
@@ -107,7 +107,7 @@ void read_done(const InflightPtr& req, DWORD cbIO, DWORD error, std::unique_lock
 // bytes first, then the end of the request, then more request body (within the window).
 void kick_locked(const InflightPtr& req, std::unique_lock<std::mutex>& lock) {
   if (req->ioBusy || req->forwarding) return;
-  if (req->completed) return issue_done_if_idle_locked(*req, lock);
+  if (req->ended()) return issue_done_if_idle_locked(*req, lock);
   EXTENSION_CONTROL_BLOCK* ecb = req->ecb;
   if (!req->outQueue.empty()) {
     // Writes that piled up while the previous one was out go as one: one hand-off to the
@@ -127,7 +127,7 @@ void kick_locked(const InflightPtr& req, std::unique_lock<std::mutex>& lock) {
     if (!ok) client_gone_locked(req, lock);
     return;
   }
-  if (req->workerDone) {
+  if (req->phase == RequestPhase::Finishing) {
     complete_locked(*req, req->workerDoneStatus, lock);
     return;
   }
@@ -176,8 +176,8 @@ bool begin_async_locked(const InflightPtr& req, std::unique_lock<std::mutex>& lo
 }
 
 void issue_done_if_idle_locked(InflightRequest& req, std::unique_lock<std::mutex>& lock) {
-  if (!req.completed || req.doneIssued || req.ioBusy) return;
-  req.doneIssued = true;
+  if (req.phase != RequestPhase::Ending || req.ioBusy) return;
+  req.advance(RequestPhase::Closed);
   EXTENSION_CONTROL_BLOCK* ecb = req.ecb;
   DWORD status = req.doneStatus;
   lock.unlock();
@@ -186,15 +186,15 @@ void issue_done_if_idle_locked(InflightRequest& req, std::unique_lock<std::mutex
 }
 
 void queue_write_locked(const InflightPtr& req, std::string_view data, std::unique_lock<std::mutex>& lock) {
-  if (req->completed || data.empty()) return;
+  if (req->ended() || data.empty()) return;
   req->headersSent = true;
   req->outQueue.emplace_back(data);
   kick_locked(req, lock);
 }
 
 void finish_after_writes_locked(const InflightPtr& req, DWORD hseStatus, std::unique_lock<std::mutex>& lock) {
-  if (req->completed) return;
-  req->workerDone = true;
+  if (req->ended()) return;
+  req->advance(RequestPhase::Finishing);
   req->workerDoneStatus = hseStatus;
   kick_locked(req, lock);
 }

@@ -107,6 +107,10 @@ bool Worker::send(const std::string& frames) {
 
 bool Worker::adopt(const InflightPtr& req) {
   {
+    std::lock_guard<std::mutex> lock(req->mu);
+    if (req->ended()) return true;  // answered meanwhile (deadline, shutdown): nothing to send
+  }
+  {
     std::lock_guard<std::mutex> lock(mu_);
     if (state_ == WorkerState::Dead) return false;
     inflight_[req->id] = req;
@@ -115,22 +119,25 @@ bool Worker::adopt(const InflightPtr& req) {
   {
     std::lock_guard<std::mutex> lock(req->mu);
     req->worker = shared_from_this();
+    req->advance(RequestPhase::Sent);
     frame.swap(req->beginFrame);
   }
   bool sent = send(frame);
   {
     // Kept until the worker says Taken, so a worker that dies first does not lose it.
     std::lock_guard<std::mutex> lock(req->mu);
-    if (!req->delivered && req->beginFrame.empty()) req->beginFrame.swap(frame);
+    if (req->phase == RequestPhase::Sent && req->beginFrame.empty()) req->beginFrame.swap(frame);
   }
   if (sent) return true;
   broken_ = true;
   // The worker died before it could read the request (the send failed): unless its reader
-  // already answered it with 502, take it back so the pool gives it to another worker.
+  // already took care of it (502, or re-routed), take it back so the pool gives it to another.
   std::lock_guard<std::mutex> lock(mu_);
   if (inflight_.erase(req->id) == 0) return true;
   std::lock_guard<std::mutex> rlock(req->mu);
+  if (req->phase != RequestPhase::Sent) return true;
   req->worker = nullptr;
+  req->advance(RequestPhase::Waiting);
   return false;
 }
 
@@ -260,9 +267,10 @@ void Worker::on_channel_closed() {
   std::vector<InflightPtr> reroute, failed;
   for (auto& r : orphans) {
     std::lock_guard<std::mutex> lock(r->mu);
-    if (r->completed) continue;
-    if (!r->delivered && !r->beginFrame.empty()) {
+    if (r->ended()) continue;
+    if (r->phase == RequestPhase::Sent && !r->beginFrame.empty()) {
       r->worker = nullptr;
+      r->advance(RequestPhase::Waiting);
       reroute.push_back(r);
     } else {
       failed.push_back(r);
@@ -363,7 +371,7 @@ void Worker::handle(const channel::FrameHeader& h, std::string_view payload, con
       std::string headers(rd.str());
       uint32_t keepConn = rd.u32();
       headers += mergedBody;
-      if (req->completed || !rd.ok()) break;
+      if (req->ended() || !rd.ok()) break;
       HSE_SEND_HEADER_EX_INFO info{};
       info.pszStatus = status.c_str();
       info.cchStatus = DWORD(status.size());
@@ -391,8 +399,9 @@ void Worker::handle(const channel::FrameHeader& h, std::string_view payload, con
       break;
     }
     case Msg::Taken: {
-      req->delivered = true;
       std::string().swap(req->beginFrame);
+      if (req->phase != RequestPhase::Sent) break;  // already answered (deadline, shutdown)
+      req->advance(RequestPhase::Taken);
       start_body_locked(req, lock);
       break;
     }
@@ -400,7 +409,7 @@ void Worker::handle(const channel::FrameHeader& h, std::string_view payload, con
       uint32_t hse = rd.u32();
       uint32_t httpStatus = rd.u32();
       std::string_view logData = rd.str();
-      if (req->completed) break;
+      if (req->ended()) break;
       if (httpStatus) ecb->dwHttpStatusCode = httpStatus;
       if (!logData.empty()) {
         size_t n = std::min(logData.size(), size_t(HSE_LOG_BUFFER_LEN - 1));
@@ -416,7 +425,7 @@ void Worker::handle(const channel::FrameHeader& h, std::string_view payload, con
     case Msg::GetVar: {
       uint32_t callId = rd.u32();
       std::string name(rd.str());
-      if (req->completed || !rd.ok()) {
+      if (req->ended() || !rd.ok()) {
         lock.unlock();
         send_var_reply(*this, h.id, callId, ERROR_INVALID_PARAMETER, {});
         break;
@@ -446,7 +455,7 @@ void Worker::handle(const channel::FrameHeader& h, std::string_view payload, con
       uint32_t m = rd.u32();
       for (uint32_t i = 0; i < m && i < 16 && rd.ok(); ++i) call.strs.push_back(rd.str());
       ServerSupportResult r;
-      if (req->completed || !rd.ok()) {
+      if (req->ended() || !rd.ok()) {
         r.error = ERROR_INVALID_PARAMETER;
       } else {
         std::weak_ptr<Worker> self = weak_from_this();
