@@ -1,0 +1,226 @@
+// Native unit tests: the pieces of the host and the channel that can be checked without a
+// socket or a process (the wire codec, the HTTP head parser, the chunked decoder, the vdir map,
+// the elastic thread pool). Built by CMake (native/host/CMakeLists.txt, target
+// isapi-native-tests) and run by test/unit/native.test.ts, which reads the summary line.
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "http_parser.h"
+#include "thread_pool.h"
+#include "vdir_map.h"
+#include "wire.h"
+
+namespace {
+
+int g_checks = 0;
+int g_failures = 0;
+
+#define CHECK(cond)                                                                 \
+  do {                                                                              \
+    ++g_checks;                                                                     \
+    if (!(cond)) {                                                                  \
+      ++g_failures;                                                                 \
+      std::printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                   \
+    }                                                                               \
+  } while (0)
+
+using namespace isapi::channel;
+using namespace isapi_host;
+
+void wire_round_trip() {
+  std::string out;
+  FrameWriter(out, Msg::ResponseHeaders, 7).str("200 OK").str("A: b\r\n\r\n").u32(1).finish();
+  FrameWriter(out, Msg::Write, 7).str(std::string("x\0y", 3)).finish();
+  FrameDecoder d;
+  // Byte by byte: a frame is yielded only once it is complete.
+  FrameHeader h;
+  std::string_view payload;
+  bool corrupt = false;
+  int frames = 0;
+  for (char c : out) {
+    d.feed(&c, 1);
+    while (d.next(h, payload, corrupt)) {
+      ++frames;
+      FrameReader r(reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
+      CHECK(h.id == 7);
+      if (frames == 1) {
+        CHECK(h.type == Msg::ResponseHeaders);
+        CHECK(r.str() == "200 OK");
+        CHECK(r.str() == "A: b\r\n\r\n");
+        CHECK(r.u32() == 1);
+        CHECK(r.ok());
+      } else {
+        CHECK(h.type == Msg::Write);
+        CHECK(r.str() == std::string_view("x\0y", 3));  // NUL carried, never a truncation
+      }
+    }
+    d.compact();
+  }
+  CHECK(frames == 2);
+  CHECK(!corrupt);
+}
+
+void wire_reader_overrun() {
+  std::string out;
+  FrameWriter(out, Msg::GetVar, 1).u32(5).finish();
+  FrameReader r(reinterpret_cast<const uint8_t*>(out.data()) + kHeaderSize, out.size() - kHeaderSize);
+  CHECK(r.u32() == 5);
+  CHECK(r.str().empty());  // nothing left: marked bad, no crash
+  CHECK(!r.ok());
+}
+
+void wire_corrupt_length() {
+  std::string out;
+  put_u32(out, kMaxFrame + 1);
+  out.append(8, '\0');
+  FrameDecoder d;
+  d.feed(out.data(), out.size());
+  FrameHeader h;
+  std::string_view payload;
+  bool corrupt = false;
+  CHECK(!d.next(h, payload, corrupt));
+  CHECK(corrupt);
+}
+
+void wire_request() {
+  RequestBegin in;
+  in.method = "POST";
+  in.query = "a=1";
+  in.pathInfo = "/hello/x";
+  in.pathTranslated = "/srv/x";
+  in.contentType = "text/plain";
+  in.totalBytes = 0xFFFFFFFFu;
+  in.connId = 42;
+  in.vars = {{"URL", "/hello/x"}, {"ALL_RAW", "Host: x\r\n"}};
+  in.preloaded = std::string_view("body\0bytes", 10);
+  std::string frame;
+  encode_request(frame, 42, in);
+  RequestBegin out;
+  CHECK(decode_request(std::string_view(frame).substr(kHeaderSize), out));
+  CHECK(out.method == "POST" && out.query == "a=1" && out.pathInfo == "/hello/x");
+  CHECK(out.totalBytes == 0xFFFFFFFFu && out.connId == 42);
+  CHECK(out.vars.size() == 2 && out.vars[1].first == "ALL_RAW" && out.vars[1].second == "Host: x\r\n");
+  CHECK(out.preloaded == std::string_view("body\0bytes", 10));
+  // A truncated payload is refused, not read past its end.
+  RequestBegin cut;
+  CHECK(!decode_request(std::string_view(frame).substr(kHeaderSize, 20), cut));
+}
+
+int parse(const std::string& text, HttpRequestHead* head) {
+  HeadScan scan = ScanRequestHead(text.data(), text.size(), 8192, 16384);
+  if (scan.kind != HeadScan::kComplete) return scan.kind == HeadScan::kError ? scan.status : -1;
+  return ParseRequestHead(text.data(), scan.head_len, head);
+}
+
+void http_head() {
+  HttpRequestHead h;
+  CHECK(parse("GET /a%20b?x=1 HTTP/1.1\r\nHost: example\r\nContent-Length: 5\r\n\r\n", &h) == 0);
+  CHECK(h.method == "GET" && h.path == "/a b" && h.raw_path == "/a%20b" && h.query == "x=1");
+  CHECK(h.host == "example" && h.has_content_length && h.content_length == 5 && !h.chunked);
+  HttpRequestHead incomplete;
+  CHECK(parse("GET / HTTP/1.1\r\nHost: x\r\n", &incomplete) == -1);
+  HttpRequestHead smuggle;  // CL + TE: the classic smuggling shape
+  CHECK(parse("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", &smuggle) == 400);
+  HttpRequestHead twoLengths;
+  CHECK(parse("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", &twoLengths) == 400);
+  HttpRequestHead fold;
+  CHECK(parse("GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n", &fold) == 400);
+  HttpRequestHead longLine;
+  CHECK(parse("GET /" + std::string(9000, 'a') + " HTTP/1.1\r\nHost: x\r\n\r\n", &longLine) == 414);
+  std::string decoded;
+  CHECK(PercentDecode("%41%42c", &decoded) && decoded == "ABc");
+  CHECK(!PercentDecode("%00", &decoded));  // an encoded NUL is refused
+  CHECK(!PercentDecode("%4", &decoded));
+}
+
+std::string dechunk(const std::string& in, size_t piece, ChunkedDecoder::Result* last) {
+  ChunkedDecoder d;
+  std::string out;
+  char buf[7];
+  size_t pos = 0;
+  *last = ChunkedDecoder::kContinue;
+  while (pos < in.size() && *last == ChunkedDecoder::kContinue) {
+    size_t n = std::min(piece, in.size() - pos);
+    size_t used = 0;
+    while (used < n && *last == ChunkedDecoder::kContinue) {
+      size_t consumed = 0, produced = 0;
+      *last = d.Feed(in.data() + pos + used, n - used, buf, sizeof buf, &consumed, &produced);
+      out.append(buf, produced);
+      used += consumed;
+      if (consumed == 0 && produced == 0) break;
+    }
+    pos += used;
+  }
+  return out;
+}
+
+void chunked() {
+  const std::string body = "5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nTrailer: x\r\n\r\n";
+  for (size_t piece : {size_t(1), size_t(3), body.size()}) {
+    ChunkedDecoder::Result r;
+    CHECK(dechunk(body, piece, &r) == "hello world");
+    CHECK(r == ChunkedDecoder::kDone);
+  }
+  ChunkedDecoder::Result bad;
+  dechunk("zz\r\nhello\r\n0\r\n\r\n", 64, &bad);
+  CHECK(bad == ChunkedDecoder::kError);
+  ChunkedDecoder::Result noCrlf;
+  dechunk("5\r\nhelloX\r\n0\r\n\r\n", 64, &noCrlf);
+  CHECK(noCrlf == ChunkedDecoder::kError);
+}
+
+void vdirs() {
+  VdirMap m;
+  std::string err;
+  CHECK(m.Add("/", "/lib/root.so", &err));
+  CHECK(m.Add("/app", "/lib/app.so", &err));
+  CHECK(m.Add("/app/admin/", "/lib/admin.so", &err));
+  CHECK(!m.Add("/APP", "/lib/other.so", &err));  // the same prefix, IIS-style case-insensitively
+  CHECK(m.Match("/app/admin/x")->library == "/lib/admin.so");
+  CHECK(m.Match("/APP/Admin")->library == "/lib/admin.so");
+  CHECK(m.Match("/app/x")->library == "/lib/app.so");
+  CHECK(m.Match("/application")->library == "/lib/root.so");  // a prefix matches whole segments
+  CHECK(m.Match("/")->library == "/lib/root.so");
+}
+
+void elastic_pool() {
+  // Every task waits until all have started: a fixed pool of 2 would never finish them.
+  ThreadPool pool(0, 64);
+  constexpr int kTasks = 20;
+  std::mutex mu;
+  std::condition_variable cv;
+  int started = 0, finished = 0;
+  for (int i = 0; i < kTasks; ++i) {
+    pool.Post([&] {
+      std::unique_lock<std::mutex> lock(mu);
+      ++started;
+      cv.notify_all();
+      cv.wait_for(lock, std::chrono::seconds(10), [&] { return started == kTasks; });
+      ++finished;
+      cv.notify_all();
+    });
+  }
+  std::unique_lock<std::mutex> lock(mu);
+  CHECK(cv.wait_for(lock, std::chrono::seconds(10), [&] { return finished == kTasks; }));
+}
+
+}  // namespace
+
+int main() {
+  wire_round_trip();
+  wire_reader_overrun();
+  wire_corrupt_length();
+  wire_request();
+  http_head();
+  chunked();
+  vdirs();
+  elastic_pool();
+  std::printf("native unit tests: %d checks, %d failed\n", g_checks, g_failures);
+  return g_failures == 0 ? 0 : 1;
+}
