@@ -8,10 +8,16 @@ ThreadPool::ThreadPool(int threads, int maxThreads) {
   if (threads < 0) threads = 0;
   if (threads == 0 && maxThreads <= 0) threads = 1;
   max_ = maxThreads > threads ? maxThreads : threads;
+  live_ = threads;
   for (int i = 0; i < threads; i++) threads_.emplace_back([this] { Run(false); });
 }
 
 ThreadPool::~ThreadPool() {
+  std::unique_lock<std::mutex> lock(mu_);
+  stopping_ = true;
+  cv_.notify_all();
+  left_.wait_for(lock, std::chrono::seconds(1), [this] { return live_ == 0; });
+  lock.unlock();
   for (auto& t : threads_) t.detach();
 }
 
@@ -22,6 +28,7 @@ void ThreadPool::Post(std::function<void()> task) {
     tasks_.push_back(std::move(task));
     if (idle_ < static_cast<int>(tasks_.size()) && static_cast<int>(threads_.size()) + extra_ < max_) {
       extra_++;
+      live_++;
       grow = true;
     }
   }
@@ -33,16 +40,20 @@ void ThreadPool::Run(bool extra) {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     idle_++;
+    auto ready = [this] { return !tasks_.empty() || stopping_; };
     bool got = true;
     if (extra) {
-      got = cv_.wait_for(lock, std::chrono::seconds(30), [this] { return !tasks_.empty(); });
+      got = cv_.wait_for(lock, std::chrono::seconds(30), ready);
     } else {
-      cv_.wait(lock, [this] { return !tasks_.empty(); });
+      cv_.wait(lock, ready);
     }
     idle_--;
-    if (!got) {
-      extra_--;
-      return;  // idle long enough: an on-demand thread goes
+    if (!got || stopping_) {
+      // Idle long enough (an on-demand thread goes), or the pool is being destroyed.
+      if (extra) extra_--;
+      live_--;
+      left_.notify_all();
+      return;
     }
     std::function<void()> task = std::move(tasks_.front());
     tasks_.pop_front();

@@ -17,7 +17,9 @@ class ThreadPool {
  public:
   // `threads` start at once; with maxThreads > threads, more start on demand (and exit idle).
   explicit ThreadPool(int threads, int maxThreads = 0);
-  ~ThreadPool();  // detaches the threads: the process exits without joining them
+  // Idle threads leave; one still running a task is waited for up to a second, then detached
+  // (the host itself ends with _Exit and never destroys its pools).
+  ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
 
@@ -33,6 +35,9 @@ class ThreadPool {
   int max_ = 0;
   int extra_ = 0;  // on-demand threads running (guarded by mu_)
   int idle_ = 0;   // threads waiting for a task (guarded by mu_)
+  int live_ = 0;   // threads inside Run (guarded by mu_)
+  bool stopping_ = false;
+  std::condition_variable left_;
 };
 
 }  // namespace isapi_host
