@@ -76,8 +76,9 @@ export function wineEnv(prefix: string, extra: NodeJS.ProcessEnv = {}): NodeJS.P
     ...extra,
     WINEPREFIX: prefix,
     WINEDEBUG: '-all',
-    // No Mono/Gecko installer prompts when the prefix is created (nothing here needs them).
-    WINEDLLOVERRIDES: 'mscoree,mshtml=',
+    // No Mono/Gecko installer prompts when the prefix is created (nothing here needs them);
+    // a caller's own overrides come after.
+    WINEDLLOVERRIDES: ['mscoree,mshtml=', extra.WINEDLLOVERRIDES].filter(Boolean).join(';'),
   };
 }
 

@@ -5,9 +5,10 @@
 // Skipped only when Wine or mingw-w64 is not installed (CI installs both: .ci/run).
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { splitCommandLine } from '../../installer/iis';
 import { addPeResource, readPeResource } from '../../packer/pe_resource';
 import { ensureNodeBinary, DEFAULT_NODE_VERSION } from '../../packer/node_binary';
 import { nativeDir } from '../../packer/paths';
@@ -26,6 +27,11 @@ const SCRIPTS: Record<string, string> = {
   echo: 'examples/echo.ts',
   control: 'test/fixtures/control.ts',
   'hono-app': 'examples/hono-app.ts',
+};
+// Packed for the IIS tests only (not served by the host).
+const IIS_ONLY: Record<string, string> = {
+  'redirector-with-filter': 'examples/redirector-with-filter.ts',
+  'script-maps': 'test/fixtures/script-maps.ts',
 };
 const dist = path.join(testDist, 'win-x64');
 const configFile = path.join(dist, 'host.json');
@@ -114,7 +120,7 @@ describe.skipIf(!!skipReason)(`Windows x64 build under Wine${skipReason ? ` (ski
     rmSync(dist, { recursive: true, force: true });
     mkdirSync(dist, { recursive: true });
     // The packs run as child processes while this process prepares the prefix.
-    const packs = Promise.all(Object.values(SCRIPTS).map(packWin));
+    const packs = Promise.all([...Object.values(SCRIPTS), ...Object.values(IIS_ONLY)].map(packWin));
     prefix = temporaryWinePrefix('wine-test');
     ensureWinePrefix(prefix);
     await packs;
@@ -314,6 +320,348 @@ describe.skipIf(!!skipReason)(`Windows x64 build under Wine${skipReason ? ` (ski
       const pids = await Promise.all(Array.from({ length: 8 }, () => fetch(`${base}/control/pid`).then((r) => r.text())));
       expect(pids).not.toContain(replaced![1]);
       expect(statuses.filter((s) => s !== 200)).toEqual([]);
+    });
+  });
+
+  // IIS cannot run here: install.exe talks to a recording stand-in for appcmd.exe and icacls.exe
+  // (test/wine/iis_standin.cc) that takes its arguments through CommandLineToArgvW, the way
+  // Windows hands them over, and answers like a fresh IIS 10. Each plan line is thereby checked
+  // as Windows parses it, and the stand-in's state says what a real server would now hold.
+  describe('IIS (install.exe against the recording appcmd/icacls stand-in)', () => {
+    const standin = () => path.join(prefix, 'drive_c', 'iis-standin');
+    const driveC = () => path.join(prefix, 'drive_c');
+    let fresh = '';
+    // A folder whose path has spaces, '&', non-ASCII and a name IIS must not expand.
+    const oddDir = 'inetpub\\my apps & fü';
+    let hello = '';
+
+    const iis = (dir: string, name: string, args: string[]) =>
+      runWine(path.join(dir, name === 'install' ? 'install.exe' : name), args, { prefix, env: { WINEDLLOVERRIDES: 'icacls.exe=n' } });
+    const appcmd = (args: string[]) => iis(path.join(driveC(), 'windows', 'system32', 'inetsrv'), 'appcmd.exe', args);
+    const log = (): Array<{ exe: string; commandLine: string; argv: string[]; exitCode: number; output: string }> => {
+      const f = path.join(standin(), 'log.jsonl');
+      return existsSync(f) ? readFileSync(f, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)) : [];
+    };
+    const serverState = () => readFileSync(path.join(standin(), 'state.txt'), 'utf8');
+    const reset = () => {
+      for (const f of ['state.txt', 'log.jsonl', 'kill-after', 'fail-on', 'not-elevated']) rmSync(path.join(standin(), f), { force: true });
+      for (const f of readdirSync(hello)) if (f.includes('install-state')) rmSync(path.join(hello, f), { force: true });
+      rmSync(path.join(hello, 'logs'), { recursive: true, force: true });
+    };
+    const changing = () => log().filter((e) => !(e.exe === 'appcmd' && e.argv[0] === 'list') && !(e.exe === 'icacls' && e.argv.length === 1));
+    const stateFile = () => path.join(hello, 'hello.install-state.json');
+
+    beforeAll(() => {
+      const exe = path.join(dist, 'iis-standin.exe');
+      execFileSync('x86_64-w64-mingw32-g++-posix', ['-std=c++17', '-O1', '-municode', '-static', '-o', exe, path.join(root, 'test', 'wine', 'iis_standin.cc'), '-lshell32']);
+      const inetsrv = path.join(driveC(), 'windows', 'system32', 'inetsrv');
+      mkdirSync(inetsrv, { recursive: true });
+      copyFileSync(exe, path.join(inetsrv, 'appcmd.exe'));
+      copyFileSync(exe, path.join(driveC(), 'windows', 'system32', 'icacls.exe'));
+      hello = path.join(driveC(), ...oddDir.split('\\'), 'hello');
+      mkdirSync(path.dirname(hello), { recursive: true });
+      rmSync(hello, { recursive: true, force: true });
+      execFileSync('cp', ['-al', folder('hello'), hello]);
+      reset();
+      // The state of a fresh IIS 10, as the stand-in writes it on its first call.
+      expect(appcmd(['list', 'site']).code).toBe(0);
+      fresh = serverState();
+      reset();
+    }, 120_000);
+
+    it('installs from a path with spaces, "&" and non-ASCII: every line arrives as Windows parses it; remove restores the server exactly', () => {
+      const r = iis(hello, 'install', []);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      const calls = changing();
+      expect(calls.map((c) => c.exitCode)).toEqual(calls.map(() => 0));
+      const winDir = `C:\\${oddDir}\\hello`;
+      // Our reading of each command line is CommandLineToArgvW's (Wine's, here).
+      for (const c of log()) expect(splitCommandLine(c.commandLine).slice(1)).toEqual(c.argv);
+      expect(calls.find((c) => c.argv[1] === 'app')!.argv).toEqual([
+        'add', 'app', '/site.name:Default Web Site', '/path:/hello', `/physicalPath:${winDir}`, '/applicationPool:node-isapi-hello',
+      ]);
+      expect(calls.find((c) => c.exe === 'icacls')!.argv).toEqual([winDir, '/grant', 'IIS AppPool\\node-isapi-hello:(OI)(CI)RX']);
+      const handler = calls.find((c) => c.argv.includes('/section:system.webServer/handlers'))!;
+      expect(handler.argv[4]).toContain(`scriptProcessor='${winDir}\\_hello.dll'`);
+      expect(existsSync(path.join(hello, 'logs'))).toBe(true);
+      const record = JSON.parse(readFileSync(stateFile(), 'utf8')).installs[0];
+      expect(record).toMatchObject({ backend: 'iis', complete: true });
+
+      // The folder's own files are hidden from StaticFile, logs/ included.
+      const hidden = appcmd(['list', 'config', 'Default Web Site/hello', '/section:system.webServer/security/requestFiltering']).stdout;
+      for (const f of ['hello.exe', 'install.exe', '_hello.dll', 'hello.manifest.json', 'hello.install-state.json']) expect(hidden).toContain(`segment="${f}"`);
+      expect(appcmd(['list', 'config', 'Default Web Site/hello/logs', '/section:system.webServer/security/requestFiltering']).stdout).toContain('segment="logs"');
+
+      rmSync(path.join(standin(), 'log.jsonl'));
+      const again = iis(hello, 'install', []);
+      expect(again.code).toBe(0);
+      expect(again.stdout).toContain('nothing to change');
+      expect(changing()).toEqual([]);
+
+      const status = iis(hello, 'install', ['status', '--json']);
+      expect(JSON.parse(status.stdout)).toMatchObject({ installed: true, complete: true, exitCode: 0 });
+
+      const removed = iis(hello, 'install', ['remove']);
+      expect(removed.stderr).toBe('');
+      expect(removed.code).toBe(0);
+      expect(serverState()).toBe(fresh);
+      expect(existsSync(stateFile())).toBe(false);
+    });
+
+    it('refuses an apostrophe in the path before changing anything', () => {
+      reset();
+      const r = iis(hello, 'install', ['--physical-path', "C:\\inetpub\\o'brien\\hello"]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/^install: the physical path 'C:\\inetpub\\o'brien\\hello' contains an apostrophe \('\): appcmd writes these paths inside/m);
+      expect(changing()).toEqual([]);
+      expect(existsSync(stateFile())).toBe(false);
+    });
+
+    it('a trailing backslash in --physical-path stays one argument', () => {
+      reset();
+      const r = iis(hello, 'install', ['--physical-path', `C:\\${oddDir}\\hello\\`, '--dry-run']);
+      expect(r.code).toBe(0);
+      const line = r.stdout.split('\n').find((l) => l.includes(' add app '))!.trim();
+      expect(splitCommandLine(line).slice(1)).toEqual(['add', 'app', '/site.name:Default Web Site', '/path:/hello', `/physicalPath:C:\\${oddDir}\\hello`, '/applicationPool:node-isapi-hello']);
+    });
+
+    it('an install killed half-way is resumed by the next install, and removed exactly', () => {
+      for (const then of ['install', 'remove'] as const) {
+        reset();
+        // The stand-in completes this command, then terminates install.exe before it can journal it.
+        writeFileSync(path.join(standin(), 'kill-after'), "segment='install.exe'");
+        const killed = iis(hello, 'install', []);
+        // Wine does not pass the exit code of a terminated process on; the output and the journal show it.
+        expect(killed.stdout).not.toContain('installed into');
+        const journal = JSON.parse(readFileSync(stateFile(), 'utf8')).installs[0];
+        expect(journal.complete).toBe(false);
+        expect(journal.pending.command).toContain("segment='install.exe'");
+        const status = iis(hello, 'install', ['status']);
+        expect(status.stdout).toContain('incomplete: an install stopped after');
+        if (then === 'install') {
+          const resumed = iis(hello, 'install', []);
+          expect(resumed.stderr).toBe('');
+          expect(resumed.code).toBe(0);
+          expect(resumed.stdout).toContain('this one resumes it');
+          expect(JSON.parse(readFileSync(stateFile(), 'utf8')).installs[0].complete).toBe(true);
+          expect(iis(hello, 'install', []).stdout).toContain('nothing to change');
+        }
+        const removed = iis(hello, 'install', ['remove']);
+        expect(removed.stderr).toBe('');
+        expect(removed.code).toBe(0);
+        expect(serverState()).toBe(fresh);
+        expect(existsSync(stateFile())).toBe(false);
+      }
+    });
+
+    it('a failing step is rolled back and appcmd\'s own error text is shown (exit code 4)', () => {
+      reset();
+      writeFileSync(path.join(standin(), 'fail-on'), 'isapiCgiRestriction');
+      const r = iis(hello, 'install', []);
+      expect(r.code).toBe(4);
+      expect(r.stderr).toContain('ERROR ( message:Failed to commit configuration changes.');
+      expect(r.stderr).toContain('rolled back: the ');
+      expect(serverState()).toBe(fresh);
+      expect(existsSync(stateFile())).toBe(false);
+    });
+
+    it('without administrator rights: one line saying so, with appcmd\'s text (exit code 2); --quiet --json gives one JSON document', () => {
+      reset();
+      writeFileSync(path.join(standin(), 'not-elevated'), '');
+      const r = iis(hello, 'install', []);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/^install: run install\.exe as administrator .*appcmd said: ERROR \( message:Configuration error/);
+      expect(r.stderr).toContain('Cannot read configuration file due to insufficient permissions');
+      const j = iis(hello, 'install', ['--quiet', '--json']);
+      expect(j.code).toBe(2);
+      expect(JSON.parse(j.stdout)).toMatchObject({ exitCode: 2, error: expect.stringContaining('run install.exe as administrator') });
+      rmSync(path.join(standin(), 'not-elevated'));
+      const ok = iis(hello, 'install', ['--quiet', '--json']);
+      expect(ok.code).toBe(0);
+      expect(JSON.parse(ok.stdout)).toMatchObject({ verb: 'install', exitCode: 0, result: 'installed into IIS site "Default Web Site"' });
+      const rm = iis(hello, 'install', ['remove', '--quiet', '--json']);
+      expect(JSON.parse(rm.stdout)).toMatchObject({ verb: 'remove', exitCode: 0 });
+      expect(serverState()).toBe(fresh);
+    });
+  });
+
+  // doctor on the server: each finding is produced by the change that causes it in IIS, made
+  // with appcmd/icacls as an administrator would, then the server is put back.
+  describe('IIS doctor (one test per finding, against the stand-in)', () => {
+    const standin = () => path.join(prefix, 'drive_c', 'iis-standin');
+    const inetsrv = () => path.join(prefix, 'drive_c', 'windows', 'system32', 'inetsrv');
+    const env = { WINEDLLOVERRIDES: 'icacls.exe=n' };
+    const copies: Record<string, string> = {};
+    const snapshots: Record<string, string> = {};
+    const tool = (exe: string, args: string[]) => runWine(exe, args, { prefix, env });
+    const appcmd = (...args: string[]) => expect(tool(path.join(inetsrv(), 'appcmd.exe'), args).code).toBe(0);
+    const doctor = (name: string) => {
+      const r = tool(path.join(copies[name]!, 'install.exe'), ['doctor', '--json']);
+      const parsed = JSON.parse(r.stdout) as { checks: Array<{ name: string; status: string; detail: string; fix?: string }>; exitCode: number };
+      expect(parsed.exitCode).toBe(r.code);
+      return parsed;
+    };
+    const failing = (name: string) => doctor(name).checks.filter((c) => c.status === 'fail');
+
+    beforeAll(() => {
+      // A fresh stand-in state, then one install of each folder; every test starts from that.
+      for (const f of ['state.txt', 'log.jsonl', 'kill-after', 'fail-on', 'not-elevated']) rmSync(path.join(standin(), f), { force: true });
+      // The filter's folder last: a site filter loads in every pool of the site, so its install
+      // grants rights to the pools that exist then (a pool added later is a doctor finding).
+      for (const name of ['script-maps', 'hello', 'redirector-with-filter']) {
+        const dest = path.join(prefix, 'drive_c', 'apps', name);
+        mkdirSync(path.dirname(dest), { recursive: true });
+        rmSync(dest, { recursive: true, force: true });
+        execFileSync('cp', ['-al', folder(name), dest]);
+        for (const f of readdirSync(dest)) if (f.includes('install-state')) rmSync(path.join(dest, f));
+        rmSync(path.join(dest, 'logs'), { recursive: true, force: true });
+        copies[name] = dest;
+        const r = tool(path.join(dest, 'install.exe'), []);
+        if (r.code !== 0) throw new Error(`install ${name} failed:\n${r.stdout}${r.stderr}`);
+      }
+      snapshots.installed = readFileSync(path.join(standin(), 'state.txt'), 'utf8');
+    }, 120_000);
+
+    const restore = () => writeFileSync(path.join(standin(), 'state.txt'), snapshots.installed!);
+
+    it('a fresh install passes every IIS check', () => {
+      for (const name of Object.keys(copies)) {
+        const d = doctor(name);
+        expect(d.checks.filter((c) => c.status === 'fail')).toEqual([]);
+        expect(d.exitCode).toBe(0);
+      }
+      expect(doctor('redirector-with-filter').checks.find((c) => c.name === 'filter node-isapi-redirector-with-filter')).toMatchObject({ status: 'ok' });
+    });
+
+    const cases: Array<{ finding: string; subject: string; cause: () => void; check: string; detail: RegExp; fix: RegExp }> = [
+      {
+        finding: 'the filter is not registered',
+        subject: 'redirector-with-filter',
+        cause: () => appcmd('set', 'config', 'Default Web Site', '/section:system.webServer/isapiFilters', "/-[name='node-isapi-redirector-with-filter']", '/commit:apphost'),
+        check: 'filter node-isapi-redirector-with-filter',
+        detail: /has no ISAPI filter node-isapi-redirector-with-filter: it never runs/,
+        fix: /run install\.exe/,
+      },
+      {
+        finding: 'IsapiFilterModule is not installed',
+        subject: 'redirector-with-filter',
+        cause: () => appcmd('set', 'config', '/section:system.webServer/globalModules', "/-[name='IsapiFilterModule']"),
+        check: 'ISAPI features',
+        detail: /IIS lacks IsapiFilterModule: the filter never loads/,
+        fix: /Web-ISAPI-Filter/,
+      },
+      {
+        finding: 'a stopped pool (rapid-fail protection): 503',
+        subject: 'hello',
+        cause: () => appcmd('stop', 'apppool', '/apppool.name:node-isapi-hello'),
+        check: 'pool state',
+        detail: /node-isapi-hello is Stopped: every request gets 503 Service Unavailable\. IIS stops a pool itself after rapid failures/,
+        fix: /appcmd\.exe start apppool \/apppool\.name:node-isapi-hello/,
+      },
+      {
+        finding: 'accessPolicy without Script for a script map: 403.1',
+        subject: 'script-maps',
+        cause: () => appcmd('set', 'config', 'Default Web Site/maps', '/section:system.webServer/handlers', '/accessPolicy:Read', '/commit:apphost'),
+        check: 'access policy /maps',
+        detail: /accessPolicy at Default Web Site\/maps is "Read", without Script: script-mapped requests get 403\.1/,
+        fix: /\/accessPolicy:"Read, Script"/,
+      },
+      {
+        finding: 'a locked section: 500.19',
+        subject: 'hello',
+        cause: () => appcmd('lock', 'config', 'Default Web Site', '/section:system.webServer/handlers'),
+        check: 'config /hello',
+        detail: /cannot read the handlers section at Default Web Site\/hello: requests get 500\.19\. appcmd said: ERROR \( message:Configuration error/,
+        fix: /unlock config "Default Web Site\/hello" \/section:system\.webServer\/handlers/,
+      },
+      {
+        finding: 'a disabled module: 500.21',
+        subject: 'hello',
+        cause: () => appcmd('set', 'config', '/section:system.webServer/modules', "/-[name='IsapiModule']"),
+        check: 'module /hello',
+        detail: /IsapiModule is not enabled at Default Web Site\/hello .*500\.21/,
+        fix: /\/section:system\.webServer\/modules \/\+"\[name='IsapiModule'\]"/,
+      },
+      {
+        finding: 'the pool identity cannot read the folder',
+        subject: 'hello',
+        cause: () => expect(tool('C:\\windows\\system32\\icacls.exe', ['C:\\apps\\hello', '/remove:g', 'IIS AppPool\\node-isapi-hello']).code).toBe(0),
+        check: 'rights IIS AppPool\\node-isapi-hello',
+        detail: /IIS AppPool\\node-isapi-hello cannot read and execute C:\\apps\\hello: the pool cannot load the DLL/,
+        fix: /icacls\.exe C:\\apps\\hello \/grant "IIS AppPool\\node-isapi-hello:\(OI\)\(CI\)RX"/,
+      },
+      {
+        finding: 'the pools that load a site filter need rights too',
+        subject: 'redirector-with-filter',
+        cause: () => expect(tool('C:\\windows\\system32\\icacls.exe', ['C:\\apps\\redirector-with-filter\\logs', '/remove:g', 'IIS AppPool\\DefaultAppPool']).code).toBe(0),
+        check: 'rights IIS AppPool\\DefaultAppPool',
+        detail: /IIS AppPool\\DefaultAppPool cannot write to C:\\apps\\redirector-with-filter\\logs/,
+        fix: /\/grant "IIS AppPool\\DefaultAppPool:\(OI\)\(CI\)M"/,
+      },
+      {
+        finding: 'a stopped site (a port already in use)',
+        subject: 'hello',
+        cause: () => appcmd('stop', 'site', 'Default Web Site'),
+        check: 'site',
+        detail: /site "Default Web Site" \(http\/\*:80:\) is Stopped: requests are refused\. When IIS cannot start a site, another program holds one of its ports/,
+        fix: /netstat -ano \| findstr ":80 "/,
+      },
+      {
+        finding: 'the pool bitness does not match the DLL: 0x800700c1',
+        subject: 'hello',
+        cause: () => appcmd('set', 'apppool', 'node-isapi-hello', '/enable32BitAppOnWin64:true'),
+        check: 'pool bitness',
+        detail: /node-isapi-hello is 32-bit but _hello\.dll is 64-bit: IIS fails with 0x800700c1/,
+        fix: /\/enable32BitAppOnWin64:false/,
+      },
+      {
+        finding: 'the DLL is not in the restriction list: 404.2',
+        subject: 'hello',
+        cause: () => appcmd('set', 'config', '/section:system.webServer/security/isapiCgiRestriction', "/-[path='C:\\apps\\hello\\_hello.dll']", '/commit:apphost'),
+        check: 'restriction list',
+        detail: /is not allowed in ISAPI and CGI Restrictions: requests get 404\.2/,
+        fix: /isapiCgiRestriction/,
+      },
+    ];
+    for (const c of cases) {
+      it(`finds ${c.finding}`, () => {
+        restore();
+        try {
+          c.cause();
+          const d = doctor(c.subject);
+          expect(d.exitCode).toBe(6);
+          const found = d.checks.find((x) => x.name === c.check);
+          expect(found, JSON.stringify(d.checks, null, 2)).toBeDefined();
+          expect(found!.status).toBe('fail');
+          expect(found!.detail).toMatch(c.detail);
+          expect(found!.fix).toMatch(c.fix);
+        } finally {
+          restore();
+        }
+      });
+    }
+
+    it('an interrupted install is a finding too', () => {
+      restore();
+      const state = path.join(copies.hello!, 'hello.install-state.json');
+      const saved = readFileSync(state, 'utf8');
+      try {
+        const s = JSON.parse(saved);
+        s.installs[0].complete = false;
+        writeFileSync(state, JSON.stringify(s));
+        expect(failing('hello').map((c) => c.name)).toEqual(['install']);
+      } finally {
+        writeFileSync(state, saved);
+      }
+    });
+
+    afterAll(() => {
+      restore();
+      for (const name of Object.keys(copies)) {
+        const r = tool(path.join(copies[name]!, 'install.exe'), ['remove']);
+        expect(r.code, r.stderr).toBe(0);
+      }
     });
   });
 
