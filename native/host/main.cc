@@ -60,6 +60,7 @@ long long ParseNumber(const std::string& opt, const char* value, long long min, 
 }  // namespace
 
 int main(int argc, char** argv) {
+  argv = isapi_host::Utf8Arguments(&argc, argv);
   ServerConfig cfg;
   for (int i = 1; i < argc; i++) {
     std::string arg = argv[i];
