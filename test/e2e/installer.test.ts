@@ -277,7 +277,7 @@ describe('bad parameters fail clearly and change nothing', () => {
         },
       },
     });
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(4);
     expect(r.err).toContain('install failed and was rolled back');
     expect(r.err).toContain('database unreachable');
   });

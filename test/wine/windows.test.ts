@@ -9,10 +9,10 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync,
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { splitCommandLine } from '../../installer/iis';
-import { addPeResource, readPeResource } from '../../packer/pe_resource';
+import { addPeResource, readPeResource, readPeVersionStrings } from '../../packer/pe_resource';
 import { ensureNodeBinary, DEFAULT_NODE_VERSION } from '../../packer/node_binary';
 import { nativeDir } from '../../packer/paths';
-import { ensureWinePrefix, findWine, killWine, runWine, temporaryWinePrefix, toWinePath } from '../../packer/wine';
+import { ensureWinePrefix, findWine, killWine, runWine, runWineAsync, temporaryWinePrefix, toWinePath } from '../../packer/wine';
 import { isapiCli, rawExchange, root, sleep, testDist } from '../helpers';
 
 const OBJDUMP = 'x86_64-w64-mingw32-objdump';
@@ -32,6 +32,7 @@ const SCRIPTS: Record<string, string> = {
 const IIS_ONLY: Record<string, string> = {
   'redirector-with-filter': 'examples/redirector-with-filter.ts',
   'script-maps': 'test/fixtures/script-maps.ts',
+  'security-headers': 'examples/security-headers.ts',
 };
 const dist = path.join(testDist, 'win-x64');
 const configFile = path.join(dist, 'host.json');
@@ -177,6 +178,22 @@ describe.skipIf(!!skipReason)(`Windows x64 build under Wine${skipReason ? ` (ski
         'isapi-host.exe': statSync(path.join(nativeDir('win-x64'), 'isapi-host.exe')).size,
       };
       console.log('Windows artifact sizes:\n' + Object.entries(sizes).map(([k, v]) => `  ${k}: ${(v / 1048576).toFixed(2)} MiB (${v} bytes)`).join('\n'));
+    });
+
+    it('the bridge DLL, the worker and the installer carry the application\'s name and version, not node.exe\'s', () => {
+      const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { name: string; version: string };
+      const f = folder('hello');
+      for (const [file, description] of [
+        ['_hello.dll', 'hello (node-isapi) ISAPI bridge (node-isapi)'],
+        ['hello.exe', 'hello (node-isapi) (node-isapi worker)'],
+        ['install.exe', 'hello (node-isapi) installer (node-isapi)'],
+      ]) {
+        const v = readPeVersionStrings(readFileSync(path.join(f, file!)));
+        expect(v).toMatchObject({ OriginalFilename: file, InternalName: file, ProductName: `hello (${pkg.name})`, ProductVersion: pkg.version, FileVersion: pkg.version, FileDescription: description });
+        expect(v.CompanyName).toBeUndefined();
+        expect(JSON.stringify(v)).not.toContain('Node.js');
+      }
+      expect(JSON.parse(readFileSync(path.join(f, 'hello.manifest.json'), 'utf8')).appVersion).toBe(pkg.version);
     });
 
     it('the PE injection refuses a second blob and leaves non-PE files to postject', () => {
@@ -336,7 +353,7 @@ describe.skipIf(!!skipReason)(`Windows x64 build under Wine${skipReason ? ` (ski
     let hello = '';
 
     const iis = (dir: string, name: string, args: string[]) =>
-      runWine(path.join(dir, name === 'install' ? 'install.exe' : name), args, { prefix, env: { WINEDLLOVERRIDES: 'icacls.exe=n' } });
+      runWineAsync(path.join(dir, name === 'install' ? 'install.exe' : name), args, { prefix, env: { WINEDLLOVERRIDES: 'icacls.exe=n' } });
     const appcmd = (args: string[]) => iis(path.join(driveC(), 'windows', 'system32', 'inetsrv'), 'appcmd.exe', args);
     const log = (): Array<{ exe: string; commandLine: string; argv: string[]; exitCode: number; output: string }> => {
       const f = path.join(standin(), 'log.jsonl');
@@ -351,7 +368,7 @@ describe.skipIf(!!skipReason)(`Windows x64 build under Wine${skipReason ? ` (ski
     const changing = () => log().filter((e) => !(e.exe === 'appcmd' && e.argv[0] === 'list') && !(e.exe === 'icacls' && e.argv.length === 1));
     const stateFile = () => path.join(hello, 'hello.install-state.json');
 
-    beforeAll(() => {
+    beforeAll(async () => {
       const exe = path.join(dist, 'iis-standin.exe');
       execFileSync('x86_64-w64-mingw32-g++-posix', ['-std=c++17', '-O1', '-municode', '-static', '-o', exe, path.join(root, 'test', 'wine', 'iis_standin.cc'), '-lshell32']);
       const inetsrv = path.join(driveC(), 'windows', 'system32', 'inetsrv');
@@ -364,13 +381,13 @@ describe.skipIf(!!skipReason)(`Windows x64 build under Wine${skipReason ? ` (ski
       execFileSync('cp', ['-al', folder('hello'), hello]);
       reset();
       // The state of a fresh IIS 10, as the stand-in writes it on its first call.
-      expect(appcmd(['list', 'site']).code).toBe(0);
+      expect((await appcmd(['list', 'site'])).code).toBe(0);
       fresh = serverState();
       reset();
     }, 120_000);
 
-    it('installs from a path with spaces, "&" and non-ASCII: every line arrives as Windows parses it; remove restores the server exactly', () => {
-      const r = iis(hello, 'install', []);
+    it('installs from a path with spaces, "&" and non-ASCII: every line arrives as Windows parses it; remove restores the server exactly', async () => {
+      const r = await iis(hello, 'install', []);
       expect(r.stderr).toBe('');
       expect(r.code).toBe(0);
       const calls = changing();
@@ -389,65 +406,65 @@ describe.skipIf(!!skipReason)(`Windows x64 build under Wine${skipReason ? ` (ski
       expect(record).toMatchObject({ backend: 'iis', complete: true });
 
       // The folder's own files are hidden from StaticFile, logs/ included.
-      const hidden = appcmd(['list', 'config', 'Default Web Site/hello', '/section:system.webServer/security/requestFiltering']).stdout;
+      const hidden = (await appcmd(['list', 'config', 'Default Web Site/hello', '/section:system.webServer/security/requestFiltering'])).stdout;
       for (const f of ['hello.exe', 'install.exe', '_hello.dll', 'hello.manifest.json', 'hello.install-state.json']) expect(hidden).toContain(`segment="${f}"`);
-      expect(appcmd(['list', 'config', 'Default Web Site/hello/logs', '/section:system.webServer/security/requestFiltering']).stdout).toContain('segment="logs"');
+      expect((await appcmd(['list', 'config', 'Default Web Site/hello/logs', '/section:system.webServer/security/requestFiltering'])).stdout).toContain('segment="logs"');
 
       rmSync(path.join(standin(), 'log.jsonl'));
-      const again = iis(hello, 'install', []);
+      const again = await iis(hello, 'install', []);
       expect(again.code).toBe(0);
       expect(again.stdout).toContain('nothing to change');
       expect(changing()).toEqual([]);
 
-      const status = iis(hello, 'install', ['status', '--json']);
+      const status = await iis(hello, 'install', ['status', '--json']);
       expect(JSON.parse(status.stdout)).toMatchObject({ installed: true, complete: true, exitCode: 0 });
 
-      const removed = iis(hello, 'install', ['remove']);
+      const removed = await iis(hello, 'install', ['remove']);
       expect(removed.stderr).toBe('');
       expect(removed.code).toBe(0);
       expect(serverState()).toBe(fresh);
       expect(existsSync(stateFile())).toBe(false);
     });
 
-    it('refuses an apostrophe in the path before changing anything', () => {
+    it('refuses an apostrophe in the path before changing anything', async () => {
       reset();
-      const r = iis(hello, 'install', ['--physical-path', "C:\\inetpub\\o'brien\\hello"]);
+      const r = await iis(hello, 'install', ['--physical-path', "C:\\inetpub\\o'brien\\hello"]);
       expect(r.code).toBe(1);
       expect(r.stderr).toMatch(/^install: the physical path 'C:\\inetpub\\o'brien\\hello' contains an apostrophe \('\): appcmd writes these paths inside/m);
       expect(changing()).toEqual([]);
       expect(existsSync(stateFile())).toBe(false);
     });
 
-    it('a trailing backslash in --physical-path stays one argument', () => {
+    it('a trailing backslash in --physical-path stays one argument', async () => {
       reset();
-      const r = iis(hello, 'install', ['--physical-path', `C:\\${oddDir}\\hello\\`, '--dry-run']);
+      const r = await iis(hello, 'install', ['--physical-path', `C:\\${oddDir}\\hello\\`, '--dry-run']);
       expect(r.code).toBe(0);
       const line = r.stdout.split('\n').find((l) => l.includes(' add app '))!.trim();
       expect(splitCommandLine(line).slice(1)).toEqual(['add', 'app', '/site.name:Default Web Site', '/path:/hello', `/physicalPath:C:\\${oddDir}\\hello`, '/applicationPool:node-isapi-hello']);
     });
 
-    it('an install killed half-way is resumed by the next install, and removed exactly', () => {
+    it('an install killed half-way is resumed by the next install, and removed exactly', async () => {
       for (const then of ['install', 'remove'] as const) {
         reset();
         // The stand-in completes this command, then terminates install.exe before it can journal it.
         writeFileSync(path.join(standin(), 'kill-after'), "segment='install.exe'");
-        const killed = iis(hello, 'install', []);
+        const killed = await iis(hello, 'install', []);
         // Wine does not pass the exit code of a terminated process on; the output and the journal show it.
         expect(killed.stdout).not.toContain('installed into');
         const journal = JSON.parse(readFileSync(stateFile(), 'utf8')).installs[0];
         expect(journal.complete).toBe(false);
         expect(journal.pending.command).toContain("segment='install.exe'");
-        const status = iis(hello, 'install', ['status']);
+        const status = await iis(hello, 'install', ['status']);
         expect(status.stdout).toContain('incomplete: an install stopped after');
         if (then === 'install') {
-          const resumed = iis(hello, 'install', []);
+          const resumed = await iis(hello, 'install', []);
           expect(resumed.stderr).toBe('');
           expect(resumed.code).toBe(0);
           expect(resumed.stdout).toContain('this one resumes it');
           expect(JSON.parse(readFileSync(stateFile(), 'utf8')).installs[0].complete).toBe(true);
-          expect(iis(hello, 'install', []).stdout).toContain('nothing to change');
+          expect((await iis(hello, 'install', [])).stdout).toContain('nothing to change');
         }
-        const removed = iis(hello, 'install', ['remove']);
+        const removed = await iis(hello, 'install', ['remove']);
         expect(removed.stderr).toBe('');
         expect(removed.code).toBe(0);
         expect(serverState()).toBe(fresh);
@@ -455,10 +472,10 @@ describe.skipIf(!!skipReason)(`Windows x64 build under Wine${skipReason ? ` (ski
       }
     });
 
-    it('a failing step is rolled back and appcmd\'s own error text is shown (exit code 4)', () => {
+    it('a failing step is rolled back and appcmd\'s own error text is shown (exit code 4)', async () => {
       reset();
       writeFileSync(path.join(standin(), 'fail-on'), 'isapiCgiRestriction');
-      const r = iis(hello, 'install', []);
+      const r = await iis(hello, 'install', []);
       expect(r.code).toBe(4);
       expect(r.stderr).toContain('ERROR ( message:Failed to commit configuration changes.');
       expect(r.stderr).toContain('rolled back: the ');
@@ -466,21 +483,21 @@ describe.skipIf(!!skipReason)(`Windows x64 build under Wine${skipReason ? ` (ski
       expect(existsSync(stateFile())).toBe(false);
     });
 
-    it('without administrator rights: one line saying so, with appcmd\'s text (exit code 2); --quiet --json gives one JSON document', () => {
+    it('without administrator rights: one line saying so, with appcmd\'s text (exit code 2); --quiet --json gives one JSON document', async () => {
       reset();
       writeFileSync(path.join(standin(), 'not-elevated'), '');
-      const r = iis(hello, 'install', []);
+      const r = await iis(hello, 'install', []);
       expect(r.code).toBe(2);
       expect(r.stderr).toMatch(/^install: run install\.exe as administrator .*appcmd said: ERROR \( message:Configuration error/);
       expect(r.stderr).toContain('Cannot read configuration file due to insufficient permissions');
-      const j = iis(hello, 'install', ['--quiet', '--json']);
+      const j = await iis(hello, 'install', ['--quiet', '--json']);
       expect(j.code).toBe(2);
       expect(JSON.parse(j.stdout)).toMatchObject({ exitCode: 2, error: expect.stringContaining('run install.exe as administrator') });
       rmSync(path.join(standin(), 'not-elevated'));
-      const ok = iis(hello, 'install', ['--quiet', '--json']);
+      const ok = await iis(hello, 'install', ['--quiet', '--json']);
       expect(ok.code).toBe(0);
       expect(JSON.parse(ok.stdout)).toMatchObject({ verb: 'install', exitCode: 0, result: 'installed into IIS site "Default Web Site"' });
-      const rm = iis(hello, 'install', ['remove', '--quiet', '--json']);
+      const rm = await iis(hello, 'install', ['remove', '--quiet', '--json']);
       expect(JSON.parse(rm.stdout)).toMatchObject({ verb: 'remove', exitCode: 0 });
       expect(serverState()).toBe(fresh);
     });
@@ -494,17 +511,17 @@ describe.skipIf(!!skipReason)(`Windows x64 build under Wine${skipReason ? ` (ski
     const env = { WINEDLLOVERRIDES: 'icacls.exe=n' };
     const copies: Record<string, string> = {};
     const snapshots: Record<string, string> = {};
-    const tool = (exe: string, args: string[]) => runWine(exe, args, { prefix, env });
-    const appcmd = (...args: string[]) => expect(tool(path.join(inetsrv(), 'appcmd.exe'), args).code).toBe(0);
-    const doctor = (name: string) => {
-      const r = tool(path.join(copies[name]!, 'install.exe'), ['doctor', '--json']);
+    const tool = (exe: string, args: string[]) => runWineAsync(exe, args, { prefix, env });
+    const appcmd = async (...args: string[]) => expect((await tool(path.join(inetsrv(), 'appcmd.exe'), args)).code).toBe(0);
+    const doctor = async (name: string) => {
+      const r = await tool(path.join(copies[name]!, 'install.exe'), ['doctor', '--json']);
       const parsed = JSON.parse(r.stdout) as { checks: Array<{ name: string; status: string; detail: string; fix?: string }>; exitCode: number };
       expect(parsed.exitCode).toBe(r.code);
       return parsed;
     };
-    const failing = (name: string) => doctor(name).checks.filter((c) => c.status === 'fail');
+    const failing = async (name: string) => (await doctor(name)).checks.filter((c) => c.status === 'fail');
 
-    beforeAll(() => {
+    beforeAll(async () => {
       // A fresh stand-in state, then one install of each folder; every test starts from that.
       for (const f of ['state.txt', 'log.jsonl', 'kill-after', 'fail-on', 'not-elevated']) rmSync(path.join(standin(), f), { force: true });
       // The filter's folder last: a site filter loads in every pool of the site, so its install
@@ -517,7 +534,7 @@ describe.skipIf(!!skipReason)(`Windows x64 build under Wine${skipReason ? ` (ski
         for (const f of readdirSync(dest)) if (f.includes('install-state')) rmSync(path.join(dest, f));
         rmSync(path.join(dest, 'logs'), { recursive: true, force: true });
         copies[name] = dest;
-        const r = tool(path.join(dest, 'install.exe'), []);
+        const r = await tool(path.join(dest, 'install.exe'), []);
         if (r.code !== 0) throw new Error(`install ${name} failed:\n${r.stdout}${r.stderr}`);
       }
       snapshots.installed = readFileSync(path.join(standin(), 'state.txt'), 'utf8');
@@ -525,16 +542,16 @@ describe.skipIf(!!skipReason)(`Windows x64 build under Wine${skipReason ? ` (ski
 
     const restore = () => writeFileSync(path.join(standin(), 'state.txt'), snapshots.installed!);
 
-    it('a fresh install passes every IIS check', () => {
+    it('a fresh install passes every IIS check', async () => {
       for (const name of Object.keys(copies)) {
-        const d = doctor(name);
+        const d = await doctor(name);
         expect(d.checks.filter((c) => c.status === 'fail')).toEqual([]);
         expect(d.exitCode).toBe(0);
       }
-      expect(doctor('redirector-with-filter').checks.find((c) => c.name === 'filter node-isapi-redirector-with-filter')).toMatchObject({ status: 'ok' });
+      expect((await doctor('redirector-with-filter')).checks.find((c) => c.name === 'filter node-isapi-redirector-with-filter')).toMatchObject({ status: 'ok' });
     });
 
-    const cases: Array<{ finding: string; subject: string; cause: () => void; check: string; detail: RegExp; fix: RegExp }> = [
+    const cases: Array<{ finding: string; subject: string; cause: () => unknown; check: string; detail: RegExp; fix: RegExp }> = [
       {
         finding: 'the filter is not registered',
         subject: 'redirector-with-filter',
@@ -586,7 +603,7 @@ describe.skipIf(!!skipReason)(`Windows x64 build under Wine${skipReason ? ` (ski
       {
         finding: 'the pool identity cannot read the folder',
         subject: 'hello',
-        cause: () => expect(tool('C:\\windows\\system32\\icacls.exe', ['C:\\apps\\hello', '/remove:g', 'IIS AppPool\\node-isapi-hello']).code).toBe(0),
+        cause: async () => expect((await tool('C:\\windows\\system32\\icacls.exe', ['C:\\apps\\hello', '/remove:g', 'IIS AppPool\\node-isapi-hello'])).code).toBe(0),
         check: 'rights IIS AppPool\\node-isapi-hello',
         detail: /IIS AppPool\\node-isapi-hello cannot read and execute C:\\apps\\hello: the pool cannot load the DLL/,
         fix: /icacls\.exe C:\\apps\\hello \/grant "IIS AppPool\\node-isapi-hello:\(OI\)\(CI\)RX"/,
@@ -594,7 +611,7 @@ describe.skipIf(!!skipReason)(`Windows x64 build under Wine${skipReason ? ` (ski
       {
         finding: 'the pools that load a site filter need rights too',
         subject: 'redirector-with-filter',
-        cause: () => expect(tool('C:\\windows\\system32\\icacls.exe', ['C:\\apps\\redirector-with-filter\\logs', '/remove:g', 'IIS AppPool\\DefaultAppPool']).code).toBe(0),
+        cause: async () => expect((await tool('C:\\windows\\system32\\icacls.exe', ['C:\\apps\\redirector-with-filter\\logs', '/remove:g', 'IIS AppPool\\DefaultAppPool'])).code).toBe(0),
         check: 'rights IIS AppPool\\DefaultAppPool',
         detail: /IIS AppPool\\DefaultAppPool cannot write to C:\\apps\\redirector-with-filter\\logs/,
         fix: /\/grant "IIS AppPool\\DefaultAppPool:\(OI\)\(CI\)M"/,
@@ -625,11 +642,11 @@ describe.skipIf(!!skipReason)(`Windows x64 build under Wine${skipReason ? ` (ski
       },
     ];
     for (const c of cases) {
-      it(`finds ${c.finding}`, () => {
+      it(`finds ${c.finding}`, async () => {
         restore();
         try {
-          c.cause();
-          const d = doctor(c.subject);
+          await c.cause();
+          const d = await doctor(c.subject);
           expect(d.exitCode).toBe(6);
           const found = d.checks.find((x) => x.name === c.check);
           expect(found, JSON.stringify(d.checks, null, 2)).toBeDefined();
@@ -642,7 +659,7 @@ describe.skipIf(!!skipReason)(`Windows x64 build under Wine${skipReason ? ` (ski
       });
     }
 
-    it('an interrupted install is a finding too', () => {
+    it('an interrupted install is a finding too', async () => {
       restore();
       const state = path.join(copies.hello!, 'hello.install-state.json');
       const saved = readFileSync(state, 'utf8');
@@ -650,17 +667,77 @@ describe.skipIf(!!skipReason)(`Windows x64 build under Wine${skipReason ? ` (ski
         const s = JSON.parse(saved);
         s.installs[0].complete = false;
         writeFileSync(state, JSON.stringify(s));
-        expect(failing('hello').map((c) => c.name)).toEqual(['install']);
+        expect((await failing('hello')).map((c) => c.name)).toEqual(['install']);
       } finally {
         writeFileSync(state, saved);
       }
     });
 
-    afterAll(() => {
+    afterAll(async () => {
       restore();
       for (const name of Object.keys(copies)) {
-        const r = tool(path.join(copies[name]!, 'install.exe'), ['remove']);
+        const r = await tool(path.join(copies[name]!, 'install.exe'), ['remove']);
         expect(r.code, r.stderr).toBe(0);
+      }
+    });
+  });
+
+  describe('a folder whose path has spaces and non-ASCII characters', () => {
+    it('from C:\\inetpub\\my apps & fü\\…: the filter reads its manifest (GetFilterVersion succeeds) and the extension starts workers', async () => {
+      const base = path.join(prefix, 'drive_c', 'inetpub', 'my apps & fü');
+      const config = path.join(dist, 'odd-host.json');
+      rmSync(config, { force: true });
+      const copies = ['hello', 'security-headers'].map((name) => {
+        const dest = path.join(base, `${name} ü`);
+        mkdirSync(base, { recursive: true });
+        rmSync(dest, { recursive: true, force: true });
+        execFileSync('cp', ['-al', folder(name), dest]);
+        for (const f of readdirSync(dest)) if (f.includes('install-state')) rmSync(path.join(dest, f));
+        rmSync(path.join(dest, 'logs'), { recursive: true, force: true });
+        return dest;
+      });
+      for (const dest of copies) {
+        const inst = await runWineAsync(path.join(dest, 'install.exe'), ['--config', toWinePath(config)], { prefix });
+        expect(inst.code, inst.stdout + inst.stderr).toBe(0);
+      }
+      expect(JSON.parse(readFileSync(config, 'utf8')).filters[0].library).toContain('my apps & fü\\security-headers ü\\');
+      const proc = spawn(process.execPath, [isapiCli, 'serve', '--wine', '--config', config, '--port', '0'], {
+        cwd: root,
+        env: { ...process.env, ISAPI_WINEPREFIX: prefix, ISAPI_WORKERS: '1' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let output = '';
+      try {
+        const url = await new Promise<string>((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error(`no listening line:\n${output}`)), 90_000);
+          const onData = (d: Buffer) => {
+            output += d;
+            const m = /isapi-host listening on http:\/\/[\d.]+:(\d+)\//.exec(output);
+            if (m) {
+              clearTimeout(timer);
+              resolve(`http://127.0.0.1:${m[1]}`);
+            }
+          };
+          proc.stdout!.on('data', onData);
+          proc.stderr!.on('data', onData);
+          proc.once('exit', (code) => reject(new Error(`isapi serve exited with ${code}:\n${output}`)));
+        });
+        const res = await fetch(`${url}/hello/`);
+        expect(res.status, output).toBe(200);
+        expect(await res.text()).toBe('Hello from TypeScript\n');
+        // SEND_RESPONSE from the filter: its flags come from the manifest beside the DLL.
+        expect(res.headers.get('x-content-type-options')).toBe('nosniff');
+        expect(res.headers.get('x-frame-options')).toBe('DENY');
+      } finally {
+        await new Promise<void>((r) => {
+          if (proc.exitCode !== null) return r();
+          proc.once('exit', () => r());
+          proc.kill('SIGTERM');
+        });
+      }
+      for (const dest of [...copies].reverse()) {
+        const rm = await runWineAsync(path.join(dest, 'install.exe'), ['remove', '--config', toWinePath(config)], { prefix });
+        expect(rm.code, rm.stderr).toBe(0);
       }
     });
   });
