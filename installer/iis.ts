@@ -317,7 +317,7 @@ const config = (location: string | undefined, section: string, expr: string) =>
   `${APPCMD} set config ${location === undefined ? '' : q(location) + ' '}/section:${section} ${expr} /commit:apphost`;
 
 /** What a `/` virtual directory changes for the whole site: refused without --site-root, noted with it. */
-export function siteRootChanges(folder: PackedFolder, params: ResolvedInstallParameters, server: IisServer): string[] {
+export function siteRootChanges(folder: PackedFolder, params: ResolvedInstallParameters, server: IisServer, dllName: string): string[] {
   const root = params.virtualDirs.find((v) => v.name === '/');
   if (!root) return [];
   const previous = server.rootPool(params.site);
@@ -327,8 +327,8 @@ export function siteRootChanges(folder: PackedFolder, params: ResolvedInstallPar
   for (const m of root.scriptMaps) {
     changes.push(
       m.extension === '*'
-        ? `every request to the site, static files and default documents included, goes to ${folder.bridgeFile} (handler ${handlerName(folder.name, '*')} before StaticFile)`
-        : `every *${m.extension} request anywhere in the site goes to ${folder.bridgeFile}`,
+        ? `every request to the site, static files and default documents included, goes to ${dllName} (handler ${handlerName(folder.name, '*')} before StaticFile)`
+        : `every *${m.extension} request anywhere in the site goes to ${dllName}`,
     );
   }
   return changes;
@@ -360,6 +360,39 @@ export function iisSteps(folder: PackedFolder, params: ResolvedInstallParameters
         undo: config(undefined, 'system.applicationHost/applicationPools', '/-' + quoted(`[name='${pool}'].environmentVariables.[name='${k}']`)),
       });
     }
+  }
+  // Who must read the folder: our pool; and, for a filter that is this folder's bridge, every
+  // pool of the site, since each loads the filter (and the bridge writes its log from each).
+  // Granted before any handler or filter names the DLL, so IIS never tries to load it unreadable.
+  const accounts: string[] = [];
+  const own = hasPool ? identityAccount(params.appPool.identity, pool) : undefined;
+  if (own) accounts.push(own);
+  if (params.filters.some((f) => f.path === folder.bridge)) {
+    for (const other of server.sitePools(site)) {
+      if (other.toLowerCase() === pool.toLowerCase() && hasPool) continue;
+      // Another pool's identity is not known to the planner; its virtual account is IIS's default.
+      const account = `IIS AppPool\\${other}`;
+      if (!accounts.some((a) => a.toLowerCase() === account.toLowerCase())) accounts.push(account);
+    }
+  }
+  const logs = path.win32.join(paths.folder, 'logs');
+  if (accounts.length) {
+    steps.push({ key: `dir|${logs}`, what: `folder ${logs} for the worker logs (kept by remove)`, command: `mkdir ${q(logs)}`, undo: null, dir: logs });
+  }
+  for (const account of accounts) {
+    const why = account === own ? '' : ' (it loads the site\'s filter)';
+    steps.push({
+      key: `acl|${paths.folder}|${account}`,
+      what: `read and execute on ${paths.folder} for ${account}${why}`,
+      command: `${ICACLS} ${q(paths.folder)} /grant ${q(`${account}:(OI)(CI)RX`)}`,
+      undo: `${ICACLS} ${q(paths.folder)} /remove:g ${q(account)}`,
+    });
+    steps.push({
+      key: `acl|${logs}|${account}`,
+      what: `modify on ${logs} for ${account} (the bridge writes its logs there)`,
+      command: `${ICACLS} ${q(logs)} /grant ${q(`${account}:(OI)(CI)M`)}`,
+      undo: `${ICACLS} ${q(logs)} /remove:g ${q(account)}`,
+    });
   }
   for (const v of params.virtualDirs) {
     const location = vdirLocation(site, v.name);
@@ -434,38 +467,6 @@ export function iisSteps(folder: PackedFolder, params: ResolvedInstallParameters
       undo: config(site, 'system.webServer/isapiFilters', '/-' + quoted(`[name='${f.name}']`)),
     });
   }
-  // Who must read the folder: our pool; and, for a filter that is this folder's bridge, every
-  // pool of the site, since each loads the filter (and the bridge writes its log from each).
-  const accounts: string[] = [];
-  const own = hasPool ? identityAccount(params.appPool.identity, pool) : undefined;
-  if (own) accounts.push(own);
-  if (params.filters.some((f) => f.path === folder.bridge)) {
-    for (const other of server.sitePools(site)) {
-      if (other.toLowerCase() === pool.toLowerCase() && hasPool) continue;
-      // Another pool's identity is not known to the planner; its virtual account is IIS's default.
-      const account = `IIS AppPool\\${other}`;
-      if (!accounts.some((a) => a.toLowerCase() === account.toLowerCase())) accounts.push(account);
-    }
-  }
-  const logs = path.win32.join(paths.folder, 'logs');
-  if (accounts.length) {
-    steps.push({ key: `dir|${logs}`, what: `folder ${logs} for the worker logs (kept by remove)`, command: `mkdir ${q(logs)}`, undo: null, dir: logs });
-  }
-  for (const account of accounts) {
-    const why = account === own ? '' : ' (it loads the site\'s filter)';
-    steps.push({
-      key: `acl|${paths.folder}|${account}`,
-      what: `read and execute on ${paths.folder} for ${account}${why}`,
-      command: `${ICACLS} ${q(paths.folder)} /grant ${q(`${account}:(OI)(CI)RX`)}`,
-      undo: `${ICACLS} ${q(paths.folder)} /remove:g ${q(account)}`,
-    });
-    steps.push({
-      key: `acl|${logs}|${account}`,
-      what: `modify on ${logs} for ${account} (the bridge writes its logs there)`,
-      command: `${ICACLS} ${q(logs)} /grant ${q(`${account}:(OI)(CI)M`)}`,
-      undo: `${ICACLS} ${q(logs)} /remove:g ${q(account)}`,
-    });
-  }
   return steps;
 }
 
@@ -519,7 +520,7 @@ export function planIisInstall(
     );
   }
   const record = settleJournal(findIis(state, params.site), server);
-  const rootChanges = siteRootChanges(folder, params, server);
+  const rootChanges = siteRootChanges(folder, params, server, path.win32.basename(paths.dll));
   const rootRecorded = record?.steps.some((s) => s.key?.startsWith('rootpool|'));
   if (rootChanges.length && !o.siteRoot && !rootRecorded) {
     throw new InstallError(
