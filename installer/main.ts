@@ -153,7 +153,8 @@ export async function runInstaller(user: Record<string, unknown>, o: InstallerOp
 
     // One JSON document per run, printed at the end; text output shows the plan before applying.
     const report = (plan: Plan, result: string, extra: Record<string, unknown> = {}) => {
-      if (json) out(JSON.stringify({ verb: plan.verb, backend: plan.backend, target: plan.target, dryRun, changes: changes(plan), plan, result, exitCode: 0, ...extra }, null, 2));
+      const outcome = result || (changes(plan) === 0 ? 'nothing to change' : '');
+      if (json) out(JSON.stringify({ verb: plan.verb, backend: plan.backend, target: plan.target, dryRun, changes: changes(plan), plan, result: outcome, exitCode: 0, ...extra }, null, 2));
       else if (!quiet) out(formatPlan(plan, folder.name, { verbose }) + (result ? `\n${result}` : ''));
     };
     const preview = (plan: Plan) => {

@@ -524,6 +524,8 @@ describe.skipIf(!!skipReason)(`Windows x64 build under Wine${skipReason ? ` (ski
     beforeAll(async () => {
       // A fresh stand-in state, then one install of each folder; every test starts from that.
       for (const f of ['state.txt', 'log.jsonl', 'kill-after', 'fail-on', 'not-elevated']) rmSync(path.join(standin(), f), { force: true });
+      await appcmd('list', 'site');
+      snapshots.fresh = readFileSync(path.join(standin(), 'state.txt'), 'utf8');
       // The filter's folder last: a site filter loads in every pool of the site, so its install
       // grants rights to the pools that exist then (a pool added later is a doctor finding).
       for (const name of ['script-maps', 'hello', 'redirector-with-filter']) {
@@ -549,6 +551,9 @@ describe.skipIf(!!skipReason)(`Windows x64 build under Wine${skipReason ? ` (ski
         expect(d.exitCode).toBe(0);
       }
       expect((await doctor('redirector-with-filter')).checks.find((c) => c.name === 'filter node-isapi-redirector-with-filter')).toMatchObject({ status: 'ok' });
+      const status = JSON.parse((await tool(path.join(copies['redirector-with-filter']!, 'install.exe'), ['status', '--json'])).stdout);
+      expect(status).toMatchObject({ installed: true, complete: true });
+      expect(status.steps).toContainEqual({ what: expect.stringMatching(/^ISAPI filter node-isapi-redirector-with-filter for the whole site Default Web Site \(64-bit pools\)/), present: true });
     });
 
     const cases: Array<{ finding: string; subject: string; cause: () => unknown; check: string; detail: RegExp; fix: RegExp }> = [
@@ -675,10 +680,12 @@ describe.skipIf(!!skipReason)(`Windows x64 build under Wine${skipReason ? ` (ski
 
     afterAll(async () => {
       restore();
-      for (const name of Object.keys(copies)) {
+      for (const name of Object.keys(copies).reverse()) {
         const r = await tool(path.join(copies[name]!, 'install.exe'), ['remove']);
         expect(r.code, r.stderr).toBe(0);
       }
+      // Removed exactly: the filter, the grants to the site's other pools and all the rest.
+      expect(readFileSync(path.join(standin(), 'state.txt'), 'utf8')).toBe(snapshots.fresh);
     });
   });
 
