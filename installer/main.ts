@@ -9,6 +9,7 @@ import { doctorIis, doctorLocal, formatChecks } from './doctor';
 import { EXIT, InstallError } from './errors';
 import { loadFolder, type PackedFolder } from './folder';
 import {
+  APPCMD,
   AppcmdServer,
   FRESH_SERVER_NOTE,
   MemoryServer,
@@ -18,11 +19,13 @@ import {
   planIisInstall,
   settleJournal,
   planIisRemove,
+  q,
   type IisServer,
   type IisTargetPaths,
 } from './iis';
 import { applyLocalInstall, applyLocalRemove, planLocalInstall, planLocalRemove, restoreLocal } from './local';
 import { readHostConfig } from './local_config';
+import { bringOnline, upgradeFolder, type UpgradeResult } from './upgrade';
 import { resolveParameters, scriptInstallExports, BUILTIN_VERBS, type ScriptInstallExports } from './params';
 import { changes, formatPlan, type Plan } from './plan';
 import { findIis, findLocal, readState, withRecord, writeState, type IisRecord, type IisStep, type InstallState } from './state';
@@ -45,6 +48,9 @@ Usage: install [verb] [options]
   remove       undo exactly what install created (alias: uninstall)
   status       show what is installed
   doctor       check for common failures and print their fixes
+  upgrade <installed folder>
+               run from a newly packed folder: take the installed folder offline
+               (app_offline.htm), replace its files, install, and bring it back
 ${Object.entries(verbs)
   .map(([v, d]) => `  ${v.padEnd(12)} ${d.description ?? '(the script\'s own verb)'}`)
   .join('\n')}
@@ -80,7 +86,7 @@ export async function runInstaller(user: Record<string, unknown>, o: InstallerOp
   const argv = o.argv ?? process.argv.slice(2);
   let json = argv.includes('--json');
   try {
-    const folder = loadFolder(path.resolve(o.folder ?? path.dirname(process.execPath)));
+    let folder = loadFolder(path.resolve(o.folder ?? path.dirname(process.execPath)));
     const exp = scriptInstallExports(user, folder.name);
     const first = argv.find((a) => !a.startsWith('-'));
     const custom = first !== undefined && first in exp.verbs ? first : undefined;
@@ -118,7 +124,14 @@ export async function runInstaller(user: Record<string, unknown>, o: InstallerOp
       const known = ['install', 'remove', 'status', 'doctor', ...Object.keys(exp.verbs)];
       throw new InstallError(`unknown verb '${verb}': use ${known.join(', ')} (install --help)`);
     }
-    if (!custom && positionals.length > 1) throw new InstallError(`unexpected '${positionals[1]}' after ${verb} (install --help)`);
+    if (!custom && positionals.length > (verb === 'upgrade' ? 2 : 1)) throw new InstallError(`unexpected '${positionals[verb === 'upgrade' ? 2 : 1]}' after ${verb} (install --help)`);
+    // upgrade: this (new) folder's files go into the installed one, which is then installed as usual.
+    let upgrade: UpgradeResult | undefined;
+    if (verb === 'upgrade' && !values.help) {
+      upgrade = upgradeFolder(folder, positionals[1], { dryRun, log });
+      folder = upgrade.live;
+      verb = 'install';
+    }
 
     const backend: Backend = pickBackend(values.config as string | undefined, !!values.iis, platform);
     const windowsTarget = backend.kind === 'iis';
@@ -162,7 +175,21 @@ export async function runInstaller(user: Record<string, unknown>, o: InstallerOp
     };
 
     if (verb === 'install') {
-      return await install(folder, exp, params, backend, { dryRun, log, report, preview, ctx, server: server!, paths, siteRoot: !!values['site-root'], json });
+      try {
+        const code = await install(folder, exp, params, backend, { dryRun, log, report, preview, ctx, server: server!, paths, siteRoot: !!values['site-root'], json });
+        if (upgrade?.bridgeChanged && !dryRun) {
+          // The web server still has the old bridge loaded: new workers must not meet it.
+          if (backend.kind === 'iis' && server instanceof AppcmdServer && server.has(`apppool|${params.appPool.name}`)) {
+            applyIisSteps([{ key: null, what: `recycle ${params.appPool.name} to load the new bridge`, command: `${APPCMD} recycle apppool /apppool.name:${q(params.appPool.name)}`, undo: null }], log);
+          } else {
+            log(`the bridge changed: restart the web server (isapi serve, or recycle the application pool) to load it`);
+          }
+        }
+        if (upgrade) log(`upgraded ${folder.dir}: ${upgrade.replaced.length ? upgrade.replaced.join(', ') : 'no file changed'}`);
+        return code;
+      } finally {
+        if (upgrade) bringOnline(upgrade);
+      }
     }
     if (verb === 'remove') {
       return await remove(folder, exp, params, backend, { dryRun, log, report, preview, ctx, server: server!, paths, err, siteRoot: !!values['site-root'], json });

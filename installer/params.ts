@@ -17,7 +17,7 @@ import { DEFAULT_SITE } from './local_config';
 /** The export the installer reads from the user's script. */
 export const INSTALL_EXPORT = 'install';
 
-export const BUILTIN_VERBS = ['install', 'remove', 'uninstall', 'status', 'doctor', 'help'] as const;
+export const BUILTIN_VERBS = ['install', 'remove', 'uninstall', 'status', 'doctor', 'upgrade', 'help'] as const;
 
 export interface ScriptInstallExports {
   parameters: InstallParameters;

@@ -228,6 +228,58 @@ describe('install into the local host', () => {
   });
 });
 
+describe('upgrade: a new folder replaces an installed one', () => {
+  it('takes the folder offline, replaces the files that changed, installs, and brings it back', async () => {
+    const live = copyFolder('hello');
+    const file = path.join(work, 'upgrade.json');
+    rmSync(file, { force: true });
+    expect(install(live, ['--config', file]).code).toBe(0);
+    // Version 2 of the same script, packed for real.
+    const src = path.join(work, 'upgrade-src');
+    mkdirSync(src, { recursive: true });
+    writeFileSync(
+      path.join(src, 'hello.ts'),
+      readFileSync(path.join(root, 'examples', 'hello.ts'), 'utf8').replace('Hello from TypeScript', 'Hello from version 2'),
+    );
+    const packedNew = spawnSync(process.execPath, [isapiCli, 'pack', path.join(src, 'hello.ts'), '--out', path.join(src, 'dist')], { cwd: root, encoding: 'utf8' });
+    expect(packedNew.status, packedNew.stderr).toBe(0);
+    const fresh = path.join(src, 'dist', 'hello');
+
+    const dry = install(fresh, ['upgrade', live, '--config', file, '--dry-run']);
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout).toContain(`~ would replace ${path.join(live, 'hello')}`);
+    expect(readFileSync(path.join(live, 'hello')).equals(readFileSync(path.join(fresh, 'hello')))).toBe(false);
+
+    const before = readFileSync(file, 'utf8');
+    const r = install(fresh, ['upgrade', live, '--config', file]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`upgraded ${live}: hello`);
+    for (const f of ['hello', 'install', 'hello.manifest.json']) expect(readFileSync(path.join(live, f)).equals(readFileSync(path.join(fresh, f)))).toBe(true);
+    expect(existsSync(path.join(live, 'app_offline.htm'))).toBe(false);
+    expect(readdirSync(live).filter((f) => f.includes('.replaced-'))).toEqual([]);
+    // Same parameters: the config and the install record stay as they were.
+    expect(readFileSync(file, 'utf8')).toBe(before);
+    expect(readState(loadFolder(live)).installs).toHaveLength(1);
+    const host = await serveConfig(file);
+    try {
+      expect(await (await fetch(`${host.url}/hello/`)).text()).toBe('Hello from version 2\n');
+    } finally {
+      await host.stop();
+    }
+
+    // An app_offline.htm someone else put there stays; a folder of another script is refused.
+    writeFileSync(path.join(live, 'app_offline.htm'), 'maintenance');
+    expect(install(fresh, ['upgrade', live, '--config', file]).code).toBe(0);
+    expect(readFileSync(path.join(live, 'app_offline.htm'), 'utf8')).toBe('maintenance');
+    rmSync(path.join(live, 'app_offline.htm'));
+    const other = install(fresh, ['upgrade', copyFolder('echo'), '--config', file]);
+    expect(other.code).toBe(1);
+    expect(other.stderr).toContain("holds 'echo', this folder 'hello'");
+    expect(install(live, ['remove', '--config', file]).code).toBe(0);
+  }, 120_000);
+});
+
 describe('bad parameters fail clearly and change nothing', () => {
   const file = () => path.join(work, 'bad.json');
   const before = '{"applications":[]}\n';
