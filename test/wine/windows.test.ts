@@ -426,6 +426,33 @@ describe.skipIf(!!skipReason)(`Windows x64 build under Wine${skipReason ? ` (ski
       expect(existsSync(stateFile())).toBe(false);
     });
 
+    it('a filter-only script: the filter for the site with the bitness precondition, rights for the site\'s pool, no pool or application; removed exactly', async () => {
+      reset();
+      const dir = path.join(driveC(), 'apps', 'security-headers');
+      mkdirSync(path.dirname(dir), { recursive: true });
+      rmSync(dir, { recursive: true, force: true });
+      execFileSync('cp', ['-al', folder('security-headers'), dir]);
+      for (const f of readdirSync(dir)) if (f.includes('install-state')) rmSync(path.join(dir, f));
+      const r = await iis(dir, 'install', []);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      const calls = changing();
+      expect(calls.some((c) => c.argv[0] === 'add')).toBe(false);
+      const filter = calls.find((c) => c.argv.includes('/section:system.webServer/isapiFilters'))!;
+      expect(filter.argv).toEqual([
+        'set', 'config', 'Default Web Site', '/section:system.webServer/isapiFilters',
+        "/+[name='node-isapi-security-headers',path='C:\\apps\\security-headers\\_security-headers.dll',enabled='true',preCondition='bitness64']", '/commit:apphost',
+      ]);
+      expect(calls.filter((c) => c.exe === 'icacls').map((c) => c.argv)).toEqual([
+        ['C:\\apps\\security-headers', '/grant', 'IIS AppPool\\DefaultAppPool:(OI)(CI)RX'],
+        ['C:\\apps\\security-headers\\logs', '/grant', 'IIS AppPool\\DefaultAppPool:(OI)(CI)M'],
+      ]);
+      const status = JSON.parse((await iis(dir, 'install', ['status', '--json'])).stdout);
+      expect(status.steps.map((x: { what: string }) => x.what)).toContainEqual(expect.stringMatching(/^ISAPI filter node-isapi-security-headers for the whole site/));
+      expect((await iis(dir, 'install', ['remove'])).code).toBe(0);
+      expect(serverState()).toBe(fresh);
+    });
+
     it('refuses an apostrophe in the path before changing anything', async () => {
       reset();
       const r = await iis(hello, 'install', ['--physical-path', "C:\\inetpub\\o'brien\\hello"]);
