@@ -20,6 +20,7 @@
 #include <tlhelp32.h>
 
 #include <algorithm>
+#include <functional>
 #include <cstdio>
 #include <map>
 #include <string>
@@ -630,7 +631,9 @@ int icacls(int argc, wchar_t** argv) {
         size_t simple = perm.rfind(L')');
         simple = simple == wstring::npos ? 0 : simple + 1;
         if (simple < perm.size()) perm = perm.substr(0, simple) + L"(" + perm.substr(simple) + L")";
-        out += L"    " + e.get(L"account") + L":" + perm + L"\r\n";
+        // The virtual account of a deleted pool no longer resolves: icacls shows its SID.
+        wstring account = knownAccount(e.get(L"account")) ? e.get(L"account") : L"*S-1-5-82-" + std::to_wstring(std::hash<wstring>()(lower(e.get(L"account"))) % 1000000000);
+        out += L"    " + account + L":" + perm + L"\r\n";
       }
     out += L"    BUILTIN\\Administrators:(OI)(CI)(F)\r\n\r\nSuccessfully processed 1 files; Failed processing 0 files\r\n";
     return 0;
@@ -649,6 +652,10 @@ int icacls(int argc, wchar_t** argv) {
       return e.kind == L"acl" && ieq(e.get(L"path"), id) && ieq(e.get(L"account"), account); }), state.end());
     state.push_back({L"acl", id + L"|" + lower(account), {{L"path", id}, {L"account", account}, {L"perm", arg.substr(colon + 1)}}});
   } else if (op == L"/remove:g") {
+    if (!knownAccount(arg)) {
+      out += arg + L": No mapping between account names and security IDs was done.\r\nSuccessfully processed 0 files; Failed processing 1 files\r\n";
+      return 1332;
+    }
     state.erase(std::remove_if(state.begin(), state.end(), [&](const Entry& e) {
       return e.kind == L"acl" && ieq(e.get(L"path"), id) && ieq(e.get(L"account"), arg); }), state.end());
   } else {
