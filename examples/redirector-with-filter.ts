@@ -10,6 +10,7 @@ import {
   SimpleFilter,
   type ECB,
   type FilterContext,
+  type InstallParameters,
 } from 'node-isapi';
 
 const VDIR = '/redirector';
@@ -52,3 +53,10 @@ export function __FilterFactory__() {
 export function __ExtensionFactory__() {
   return new Redirector();
 }
+
+// What it serves: the application /redirector (not /redirector-with-filter, the script's name).
+// The filter is registered for the whole site (IIS filters are per site) because the installer
+// sees __FilterFactory__; it loads in every pool of the site, which the plan lists.
+export const install: InstallParameters = {
+  virtualDirs: [{ name: VDIR }],
+};

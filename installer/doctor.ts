@@ -7,11 +7,11 @@ import net from 'node:net';
 import path from 'node:path';
 import type { ResolvedInstallParameters } from '../runtime/install_params';
 import type { PackedFolder } from './folder';
-import { APPCMD, handlerName, identityAccount, q, type IisTargetPaths } from './iis';
+import { findIis, type InstallState } from './state';
+import { APPCMD, ICACLS, handlerName, identityAccount, q, run, vdirLocation, type IisTargetPaths } from './iis';
 import { DEFAULT_BIND, DEFAULT_PORT, hostInvocation, readHostConfig } from './local_config';
 import { marker } from './local';
 import { bitnessOf, peMachine } from './pe';
-import { spawnSync } from 'node:child_process';
 
 export interface Check {
   name: string;
@@ -118,14 +118,35 @@ export async function doctorLocal(folder: PackedFolder, params: ResolvedInstallP
 }
 
 function appcmd(args: string): { code: number; out: string } {
-  const exe = APPCMD.replace(/%windir%/i, process.env.windir ?? 'C:\\Windows');
-  const r = spawnSync(exe, [args], { encoding: 'utf8', windowsVerbatimArguments: true, windowsHide: true });
-  return { code: r.status ?? 1, out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
+  return run(`${APPCMD} ${args}`);
 }
 
-export function doctorIis(folder: PackedFolder, params: ResolvedInstallParameters, paths: IisTargetPaths): Check[] {
+/** The rights icacls lists for an account (F, M, RX, R, W…), and whether any entry denies. */
+export function rightsOf(icaclsOut: string, account: string): { rights: Set<string>; denied: boolean } {
+  const rights = new Set<string>();
+  let denied = false;
+  const want = account.toLowerCase();
+  for (const raw of icaclsOut.split(/\r?\n/)) {
+    const line = raw.trim();
+    const i = line.toLowerCase().indexOf(want + ':');
+    if (i < 0 || (i > 0 && !/\s/.test(line[i - 1]!))) continue;
+    for (const m of line.slice(i + want.length + 1).matchAll(/\(([A-Z,]+)\)/g)) {
+      for (const r of m[1]!.split(',')) {
+        if (r === 'DENY') denied = true;
+        else if (!['OI', 'CI', 'IO', 'NP', 'I'].includes(r)) rights.add(r);
+      }
+    }
+  }
+  return { rights, denied };
+}
+
+const canRead = (r: Set<string>) => r.has('F') || r.has('M') || r.has('RX');
+const canWrite = (r: Set<string>) => r.has('F') || r.has('M');
+
+export function doctorIis(folder: PackedFolder, params: ResolvedInstallParameters, paths: IisTargetPaths, state?: InstallState): Check[] {
   const checks: Check[] = [checkFiles(folder), checkWorkerFile(folder)];
   const pool = params.appPool.name;
+  const site = params.site;
   const dllBits = folder.target === 'win-x64' ? bitnessOf(peMachine(folder.bridge)) : undefined;
   if (folder.target !== 'win-x64') {
     checks.push({ name: 'bitness', status: 'fail', detail: `this folder was packed for ${folder.target}: IIS loads Windows DLLs only`, fix: 'isapi pack <script> --target win-x64' });
@@ -136,83 +157,209 @@ export function doctorIis(folder: PackedFolder, params: ResolvedInstallParameter
     checks.push({
       name: 'IIS',
       status: 'skip',
-      detail: 'IIS checks (ISAPI features, pool bitness, handler order, restriction list, folder rights) run on the Windows server: run install.exe doctor there',
+      detail: 'IIS checks (ISAPI features, pool state and bitness, handler order and access policy, sections, modules, restriction list, filters, folder rights, bindings) run on the Windows server: run install.exe doctor there',
     });
     checks.push(checkWorkerLog(folder));
     return checks;
   }
+  const record = state ? findIis(state, site) : undefined;
+  if (record?.complete === false) {
+    checks.push({
+      name: 'install',
+      status: 'fail',
+      detail: `an install stopped after ${record.steps.length} step(s) (killed or failed): IIS is half-configured for ${folder.name}`,
+      fix: 'run install.exe again to finish it, or install.exe remove to undo it',
+    });
+  }
   const modules = appcmd('list config /section:system.webServer/globalModules').out;
+  const wantsFilter = params.filters.length > 0;
+  const missingModules = ['IsapiModule', ...(wantsFilter ? ['IsapiFilterModule'] : [])].filter((m) => !new RegExp(`name="${m}"`, 'i').test(modules));
   checks.push(
-    /name="IsapiModule"/i.test(modules)
-      ? { name: 'ISAPI features', status: 'ok', detail: 'IsapiModule is installed' }
+    missingModules.length === 0
+      ? { name: 'ISAPI features', status: 'ok', detail: `${wantsFilter ? 'IsapiModule and IsapiFilterModule are' : 'IsapiModule is'} installed` }
       : {
           name: 'ISAPI features',
           status: 'fail',
-          detail: 'IIS has no ISAPI Extensions feature (IsapiModule): requests would get 404.3 or 500',
+          detail: `IIS lacks ${missingModules.join(' and ')}: ${missingModules.includes('IsapiModule') ? 'requests get 404.3 or 500' : 'the filter never loads'}`,
           fix: 'Install-WindowsFeature Web-ISAPI-Ext,Web-ISAPI-Filter (Windows Server) or Enable-WindowsOptionalFeature -Online -FeatureName IIS-ISAPIExtensions,IIS-ISAPIFilter',
         },
   );
-  const poolCfg = appcmd(`list apppool ${q(pool)} /text:enable32BitAppOnWin64`);
-  if (poolCfg.code !== 0) {
-    checks.push({ name: 'pool', status: 'fail', detail: `application pool ${pool} does not exist`, fix: 'run install.exe' });
+
+  // The site: stopped means IIS could not bind it (another program on the port) or someone stopped it.
+  const siteState = appcmd(`list site ${q(site)} /text:state`);
+  const bindings = appcmd(`list site ${q(site)} /text:bindings`).out.trim();
+  if (siteState.code !== 0) {
+    checks.push({ name: 'site', status: 'fail', detail: `IIS has no site "${site}": ${siteState.out}`, fix: 'pass --site with an existing site (appcmd list site)' });
+  } else if (!/started/i.test(siteState.out)) {
+    const ports = [...bindings.matchAll(/:(\d+):/g)].map((m) => m[1]);
+    checks.push({
+      name: 'site',
+      status: 'fail',
+      detail: `site "${site}" (${bindings}) is ${siteState.out.trim()}: requests are refused. When IIS cannot start a site, another program holds one of its ports`,
+      fix: `netstat -ano | findstr ":${ports[0] ?? '80'} " shows who holds the port; stop it or change the binding, then ${APPCMD} start site ${q(site)}`,
+    });
   } else {
-    const pool32 = /true/i.test(poolCfg.out);
-    const ok = (dllBits === 32) === pool32;
-    checks.push(
-      ok
-        ? { name: 'pool bitness', status: 'ok', detail: `${pool} is ${pool32 ? 32 : 64}-bit like the DLL` }
-        : {
-            name: 'pool bitness',
-            status: 'fail',
-            detail: `${pool} is ${pool32 ? 32 : 64}-bit but ${folder.bridgeFile} is ${dllBits}-bit: IIS fails with 0x800700c1 (HTTP 404.4/500)`,
-            fix: `${APPCMD} set apppool ${q(pool)} /enable32BitAppOnWin64:${dllBits === 32 ? 'true' : 'false'}`,
-          },
-    );
+    checks.push({ name: 'site', status: 'ok', detail: `site "${site}" is started (${bindings})` });
   }
-  for (const v of params.virtualDirs) {
-    const location = v.name === '/' ? params.site : `${params.site}${v.name}`;
-    const handlers = appcmd(`list config ${q(location)} /section:system.webServer/handlers`).out;
-    const name = handlerName(folder.name, v.scriptMaps[0]!.extension);
-    const ours = handlers.search(new RegExp(`name="${name}"`, 'i'));
-    const statik = handlers.search(/name="StaticFile"/i);
-    checks.push(
-      ours < 0
-        ? { name: `handler ${v.name}`, status: 'fail', detail: `no handler mapping ${name} at ${location}`, fix: 'run install.exe' }
-        : statik >= 0 && statik < ours
-          ? {
-              name: `handler ${v.name}`,
+
+  if (params.virtualDirs.length) {
+    const poolState = appcmd(`list apppool ${q(pool)} /text:state`);
+    if (poolState.code !== 0) {
+      checks.push({ name: 'pool', status: 'fail', detail: `application pool ${pool} does not exist: requests get 503`, fix: 'run install.exe' });
+    } else {
+      const pool32 = /true/i.test(appcmd(`list apppool ${q(pool)} /text:enable32BitAppOnWin64`).out);
+      const ok = (dllBits === 32) === pool32;
+      checks.push(
+        ok
+          ? { name: 'pool bitness', status: 'ok', detail: `${pool} is ${pool32 ? 32 : 64}-bit like the DLL` }
+          : {
+              name: 'pool bitness',
               status: 'fail',
-              detail: `StaticFile comes before ${name}: requests get 404 instead of reaching the extension`,
-              fix: `IIS Manager → ${location} → Handler Mappings → View Ordered List: move ${name} above StaticFile (or remove and install again)`,
-            }
-          : { name: `handler ${v.name}`, status: 'ok', detail: `${name} is mapped before StaticFile` },
+              detail: `${pool} is ${pool32 ? 32 : 64}-bit but ${folder.bridgeFile} is ${dllBits}-bit: IIS fails with 0x800700c1 (HTTP 404.4/500)`,
+              fix: `${APPCMD} set apppool ${q(pool)} /enable32BitAppOnWin64:${dllBits === 32 ? 'true' : 'false'}`,
+            },
+      );
+      checks.push(
+        /started/i.test(poolState.out)
+          ? { name: 'pool state', status: 'ok', detail: `${pool} is started` }
+          : {
+              name: 'pool state',
+              status: 'fail',
+              detail: `${pool} is ${poolState.out.trim()}: every request gets 503 Service Unavailable. IIS stops a pool itself after rapid failures (5 worker crashes in 5 minutes): see the Windows event log (WAS) and logs\\${folder.name}.log`,
+              fix: `fix the cause, then ${APPCMD} start apppool /apppool.name:${q(pool)}`,
+            },
+      );
+    }
+  }
+
+  for (const v of params.virtualDirs) {
+    const location = vdirLocation(site, v.name);
+    const listed = appcmd(`list config ${q(location)} /section:system.webServer/handlers`);
+    if (listed.code !== 0) {
+      checks.push({
+        name: `config ${v.name}`,
+        status: 'fail',
+        detail: `IIS cannot read the handlers section at ${location}: requests get 500.19. appcmd said: ${listed.out}`,
+        fix: `fix the file and line it names; for a locked section: ${APPCMD} unlock config ${q(location)} /section:system.webServer/handlers /commit:apphost`,
+      });
+      continue;
+    }
+    const handlers = listed.out;
+    for (const m of v.scriptMaps) {
+      const name = handlerName(folder.name, m.extension);
+      const ours = handlers.search(new RegExp(`name="${name}"`, 'i'));
+      const statik = handlers.search(/name="StaticFile"/i);
+      checks.push(
+        ours < 0
+          ? { name: `handler ${v.name}`, status: 'fail', detail: `no handler mapping ${name} at ${location}: requests get 404 (or StaticFile serves them)`, fix: 'run install.exe' }
+          : statik >= 0 && statik < ours
+            ? {
+                name: `handler ${v.name}`,
+                status: 'fail',
+                detail: `StaticFile comes before ${name}: requests get 404 instead of reaching the extension`,
+                fix: `IIS Manager → ${location} → Handler Mappings → View Ordered List: move ${name} above StaticFile (or remove and install again)`,
+              }
+            : { name: `handler ${v.name}`, status: 'ok', detail: `${name} is mapped before StaticFile` },
+      );
+    }
+    // A script map (requireAccess=Script) needs Script in the section's accessPolicy.
+    if (v.scriptMaps.some((m) => m.extension !== '*')) {
+      const policy = appcmd(`list config ${q(location)} /section:system.webServer/handlers /text:accessPolicy`).out.trim();
+      checks.push(
+        /script|execute/i.test(policy)
+          ? { name: `access policy ${v.name}`, status: 'ok', detail: `handlers accessPolicy is "${policy}"` }
+          : {
+              name: `access policy ${v.name}`,
+              status: 'fail',
+              detail: `the handlers accessPolicy at ${location} is "${policy}", without Script: script-mapped requests get 403.1 (Execute access forbidden)`,
+              fix: `${APPCMD} set config ${q(location)} /section:system.webServer/handlers /accessPolicy:"Read, Script" /commit:apphost`,
+            },
+      );
+    }
+    const mods = appcmd(`list config ${q(location)} /section:system.webServer/modules`);
+    if (mods.code === 0) {
+      checks.push(
+        /name="IsapiModule"/i.test(mods.out)
+          ? { name: `module ${v.name}`, status: 'ok', detail: `IsapiModule is enabled at ${location}` }
+          : {
+              name: `module ${v.name}`,
+              status: 'fail',
+              detail: `IsapiModule is not enabled at ${location} (system.webServer/modules): requests get 500.21 (handler has a bad module)`,
+              fix: `${APPCMD} set config ${q(location)} /section:system.webServer/modules /+"[name='IsapiModule']" /commit:apphost`,
+            },
+      );
+    }
+  }
+  if (params.virtualDirs.length) {
+    const restr = appcmd('list config /section:system.webServer/security/isapiCgiRestriction').out;
+    const esc = paths.dll.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    checks.push(
+      new RegExp(`path="${esc}"[^>]*allowed="true"`, 'i').test(restr)
+        ? { name: 'restriction list', status: 'ok', detail: `${paths.dll} is allowed` }
+        : {
+            name: 'restriction list',
+            status: 'fail',
+            detail: `${paths.dll} is not allowed in ISAPI and CGI Restrictions: requests get 404.2`,
+            fix: `${APPCMD} set config /section:system.webServer/security/isapiCgiRestriction /+"[path='${paths.dll}',allowed='True']" /commit:apphost`,
+          },
     );
   }
-  const restr = appcmd('list config /section:system.webServer/security/isapiCgiRestriction').out;
-  const esc = paths.dll.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  checks.push(
-    new RegExp(`path="${esc}"[^>]*allowed="true"`, 'i').test(restr)
-      ? { name: 'restriction list', status: 'ok', detail: `${paths.dll} is allowed` }
-      : {
-          name: 'restriction list',
-          status: 'fail',
-          detail: `${paths.dll} is not allowed in ISAPI and CGI Restrictions: requests get 404.2`,
-          fix: `${APPCMD} set config /section:system.webServer/security/isapiCgiRestriction /+"[path='${paths.dll}',allowed='True']" /commit:apphost`,
-        },
-  );
-  const account = identityAccount(params.appPool.identity, pool);
-  if (account) {
-    const r = spawnSync('icacls', [paths.folder], { encoding: 'utf8' });
-    const ok = (r.stdout ?? '').toLowerCase().includes(account.toLowerCase());
+  if (wantsFilter) {
+    const listed = appcmd(`list config ${q(site)} /section:system.webServer/isapiFilters`).out;
+    for (const f of params.filters) {
+      const dll = f.path === folder.bridge ? paths.dll : f.path;
+      const entry = new RegExp(`<add[^>]*name="${f.name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}"[^>]*>`, 'i').exec(listed)?.[0];
+      const pathOk = entry && entry.toLowerCase().includes(`path="${dll.toLowerCase()}"`);
+      const bitsOk = entry && new RegExp(`preCondition="[^"]*bitness${params.appPool.bitness}`, 'i').test(entry);
+      checks.push(
+        !entry
+          ? { name: `filter ${f.name}`, status: 'fail', detail: `site "${site}" has no ISAPI filter ${f.name}: it never runs`, fix: 'run install.exe' }
+          : !pathOk
+            ? { name: `filter ${f.name}`, status: 'fail', detail: `filter ${f.name} points elsewhere (${entry}), not to ${dll}`, fix: 'install.exe remove, then install.exe' }
+            : /enabled="false"/i.test(entry)
+              ? { name: `filter ${f.name}`, status: 'fail', detail: `filter ${f.name} is disabled`, fix: `IIS Manager → ${site} → ISAPI Filters: enable ${f.name}` }
+              : !bitsOk
+                ? {
+                    name: `filter ${f.name}`,
+                    status: 'warn',
+                    detail: `filter ${f.name} has no bitness${params.appPool.bitness} precondition: a ${params.appPool.bitness === 64 ? 32 : 64}-bit pool of the site would fail to load it (503)`,
+                    fix: 'install.exe remove, then install.exe',
+                  }
+                : { name: `filter ${f.name}`, status: 'ok', detail: `filter ${f.name} → ${dll} (${params.appPool.bitness}-bit pools of "${site}")` },
+      );
+    }
+  }
+  // What each identity really may do, as icacls reports it (a DENY wins over any grant).
+  const accounts = new Set<string>();
+  const own = params.virtualDirs.length ? identityAccount(params.appPool.identity, pool) : undefined;
+  if (own) accounts.add(own);
+  if (params.filters.some((f) => f.path === folder.bridge)) {
+    for (const line of appcmd(`list app /site.name:${q(site)} /text:applicationPool`).out.split(/\r?\n/)) if (line.trim()) accounts.add(`IIS AppPool\\${line.trim()}`);
+  }
+  const folderAcl = run(`${ICACLS} ${q(paths.folder)}`);
+  const logs = path.win32.join(paths.folder, 'logs');
+  const logsAcl = run(`${ICACLS} ${q(logs)}`);
+  for (const account of accounts) {
+    const f = rightsOf(folderAcl.out, account);
+    const l = rightsOf(logsAcl.out, account);
+    const problems: string[] = [];
+    const fixes: string[] = [];
+    if (folderAcl.code !== 0) problems.push(`icacls cannot read ${paths.folder}: ${folderAcl.out}`);
+    else if (f.denied || !canRead(f.rights)) {
+      problems.push(`${account} ${f.denied ? 'is denied access to' : 'cannot read and execute'} ${paths.folder}: the pool cannot load the DLL or start the worker (500, or 503 after rapid failures)`);
+      fixes.push(`${ICACLS} ${q(paths.folder)} /grant ${q(`${account}:(OI)(CI)RX`)}`);
+    }
+    if (logsAcl.code !== 0) {
+      problems.push(`${logs} is missing: the bridge cannot write its log`);
+      fixes.push(`mkdir ${q(logs)} && ${ICACLS} ${q(logs)} /grant ${q(`${account}:(OI)(CI)M`)}`);
+    } else if (l.denied || !canWrite(l.rights)) {
+      problems.push(`${account} cannot write to ${logs}: the bridge's log stays empty`);
+      fixes.push(`${ICACLS} ${q(logs)} /grant ${q(`${account}:(OI)(CI)M`)}`);
+    }
     checks.push(
-      ok
-        ? { name: 'folder rights', status: 'ok', detail: `${account} has rights on ${paths.folder}` }
-        : {
-            name: 'folder rights',
-            status: 'fail',
-            detail: `${account} has no rights on ${paths.folder}: the pool cannot load the DLL or start the worker (500)`,
-            fix: `icacls ${q(paths.folder)} /grant ${q(`${account}:(OI)(CI)RX`)}`,
-          },
+      problems.length
+        ? { name: `rights ${account}`, status: 'fail', detail: problems.join('; '), fix: fixes.join(' ; ') }
+        : { name: `rights ${account}`, status: 'ok', detail: `${account} may read and execute ${paths.folder} and modify ${logs}` },
     );
   }
   checks.push(checkWorkerLog(folder));

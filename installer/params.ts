@@ -17,13 +17,14 @@ import { DEFAULT_SITE } from './local_config';
 /** The export the installer reads from the user's script. */
 export const INSTALL_EXPORT = 'install';
 
-export const BUILTIN_VERBS = ['install', 'remove', 'uninstall', 'status', 'doctor', 'help'] as const;
+export const BUILTIN_VERBS = ['install', 'remove', 'uninstall', 'status', 'doctor', 'upgrade', 'help'] as const;
 
 export interface ScriptInstallExports {
   parameters: InstallParameters;
   hooks: { preInstall?: InstallHook; postInstall?: InstallHook; preRemove?: InstallHook; postRemove?: InstallHook };
   verbs: Record<string, CustomVerb>;
   exportsFilter: boolean;
+  exportsExtension: boolean;
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -55,7 +56,7 @@ export function scriptInstallExports(user: Record<string, unknown>, name: string
       else throw new InstallError(`${name}: custom verb '${verb}' must be a function or { description, run(ctx) }`);
     }
   }
-  return { parameters, hooks, verbs, exportsFilter: typeof user.__FilterFactory__ === 'function' };
+  return { parameters, hooks, verbs, exportsFilter: typeof user.__FilterFactory__ === 'function', exportsExtension: typeof user.__ExtensionFactory__ === 'function' };
 }
 
 function checkText(value: unknown, what: string): string {
@@ -118,7 +119,11 @@ export function resolveParameters(exp: ScriptInstallExports, folder: PackedFolde
   if (p.virtualDirs !== undefined && (!Array.isArray(p.virtualDirs) || p.virtualDirs.length === 0)) {
     throw new InstallError(`install.virtualDirs must be a non-empty array of { name: '/path' } (or left out for /${folder.name})`);
   }
-  const vdirsIn = p.virtualDirs ?? [{ name: `/${folder.name}` }];
+  if (p.virtualDirs !== undefined && !exp.exportsExtension && exp.exportsFilter) {
+    throw new InstallError(`install.virtualDirs: this script exports no __ExtensionFactory__, only a filter: it serves no virtual directory (leave virtualDirs out)`);
+  }
+  // A filter-only script serves no URL of its own: no application, no handler, no pool.
+  const vdirsIn = p.virtualDirs ?? (exp.exportsExtension || !exp.exportsFilter ? [{ name: `/${folder.name}` }] : []);
   const names = new Set<string>();
   const virtualDirs: ResolvedVirtualDir[] = vdirsIn.map((v: unknown, i) => {
     if (!isObject(v)) throw new InstallError(`install.virtualDirs[${i}] must be an object like { name: '/hello' }`);
@@ -131,7 +136,9 @@ export function resolveParameters(exp: ScriptInstallExports, folder: PackedFolde
 
   if (p.filters !== undefined && !Array.isArray(p.filters)) throw new InstallError(`install.filters must be an array of { name, path }`);
   const filterNames = new Set<string>();
-  const filters = (p.filters ?? []).map((f: unknown, i) => {
+  // A script that exports __FilterFactory__ gets its filter registered unless it lists its own.
+  const filtersIn = p.filters ?? (exp.exportsFilter ? [{ name: `node-isapi-${folder.name}`, description: `${folder.name} (node-isapi filter)` }] : []);
+  const filters = filtersIn.map((f: unknown, i) => {
     if (!isObject(f)) throw new InstallError(`install.filters[${i}] must be an object like { name: 'rewrite', path: '_rewrite.dll' }`);
     if (f.name === undefined || f.name === '') throw new InstallError(`install.filters[${i}] has no name: give each filter a name unique in the site`);
     const name = checkText(f.name, `install.filters[${i}].name`);

@@ -1,6 +1,7 @@
 // <name>.install-state.json beside the bridge: what each install created, so `remove` undoes
 // exactly that and nothing else. One record per backend target (a config file, an IIS site).
-import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+// For IIS it is also the journal: rewritten (temp file + rename) before and after every step.
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { InstallError } from './errors';
 import type { PackedFolder } from './folder';
@@ -26,6 +27,8 @@ export interface IisStep {
   what: string;
   command: string;
   undo: string | null;
+  /** A folder the installer creates itself (the command is only shown). */
+  dir?: string;
 }
 
 export interface IisRecord {
@@ -34,6 +37,14 @@ export interface IisRecord {
   installedAt: string;
   /** The steps install applied, in order; remove runs their undo commands in reverse. */
   steps: IisStep[];
+  /**
+   * The journal: false from before the first step until the last one is done, so an install
+   * that was killed or failed half-way is known as such (install resumes it, remove undoes it).
+   * Absent in records written before the journal existed (they were complete).
+   */
+  complete?: boolean;
+  /** The step that had started when the record was last written (it may or may not have run). */
+  pending?: IisStep;
 }
 
 export type InstallRecord = LocalRecord | IisRecord;
@@ -67,7 +78,14 @@ export function writeState(folder: PackedFolder, state: InstallState): void {
     return;
   }
   const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, JSON.stringify(state, null, 2) + '\n');
+  // Flushed before the rename: after a power cut the journal is the old one or the new one.
+  const fd = openSync(tmp, 'w');
+  try {
+    writeSync(fd, JSON.stringify(state, null, 2) + '\n');
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
   renameSync(tmp, file);
 }
 

@@ -13,6 +13,8 @@ export interface ManifestFile {
 export interface Manifest {
   manifestVersion: 1;
   name: string;
+  /** The application's version (the nearest package.json above the script; 0.0.0 without one). */
+  appVersion?: string;
   target: Target;
   node: string;
   nodeIsapi: string;

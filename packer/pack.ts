@@ -9,6 +9,7 @@ import { describeFile, manifestFileName, type Manifest } from './manifest';
 import { DEFAULT_NODE_VERSION, ensureNodeBinary } from './node_binary';
 import { bridgeBinary, hostTarget, packageRoot, TARGETS, type Target } from './paths';
 import { buildSea } from './sea';
+import { setPeVersion, type VersionInfo } from './pe_resource';
 import { bundleInstaller } from '../installer/build';
 import { UserError } from './user_error';
 
@@ -70,6 +71,37 @@ export function extensionName(script: string): string {
   return base;
 }
 
+function nodeIsapiVersion(): string {
+  return (JSON.parse(readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+/**
+ * The application's name and version for the Windows version resources: from the nearest
+ * package.json above the script (its name, version, author, license), else the script's name
+ * and 0.0.0.
+ */
+export function appIdentity(script: string, name: string): { product: string; version: string; company?: string; copyright?: string } {
+  for (let dir = path.dirname(script); ; dir = path.dirname(dir)) {
+    const file = path.join(dir, 'package.json');
+    if (existsSync(file)) {
+      try {
+        const pkg = JSON.parse(readFileSync(file, 'utf8')) as { name?: string; version?: string; author?: string | { name?: string }; license?: string };
+        const author = typeof pkg.author === 'string' ? pkg.author.replace(/\s*[<(].*$/, '') : pkg.author?.name;
+        return {
+          product: pkg.name ? `${name} (${pkg.name})` : name,
+          version: pkg.version ?? '0.0.0',
+          company: author || undefined,
+          copyright: author ? `${author}${pkg.license ? `, ${pkg.license} license` : ''}` : undefined,
+        };
+      } catch {
+        break;
+      }
+    }
+    if (path.dirname(dir) === dir) break;
+  }
+  return { product: name, version: '0.0.0' };
+}
+
 export async function pack(o: PackOptions): Promise<PackResult> {
   const log = o.log ?? (() => {});
   const target = o.target ?? hostTarget();
@@ -125,9 +157,26 @@ export async function pack(o: PackOptions): Promise<PackResult> {
     const described = await step('describe', () => describeScript(hostNode, bundleFile, path.relative(process.cwd(), script)), (d) =>
       [d.extension && 'extension', d.filter && `filter (flags 0x${d.filterFlags.toString(16)})`].filter(Boolean).join(' + '),
     );
+    const app = appIdentity(script, name);
+    const version = (fileName: string, description: string, kind: VersionInfo['kind']): VersionInfo | undefined =>
+      win
+        ? {
+            product: app.product,
+            description,
+            version: app.version,
+            fileName,
+            kind,
+            company: app.company,
+            copyright: app.copyright,
+            comments: `packed by node-isapi ${nodeIsapiVersion()} with Node ${nodeVersion}`,
+          }
+        : undefined;
     const workerFile = path.join(staging, win ? `${name}.exe` : name);
     await step('sea', () =>
-      buildSea({ main: bundleFile, blobMaker: hostNode, targetNode, output: workerFile, workDir: work, sameplatform: target === hostTarget(), assets: bundled.assets }),
+      buildSea({
+        main: bundleFile, blobMaker: hostNode, targetNode, output: workerFile, workDir: work, sameplatform: target === hostTarget(), assets: bundled.assets,
+        version: version(path.basename(workerFile), `${app.product} (node-isapi worker)`, 'app'),
+      }),
       () => path.basename(workerFile),
     );
 
@@ -138,20 +187,30 @@ export async function pack(o: PackOptions): Promise<PackResult> {
     const installerFile = path.join(staging, win ? 'install.exe' : 'install');
     if (installerFile === workerFile) throw new UserError(`a script named '${name}' would overwrite the folder's installer: rename the script`);
     await step('sea', () =>
-      buildSea({ main: installerBundle, blobMaker: hostNode, targetNode, output: installerFile, workDir: work, sameplatform: target === hostTarget() }),
+      buildSea({
+        main: installerBundle, blobMaker: hostNode, targetNode, output: installerFile, workDir: work, sameplatform: target === hostTarget(),
+        version: version('install.exe', `${app.product} installer (node-isapi)`, 'app'),
+      }),
       () => path.basename(installerFile),
     );
 
     const bridgeFile = path.join(staging, `_${name}${win ? '.dll' : '.so'}`);
     copyFileSync(bridge, bridgeFile);
+    const bridgeVersion = version(path.basename(bridgeFile), `${app.product} ISAPI bridge (node-isapi)`, 'dll');
+    if (bridgeVersion) {
+      // The bridge is built with a placeholder version resource (native/bridge/bridge_version.rc).
+      const stamped = setPeVersion(readFileSync(bridgeFile), bridgeVersion);
+      if (stamped) writeFileSync(bridgeFile, stamped.image);
+      else log(`warning: ${path.basename(bridgeFile)} keeps the bridge's own version resource (unexpected PE layout)`);
+    }
 
-    const pkg = JSON.parse(readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version: string };
     const manifest: Manifest = {
       manifestVersion: 1,
       name,
+      appVersion: app.version,
       target,
       node: nodeVersion,
-      nodeIsapi: pkg.version,
+      nodeIsapi: nodeIsapiVersion(),
       script: path.relative(process.cwd(), script).split(path.sep).join('/'),
       packedAt: new Date().toISOString(),
       entryPoints: { extension: described.extension, filter: described.filter },

@@ -10,6 +10,7 @@
 // data directories, the .rsrc directory tree).
 
 const RT_RCDATA = 10;
+const RT_VERSION = 16;
 const DIR_RESOURCE = 2;
 const DIR_SECURITY = 4;
 const DIR_BASERELOC = 5;
@@ -262,6 +263,151 @@ export interface PeInjectResult {
  * Throws if the resource already exists.
  */
 export function addPeResource(exe: Buffer, name: string, data: Buffer): PeInjectResult | undefined {
+  return rewritePeResources(exe, (tree) => {
+    let types = tree.entries.find((e) => e.id === RT_RCDATA)?.node;
+    if (!types) {
+      types = { kind: 'dir', characteristics: 0, timestamp: 0, major: 0, minor: 0, entries: [] };
+      tree.entries.push({ id: RT_RCDATA, node: types });
+    }
+    if (types.kind !== 'dir') return false;
+    const upper = name.toUpperCase();
+    if (types.entries.some((e) => typeof e.id === 'string' && e.id.toUpperCase() === upper)) {
+      throw new Error(`the executable already has a ${upper} resource (was it packed already?)`);
+    }
+    types.entries.push({
+      id: upper,
+      node: {
+        kind: 'dir', characteristics: 0, timestamp: 0, major: 0, minor: 0,
+        entries: [{ id: 0, node: { kind: 'leaf', data, codepage: 0 } }],
+      },
+    });
+    return true;
+  });
+}
+
+/** What a packed executable or DLL says about itself in Explorer's Details tab and to tools. */
+export interface VersionInfo {
+  /** ProductName, e.g. the script's package name. */
+  product: string;
+  /** FileDescription. */
+  description: string;
+  /** Dotted version, up to four numbers (the rest of a semver such as -beta.1 is kept in the strings). */
+  version: string;
+  /** OriginalFilename and InternalName. */
+  fileName: string;
+  company?: string;
+  copyright?: string;
+  comments?: string;
+  kind: 'app' | 'dll';
+}
+
+/** The four 16-bit numbers of a version string ("1.2.3-beta" → [1, 2, 3, 0]). */
+export function versionNumbers(v: string): [number, number, number, number] {
+  const nums = (/^\d+(\.\d+){0,3}/.exec(v)?.[0] ?? '0').split('.').map((n) => Math.min(65535, Number(n)));
+  while (nums.length < 4) nums.push(0);
+  return nums as [number, number, number, number];
+}
+
+/** A VS_VERSIONINFO block (the RT_VERSION resource), US English, Unicode (040904b0). */
+export function versionResource(info: VersionInfo): Buffer {
+  const pad = (b: Buffer) => (b.length % 4 ? Buffer.concat([b, Buffer.alloc(4 - (b.length % 4))]) : b);
+  // A version block: header, key, padding, value, padding, children; wLength excludes the final padding.
+  const block = (key: string, type: 0 | 1, value: Buffer, valueLength: number, children: Buffer[] = []): Buffer => {
+    const keyBytes = Buffer.from(key + '\0', 'utf16le');
+    const head = pad(Buffer.concat([Buffer.alloc(6), keyBytes]));
+    const body = Buffer.concat([head, pad(value), ...children.map(pad)]);
+    const unpadded = children.length ? body.length - ((4 - (children[children.length - 1]!.length % 4)) % 4) : head.length + value.length;
+    body.writeUInt16LE(unpadded, 0);
+    body.writeUInt16LE(valueLength, 2);
+    body.writeUInt16LE(type, 4);
+    return body.subarray(0, unpadded);
+  };
+  const [a, b, c, d] = versionNumbers(info.version);
+  const fixed = Buffer.alloc(52);
+  fixed.writeUInt32LE(0xfeef04bd, 0);
+  fixed.writeUInt32LE(0x00010000, 4);
+  fixed.writeUInt32LE(((a << 16) | b) >>> 0, 8);
+  fixed.writeUInt32LE(((c << 16) | d) >>> 0, 12);
+  fixed.writeUInt32LE(((a << 16) | b) >>> 0, 16);
+  fixed.writeUInt32LE(((c << 16) | d) >>> 0, 20);
+  fixed.writeUInt32LE(0x3f, 24); // VS_FFI_FILEFLAGSMASK
+  fixed.writeUInt32LE(0, 28);
+  fixed.writeUInt32LE(0x40004, 32); // VOS_NT_WINDOWS32
+  fixed.writeUInt32LE(info.kind === 'dll' ? 2 : 1, 36); // VFT_DLL / VFT_APP
+  const strings: Array<[string, string | undefined]> = [
+    ['CompanyName', info.company],
+    ['FileDescription', info.description],
+    ['FileVersion', info.version],
+    ['InternalName', info.fileName],
+    ['LegalCopyright', info.copyright],
+    ['OriginalFilename', info.fileName],
+    ['ProductName', info.product],
+    ['ProductVersion', info.version],
+    ['Comments', info.comments],
+  ];
+  const entries = strings
+    .filter((e): e is [string, string] => !!e[1])
+    .map(([k, v]) => block(k, 1, Buffer.from(v + '\0', 'utf16le'), v.length + 1));
+  const table = block('040904b0', 1, Buffer.alloc(0), 0, entries);
+  const stringInfo = block('StringFileInfo', 1, Buffer.alloc(0), 0, [table]);
+  const translation = Buffer.alloc(4);
+  translation.writeUInt16LE(0x0409, 0);
+  translation.writeUInt16LE(1200, 2);
+  const varInfo = block('VarFileInfo', 1, Buffer.alloc(0), 0, [block('Translation', 0, translation, 4)]);
+  return block('VS_VERSION_INFO', 0, fixed, 52, [stringInfo, varInfo]);
+}
+
+/**
+ * Replaces every RT_VERSION resource with one for `info` (node.exe's says "Node.js"; a packed
+ * worker or installer should name the application). Undefined: a layout this code leaves alone.
+ */
+export function setPeVersion(exe: Buffer, info: VersionInfo): PeInjectResult | undefined {
+  return rewritePeResources(exe, (tree) => {
+    tree.entries = tree.entries.filter((e) => e.id !== RT_VERSION);
+    tree.entries.push({
+      id: RT_VERSION,
+      node: {
+        kind: 'dir', characteristics: 0, timestamp: 0, major: 0, minor: 0,
+        entries: [{ id: 1, node: { kind: 'dir', characteristics: 0, timestamp: 0, major: 0, minor: 0, entries: [{ id: 0x409, node: { kind: 'leaf', data: versionResource(info), codepage: 0 } }] } }],
+      },
+    });
+    return true;
+  });
+}
+
+/** RT_VERSION's StringFileInfo values of a PE image (for checks and `isapi` diagnostics). */
+export function readPeVersionStrings(exe: Buffer): Record<string, string> {
+  const img = new PeImage(exe);
+  const tree = readResourceTree(img, img.dir(DIR_RESOURCE).rva);
+  const type = tree.entries.find((e) => e.id === RT_VERSION)?.node;
+  const first = (n: ResourceDir | ResourceLeaf | undefined): ResourceLeaf | undefined =>
+    !n ? undefined : n.kind === 'leaf' ? n : first(n.entries[0]?.node);
+  const data = first(type)?.data;
+  const out: Record<string, string> = {};
+  if (!data) return out;
+  // Each block: wLength, wValueLength, wType (1: text, length in characters), key, value, children.
+  const walk = (pos: number, end: number) => {
+    while (pos + 6 <= end) {
+      const len = data.readUInt16LE(pos);
+      if (len < 6) return;
+      const valueLen = data.readUInt16LE(pos + 2);
+      const type = data.readUInt16LE(pos + 4);
+      let k = pos + 6;
+      while (k + 1 < pos + len && data.readUInt16LE(k) !== 0) k += 2;
+      const key = data.toString('utf16le', pos + 6, k);
+      const value = align(k + 2, 4);
+      const valueBytes = type === 1 ? valueLen * 2 : valueLen;
+      if (type === 1 && valueLen > 0) out[key] = data.toString('utf16le', value, value + valueBytes).replace(/\0+$/, '');
+      walk(align(value + valueBytes, 4), pos + len);
+      pos = align(pos + len, 4);
+    }
+  };
+  walk(0, data.length);
+  return out;
+}
+
+/** Rebuilds the resource section with `mutate`'s changes; undefined for a layout not handled. */
+function rewritePeResources(exe: Buffer, mutate: (tree: ResourceDir) => boolean): PeInjectResult | undefined {
   let img: PeImage;
   try {
     img = new PeImage(exe);
@@ -296,8 +442,10 @@ export function addPeResource(exe: Buffer, name: string, data: Buffer): PeInject
   const sec = img.dir(DIR_SECURITY);
   const fileEnd = sec.size ? sec.rva : exe.length;
   if (fileEnd !== sectionsEnd || (sec.size && sec.rva + sec.size !== exe.length)) return undefined;
-  for (let i = 1; i < img.sections.length; i++) {
-    if (img.sections[i]!.rawPtr < img.sections[i - 1]!.rawPtr) return undefined;
+  // File order must follow section order; sections without file data (.bss) do not count.
+  const backed = img.sections.filter((x) => x.rawSize > 0);
+  for (let i = 1; i < backed.length; i++) {
+    if (backed[i]!.rawPtr < backed[i - 1]!.rawPtr) return undefined;
   }
 
   let tree: ResourceDir;
@@ -306,23 +454,7 @@ export function addPeResource(exe: Buffer, name: string, data: Buffer): PeInject
   } catch {
     return undefined;
   }
-  let types = tree.entries.find((e) => e.id === RT_RCDATA)?.node;
-  if (!types) {
-    types = { kind: 'dir', characteristics: 0, timestamp: 0, major: 0, minor: 0, entries: [] };
-    tree.entries.push({ id: RT_RCDATA, node: types });
-  }
-  if (types.kind !== 'dir') return undefined;
-  const upper = name.toUpperCase();
-  if (types.entries.some((e) => typeof e.id === 'string' && e.id.toUpperCase() === upper)) {
-    throw new Error(`the executable already has a ${upper} resource (was it packed already?)`);
-  }
-  types.entries.push({
-    id: upper,
-    node: {
-      kind: 'dir', characteristics: 0, timestamp: 0, major: 0, minor: 0,
-      entries: [{ id: 0, node: { kind: 'leaf', data, codepage: 0 } }],
-    },
-  });
+  if (!mutate(tree)) return undefined;
   sortEntries(tree);
 
   const section = writeResourceTree(tree, rsrc.va);

@@ -3,7 +3,7 @@
 import { spawnSync } from 'node:child_process';
 import { closeSync, copyFileSync, chmodSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { addPeResource, flipSeaFuse } from './pe_resource';
+import { addPeResource, flipSeaFuse, setPeVersion, type VersionInfo } from './pe_resource';
 import { UserError } from './user_error';
 
 const SENTINEL_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
@@ -21,6 +21,8 @@ export interface SeaOptions {
   sameplatform: boolean;
   /** Files carried inside the executable (name → path), read with require('node:sea').getAsset(name). */
   assets?: Record<string, string>;
+  /** Windows: the version resource that replaces node.exe's ("Node.js", OriginalFilename node.exe). */
+  version?: VersionInfo;
 }
 
 export async function buildSea(o: SeaOptions): Promise<void> {
@@ -47,7 +49,8 @@ export async function buildSea(o: SeaOptions): Promise<void> {
     const injected = addPeResource(readFileSync(o.targetNode), 'NODE_SEA_BLOB', readFileSync(blob));
     if (injected) {
       flipSeaFuse(injected.image, SENTINEL_FUSE);
-      writeFileSync(o.output, injected.image, { mode: 0o755 });
+      const image = (o.version && setPeVersion(injected.image, o.version)?.image) || injected.image;
+      writeFileSync(o.output, image, { mode: 0o755 });
       chmodSync(o.output, 0o755);
       return;
     }

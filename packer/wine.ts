@@ -71,13 +71,19 @@ export function temporaryWinePrefix(label = 'wine'): string {
 
 /** The environment Wine programs run with: the caller's, plus the prefix and quiet Wine. */
 export function wineEnv(prefix: string, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const base = { ...process.env, ...extra };
+  // Wine turns the Linux command line into UTF-16 with the locale's character set: under the C
+  // locale a path such as …/fü/… arrives as "fÃ¼". Paths here are UTF-8, so say so.
+  const locale = base.LC_ALL || base.LC_CTYPE || base.LANG || '';
+  const utf8 = /utf-?8/i.test(locale) ? {} : { LC_ALL: undefined, LC_CTYPE: 'C.UTF-8' };
   return {
-    ...process.env,
-    ...extra,
+    ...base,
+    ...utf8,
     WINEPREFIX: prefix,
     WINEDEBUG: '-all',
-    // No Mono/Gecko installer prompts when the prefix is created (nothing here needs them).
-    WINEDLLOVERRIDES: 'mscoree,mshtml=',
+    // No Mono/Gecko installer prompts when the prefix is created (nothing here needs them);
+    // a caller's own overrides come after.
+    WINEDLLOVERRIDES: ['mscoree,mshtml=', extra.WINEDLLOVERRIDES].filter(Boolean).join(';'),
   };
 }
 
@@ -184,6 +190,36 @@ export function runWine(exe: string, args: string[], o: WineRunOptions): { code:
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** runWine without blocking the event loop (test runners and servers keep answering meanwhile). */
+export function runWineAsync(exe: string, args: string[], o: WineRunOptions): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const tools = requireWine();
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'isapi-wine-run-'));
+  const outFile = path.join(dir, 'stdout');
+  const errFile = path.join(dir, 'stderr');
+  writeFileSync(outFile, '');
+  writeFileSync(errFile, '');
+  return new Promise((resolve) => {
+    const p = spawn('sh', ['-c', 'exec "$@" >"$ISAPI_OUT" 2>"$ISAPI_ERR" </dev/null', 'sh', tools.wine, exe, ...args], {
+      cwd: o.cwd,
+      env: { ...wineEnv(o.prefix, o.env), ISAPI_OUT: outFile, ISAPI_ERR: errFile },
+      stdio: 'ignore',
+    });
+    const timer = setTimeout(() => p.kill('SIGKILL'), o.timeoutMs ?? 120_000);
+    const done = (code: number | null, error?: Error) => {
+      clearTimeout(timer);
+      const result = {
+        code,
+        stdout: readFileSync(outFile, 'utf8').replace(/\r\n/g, '\n'),
+        stderr: readFileSync(errFile, 'utf8').replace(/\r\n/g, '\n') + (error ? `\n${error.message}` : ''),
+      };
+      rmSync(dir, { recursive: true, force: true });
+      resolve(result);
+    };
+    p.once('error', (e) => done(null, e));
+    p.once('exit', (code) => done(code));
+  });
 }
 
 const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;

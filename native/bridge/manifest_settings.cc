@@ -1,8 +1,15 @@
 #include "manifest_settings.h"
 
+#include <cstdio>
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
+#include <string>
+
+#ifdef _WIN32
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+#include <windows.h>
+#endif
 
 namespace isapi::bridge {
 
@@ -24,15 +31,29 @@ std::string scalar(const std::string& json, const std::string& key) {
   return json.substr(at, end == std::string::npos ? std::string::npos : end - at);
 }
 
+// The path is UTF-8 (this_module_path()). On Windows a narrow fopen/ifstream would read it in
+// the ANSI code page, so a folder such as C:\inetpub\fü\ would not open: use the wide API.
+FILE* open_utf8(const std::string& path) {
+#ifdef _WIN32
+  int n = MultiByteToWideChar(CP_UTF8, 0, path.data(), int(path.size()), nullptr, 0);
+  std::wstring w(size_t(n > 0 ? n : 0), L'\0');
+  if (n > 0) MultiByteToWideChar(CP_UTF8, 0, path.data(), int(path.size()), w.data(), n);
+  return _wfopen(w.c_str(), L"rb");
+#else
+  return std::fopen(path.c_str(), "rb");
+#endif
+}
+
 }  // namespace
 
 ManifestSettings read_manifest_settings(const std::string& manifestPath) {
   ManifestSettings s;
-  std::ifstream in(manifestPath, std::ios::binary);
-  if (!in) return s;
-  std::stringstream buf;
-  buf << in.rdbuf();
-  std::string json = buf.str();
+  FILE* f = open_utf8(manifestPath);
+  if (!f) return s;
+  std::string json;
+  char buf[8192];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) json.append(buf, n);
+  std::fclose(f);
   s.found = true;
   s.filterFlags = uint32_t(std::strtoul(scalar(json, "filterFlags").c_str(), nullptr, 10));
   s.filterFailClosed = scalar(json, "filterFailurePolicy") != "pass-through";

@@ -62,6 +62,7 @@ long long ParseNumber(const std::string& opt, const char* value, long long min, 
 }  // namespace
 
 int main(int argc, char** argv) {
+  argv = isapi_host::Utf8Arguments(&argc, argv);
   ServerConfig cfg;
   bool stopOnStdinClose = false;
   for (int i = 1; i < argc; i++) {

@@ -52,9 +52,10 @@ bool Server::Start(std::string* err) {
     root_ = WithTrailingSep(fs::weakly_canonical(root, ec).string());
   }
   for (const auto& vd : config_.vdirs) {
-    fs::path lib = fs::absolute(vd.second, ec);
+    // Library paths are UTF-8 (Utf8Arguments); a narrow fs::path would read them as ANSI on Windows.
+    fs::path lib = fs::absolute(fs::u8path(vd.second), ec);
     if (!ec) lib = fs::weakly_canonical(lib, ec);
-    if (!vdirs_.Add(vd.first, lib.string(), err)) return false;
+    if (!vdirs_.Add(vd.first, lib.u8string(), err)) return false;
   }
   if (!config_.access_log.empty()) {
     access_log_.reset(new AccessLog());
@@ -83,12 +84,12 @@ bool Server::Start(std::string* err) {
   };
   // Filters load first (IIS loads global filters when the worker process starts).
   for (const std::string& f : config_.filters) {
-    fs::path lib = fs::absolute(f, ec);
+    fs::path lib = fs::absolute(fs::u8path(f), ec);
     if (!ec) lib = fs::weakly_canonical(lib, ec);
-    void* h = open_library(lib.string(), "filter");
+    void* h = open_library(lib.u8string(), "filter");
     if (!h) return false;
     std::unique_ptr<IsapiFilter> filter(new IsapiFilter());
-    if (!filter->Load(lib.string(), h, err)) return false;
+    if (!filter->Load(lib.u8string(), h, err)) return false;
     filters_.Add(filter.get());
     filter_libs_.push_back(std::move(filter));
   }

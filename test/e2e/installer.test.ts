@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runInstaller } from '../../installer/main';
-import { MemoryServer, planIisInstall } from '../../installer/iis';
+import { MemoryServer, planIisInstall, q, splitCommandLine } from '../../installer/iis';
 import { loadFolder } from '../../installer/folder';
 import { parseHostConfig } from '../../installer/local_config';
 import { resolveParameters, scriptInstallExports } from '../../installer/params';
@@ -200,7 +200,7 @@ describe('install into the local host', () => {
     const file = path.join(work, 'doctor.json');
     rmSync(file, { force: true });
     const missing = install(hello, ['doctor', '--config', file]);
-    expect(missing.code).toBe(1);
+    expect(missing.code).toBe(6);
     expect(missing.stdout).toMatch(/^FAIL config: .*doctor\.json does not exist\n +fix: run install --config/m);
     expect(install(hello, ['--config', file]).code).toBe(0);
     const ok = install(hello, ['doctor', '--config', file]);
@@ -226,6 +226,58 @@ describe('install into the local host', () => {
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/^isapi: .*\/a sets ISAPI_WORKERS=2 but \/b sets ISAPI_WORKERS=3; isapi-host runs every application in one process/);
   });
+});
+
+describe('upgrade: a new folder replaces an installed one', () => {
+  it('takes the folder offline, replaces the files that changed, installs, and brings it back', async () => {
+    const live = copyFolder('hello');
+    const file = path.join(work, 'upgrade.json');
+    rmSync(file, { force: true });
+    expect(install(live, ['--config', file]).code).toBe(0);
+    // Version 2 of the same script, packed for real.
+    const src = path.join(work, 'upgrade-src');
+    mkdirSync(src, { recursive: true });
+    writeFileSync(
+      path.join(src, 'hello.ts'),
+      readFileSync(path.join(root, 'examples', 'hello.ts'), 'utf8').replace('Hello from TypeScript', 'Hello from version 2'),
+    );
+    const packedNew = spawnSync(process.execPath, [isapiCli, 'pack', path.join(src, 'hello.ts'), '--out', path.join(src, 'dist')], { cwd: root, encoding: 'utf8' });
+    expect(packedNew.status, packedNew.stderr).toBe(0);
+    const fresh = path.join(src, 'dist', 'hello');
+
+    const dry = install(fresh, ['upgrade', live, '--config', file, '--dry-run']);
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout).toContain(`~ would replace ${path.join(live, 'hello')}`);
+    expect(readFileSync(path.join(live, 'hello')).equals(readFileSync(path.join(fresh, 'hello')))).toBe(false);
+
+    const before = readFileSync(file, 'utf8');
+    const r = install(fresh, ['upgrade', live, '--config', file]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`upgraded ${live}: hello`);
+    for (const f of ['hello', 'install', 'hello.manifest.json']) expect(readFileSync(path.join(live, f)).equals(readFileSync(path.join(fresh, f)))).toBe(true);
+    expect(existsSync(path.join(live, 'app_offline.htm'))).toBe(false);
+    expect(readdirSync(live).filter((f) => f.includes('.replaced-'))).toEqual([]);
+    // Same parameters: the config and the install record stay as they were.
+    expect(readFileSync(file, 'utf8')).toBe(before);
+    expect(readState(loadFolder(live)).installs).toHaveLength(1);
+    const host = await serveConfig(file);
+    try {
+      expect(await (await fetch(`${host.url}/hello/`)).text()).toBe('Hello from version 2\n');
+    } finally {
+      await host.stop();
+    }
+
+    // An app_offline.htm someone else put there stays; a folder of another script is refused.
+    writeFileSync(path.join(live, 'app_offline.htm'), 'maintenance');
+    expect(install(fresh, ['upgrade', live, '--config', file]).code).toBe(0);
+    expect(readFileSync(path.join(live, 'app_offline.htm'), 'utf8')).toBe('maintenance');
+    rmSync(path.join(live, 'app_offline.htm'));
+    const other = install(fresh, ['upgrade', copyFolder('echo'), '--config', file]);
+    expect(other.code).toBe(1);
+    expect(other.stderr).toContain("holds 'echo', this folder 'hello'");
+    expect(install(live, ['remove', '--config', file]).code).toBe(0);
+  }, 120_000);
 });
 
 describe('bad parameters fail clearly and change nothing', () => {
@@ -259,7 +311,7 @@ describe('bad parameters fail clearly and change nothing', () => {
     expect(local.stderr).toMatch(/^install: site 'Intranet' does not exist in .*bad\.json: the file describes one site, 'Default Web Site'/);
     expect(readFileSync(file(), 'utf8')).toBe(before);
     const iis = install(hello, ['--iis', '--dry-run', '--site', 'Intranet']);
-    expect(iis.code).toBe(1);
+    expect(iis.code).toBe(3);
     expect(iis.stderr).toMatch(/^install: IIS has no site named 'Intranet' \(dry run on linux.*\): pass --site with an existing site/);
   });
 
@@ -277,7 +329,7 @@ describe('bad parameters fail clearly and change nothing', () => {
         },
       },
     });
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(4);
     expect(r.err).toContain('install failed and was rolled back');
     expect(r.err).toContain('database unreachable');
   });
@@ -372,15 +424,91 @@ describe('the IIS plan (appcmd), against golden files', () => {
     const params = resolveParameters(scriptInstallExports(user, 'hello'), f);
     const server = new MemoryServer('simulated server with sites "Default Web Site" and "Intranet"', ['Default Web Site', 'Intranet']);
     const paths = { folder: `${PHYSICAL}\\hello`, dll: `${PHYSICAL}\\hello\\_hello.dll` };
-    const plan = planIisInstall(f, params, paths, server, readState(f));
+    // A '/' virtual directory changes the whole site: refused unless --site-root says so.
+    expect(() => planIisInstall(f, params, paths, server, readState(f))).toThrow(
+      /install\.virtualDirs has '\/', the root of site "Intranet"; installing there changes the whole site:\n  - the root application of "Intranet" moves from DefaultAppPool to HelloPool.*\nRun install --site-root to accept that/s,
+    );
+    const plan = planIisInstall(f, params, paths, server, readState(f), { siteRoot: true });
     checkGolden('params.install.txt', formatPlan(plan.plan, 'hello') + '\n');
 
     // A changed parameter on a server that has the rest: only the difference, then a recycle.
     for (const s of plan.steps) server.apply(s);
     const record = { backend: 'iis' as const, site: 'Intranet', installedAt: '', steps: plan.steps };
     const changed = resolveParameters(scriptInstallExports({ install: { ...user.install, workers: 8 } }, 'hello'), f);
-    const again = planIisInstall(f, changed, paths, server, { stateVersion: 1, name: 'hello', installs: [record] });
+    const again = planIisInstall(f, changed, paths, server, { stateVersion: 1, name: 'hello', installs: [record] }, { siteRoot: true });
     checkGolden('params.change.txt', formatPlan(again.plan, 'hello') + '\n');
+  });
+
+  it('a script that exports __FilterFactory__ gets its filter; the examples declare what they serve', () => {
+    // redirector-with-filter: extension + filter; it serves /redirector (its install export says so).
+    for (const [name, file] of [['redirector-with-filter', 'redirector-with-filter'], ['security-headers', 'security-headers']] as const) {
+      const folder = packed(name);
+      const args = ['--iis', '--dry-run', '--physical-path', `${PHYSICAL}\\${name}`];
+      const inst = spawnSync(path.join(folder, 'install'), args, { encoding: 'utf8' });
+      expect(inst.stderr).toBe('');
+      checkGolden(`${file}.install.txt`, inst.stdout);
+      const rem = spawnSync(path.join(folder, 'install'), ['remove', ...args], { encoding: 'utf8' });
+      expect(rem.stderr).toBe('');
+      checkGolden(`${file}.remove.txt`, rem.stdout);
+    }
+    const withFilter = spawnSync(path.join(packed('redirector-with-filter'), 'install'), ['--iis', '--dry-run'], { encoding: 'utf8' }).stdout;
+    expect(withFilter).toContain("add app /site.name:\"Default Web Site\" /path:/redirector ");
+    expect(withFilter).toMatch(/isapiFilters \/\+"\[name='node-isapi-redirector-with-filter',path='[^']*_redirector-with-filter\.dll',enabled='true',preCondition='bitness64'\]"/);
+    // A filter-only script: no application, pool or handler; the site's pools get the rights.
+    const filterOnly = spawnSync(path.join(packed('security-headers'), 'install'), ['--iis', '--dry-run'], { encoding: 'utf8' }).stdout;
+    expect(filterOnly).not.toContain('add apppool');
+    expect(filterOnly).not.toContain('add app ');
+    expect(filterOnly).toContain('IIS AppPool\\DefaultAppPool:(OI)(CI)RX');
+  });
+
+  it('quoting: spaces, a trailing backslash, "&", "(", non-ASCII survive; apostrophes, quotes and "%" are refused before any change', async () => {
+    const plan = async (physical: string) => {
+      const out: string[] = [];
+      const err: string[] = [];
+      const code = await runInstaller({}, { folder: hello, argv: ['--iis', '--dry-run', '--physical-path', physical], out: (t) => out.push(t), err: (t) => err.push(t) });
+      return { code, out: out.join('\n'), err: err.join('\n') };
+    };
+    const odd = 'C:\\Program Files (x86)\\my app & co\\fü\\';
+    const r = await plan(odd);
+    expect(r.err).toBe('');
+    checkGolden('quoting.install.txt', r.out + '\n');
+    // Every line splits, as CommandLineToArgvW would, into the arguments meant.
+    const lines = r.out.split('\n').filter((l) => /^ {6}%windir%/.test(l)).map((l) => splitCommandLine(l.trim()));
+    const dir = odd.replace(/\\$/, '');
+    expect(lines.find((a) => a[1] === 'add' && a[2] === 'app')).toEqual([
+      '%windir%\\system32\\inetsrv\\appcmd.exe', 'add', 'app', '/site.name:Default Web Site', '/path:/hello', `/physicalPath:${dir}`, '/applicationPool:node-isapi-hello',
+    ]);
+    expect(lines.find((a) => a[0]!.endsWith('icacls.exe'))).toEqual(['%windir%\\system32\\icacls.exe', dir, '/grant', 'IIS AppPool\\node-isapi-hello:(OI)(CI)RX']);
+    for (const [bad, what] of [
+      ["C:\\inetpub\\o'brien", "an apostrophe (')"],
+      ['C:\\inetpub\\100%done', "'%'"],
+      ['C:\\inetpub\\say "hi"', 'a double quote'],
+    ]) {
+      const refused = await plan(bad!);
+      expect(refused.code).toBe(1);
+      expect(refused.err).toContain(`install: the physical path '${bad}' contains ${what}`);
+    }
+    expect(existsSync(path.join(hello, 'hello.install-state.json'))).toBe(false);
+  });
+
+  it('splitCommandLine follows CommandLineToArgvW (backslashes, quotes, doubled quotes)', () => {
+    expect(splitCommandLine('a "b c" d')).toEqual(['a', 'b c', 'd']);
+    expect(splitCommandLine('"C:\\my app\\\\" /x')).toEqual(['C:\\my app\\', '/x']);
+    expect(splitCommandLine('"C:\\my app\\" /x')).toEqual(['C:\\my app" /x']);
+    expect(splitCommandLine('a\\\\\\"b "c""d"')).toEqual(['a\\"b', 'c"d']);
+    expect(splitCommandLine('/p:"x y"z')).toEqual(['/p:x yz']);
+    for (const v of ['', 'plain', 'with space', 'trail\\', 'trail two\\\\', 'q"uote', 'back\\"slash quote', 'a & b', 'fü ñ']) {
+      expect(splitCommandLine(`x ${q(v)} y`)).toEqual(['x', v, 'y']);
+    }
+  });
+
+  it('--quiet --json: one JSON document with the exit code', () => {
+    const ok = install(hello, ['--iis', '--dry-run', '--quiet', '--json']);
+    expect(ok.code).toBe(0);
+    expect(JSON.parse(ok.stdout)).toMatchObject({ verb: 'install', backend: 'iis', dryRun: true, exitCode: 0 });
+    const bad = install(hello, ['--iis', '--dry-run', '--quiet', '--json', '--site', 'Nope']);
+    expect(bad.code).toBe(3);
+    expect(JSON.parse(bad.stdout)).toMatchObject({ exitCode: 3, error: expect.stringContaining("IIS has no site named 'Nope'") });
   });
 
   it('parameters: workerMemoryLimitMB becomes ISAPI_WORKER_MEMORY_LIMIT_MB; a bad value is refused by name', () => {

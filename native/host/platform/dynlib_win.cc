@@ -11,7 +11,11 @@ namespace isapi_host {
 void* DynlibOpen(const std::string& path, std::string* err) {
   // LOAD_WITH_ALTERED_SEARCH_PATH: the DLL's own folder is searched for its dependencies, as
   // IIS does for an extension. The bridge's Node-API imports are delay-loaded by the bridge.
-  HMODULE h = LoadLibraryExA(path.c_str(), nullptr, LOAD_WITH_ALTERED_SEARCH_PATH);
+  // The path is UTF-8 (Utf8Arguments): load it through the wide API.
+  int n = MultiByteToWideChar(CP_UTF8, 0, path.data(), int(path.size()), nullptr, 0);
+  std::wstring wide(size_t(n > 0 ? n : 0), L'\0');
+  if (n > 0) MultiByteToWideChar(CP_UTF8, 0, path.data(), int(path.size()), wide.data(), n);
+  HMODULE h = LoadLibraryExW(wide.c_str(), nullptr, LOAD_WITH_ALTERED_SEARCH_PATH);
   if (!h) {
     DWORD code = GetLastError();
     char buf[512] = {0};

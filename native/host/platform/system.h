@@ -9,6 +9,10 @@ namespace isapi_host {
 // WaitForTerminationSignal(); SIGPIPE is ignored; stdout/stderr write "\n" as is (no CRLF
 // translation on Windows), so the "listening" line is byte-identical on every platform.
 void PrepareProcess();
+// The command-line arguments in UTF-8. On Windows main()'s argv is in the ANSI code page, so a
+// library path such as C:\inetpub\fü\_x.dll would not survive; this rereads the command line
+// as UTF-16 (GetCommandLineW) and converts it. Elsewhere: argv as given.
+char** Utf8Arguments(int* argc, char** argv);
 // Blocks until SIGINT or SIGTERM (Ctrl+C / console close on Windows), or until standard input
 // closes once StopWhenStdinCloses() was called.
 void WaitForTerminationSignal();

@@ -21,6 +21,8 @@ sigset_t TerminationSet() {
 }
 }  // namespace
 
+char** Utf8Arguments(int*, char** argv) { return argv; }
+
 void PrepareProcess() {
   signal(SIGPIPE, SIG_IGN);
   sigset_t set = TerminationSet();

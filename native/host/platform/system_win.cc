@@ -10,6 +10,11 @@
 #include <string.h>
 #include <time.h>
 
+#include <shellapi.h>
+
+#include <string>
+#include <vector>
+
 #include "system.h"
 
 namespace isapi_host {
@@ -30,6 +35,28 @@ BOOL WINAPI OnConsoleControl(DWORD type) {
   }
 }
 }  // namespace
+
+char** Utf8Arguments(int* argc, char** argv) {
+  int n = 0;
+  LPWSTR* wide = CommandLineToArgvW(GetCommandLineW(), &n);
+  if (!wide) return argv;
+  // Kept for the life of the process, like argv itself.
+  static std::vector<std::string> storage;
+  static std::vector<char*> pointers;
+  storage.clear();
+  for (int i = 0; i < n; i++) {
+    int len = WideCharToMultiByte(CP_UTF8, 0, wide[i], -1, nullptr, 0, nullptr, nullptr);
+    std::string s(size_t(len > 0 ? len - 1 : 0), '\0');
+    if (len > 1) WideCharToMultiByte(CP_UTF8, 0, wide[i], -1, s.data(), len, nullptr, nullptr);
+    storage.push_back(std::move(s));
+  }
+  LocalFree(wide);
+  pointers.clear();
+  for (auto& s : storage) pointers.push_back(s.data());
+  pointers.push_back(nullptr);
+  *argc = n;
+  return pointers.data();
+}
 
 void PrepareProcess() {
   _setmode(_fileno(stdout), _O_BINARY);
