@@ -56,6 +56,7 @@ PoolConfig make_config() {
   std::string dir = dirname_of(cfg.bridgePath);
   std::string name = script_name_for(cfg.bridgePath);
   cfg.workerExe = dir + kSep + name + kExeSuffix;
+  cfg.appOfflinePath = dir + kSep + "app_offline.htm";
   std::string logDir = dir + kSep + "logs";
   cfg.logPath = logDir + kSep + name + ".log";
   make_directory(logDir);
@@ -65,6 +66,7 @@ PoolConfig make_config() {
   cfg.memoryLimitBytes = size_t(std::max(0, env_int("ISAPI_WORKER_MEMORY_LIMIT_MB", 0))) << 20;
   cfg.appName = name;
   cfg.pingTimeoutMs = env_int("ISAPI_PING_TIMEOUT_MS", 10000);
+  cfg.shutdownTimeoutMs = env_int("ISAPI_SHUTDOWN_TIMEOUT_MS", 10000);
   cfg.pingIntervalMs = std::max(50, std::min(1000, cfg.pingTimeoutMs / 4));
   cfg.rapidFailsPerMinute = env_int("ISAPI_RAPID_FAILS_PER_MINUTE", 10);
   cfg.rapidFailCooldownMs = env_int("ISAPI_RAPID_FAIL_COOLDOWN_MS", 60000);

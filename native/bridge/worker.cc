@@ -178,6 +178,7 @@ std::vector<InflightPtr> Worker::snapshot() {
 }
 
 void Worker::request_shutdown() {
+  if (state_ != WorkerState::Draining) drainingSince_ = std::chrono::steady_clock::now();
   state_ = WorkerState::Draining;
   std::string frame;
   FrameWriter(frame, Msg::Shutdown, 0).finish();

@@ -49,6 +49,8 @@ class Worker : public std::enable_shared_from_this<Worker> {
   void await_filter(uint32_t id, const std::shared_ptr<FilterWait>& wait);
   void forget_filter(uint32_t id);
   void request_shutdown();
+  // When request_shutdown() was first called (the epoch if it was not).
+  std::chrono::steady_clock::time_point drainingSince() const { return drainingSince_; }
   void kill() { process_.kill(); }
   // Heartbeat (the supervisor's thread): sends a Ping; the worker's event loop answers Pong.
   void ping();
@@ -92,6 +94,7 @@ class Worker : public std::enable_shared_from_this<Worker> {
   std::thread outputReader_;
   std::atomic<bool> wasReady_{false};
   std::atomic<bool> broken_{false};
+  std::chrono::steady_clock::time_point drainingSince_{};
   std::atomic<int64_t> lastPong_{0};   // steady_clock ticks
   uint32_t pingSeq_ = 0;
   std::atomic<bool> unresponsive_{false};

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "bridge_log.h"
 #include "wire.h"
@@ -18,11 +20,13 @@ static int backoff_ms(int failures) { return std::min(10000, 250 << std::min(std
 
 WorkerPool::~WorkerPool() { stop(0); }
 
+// Paths are UTF-8 in the bridge; u8path keeps a folder such as C:\inetpub\fü working on Windows.
 static int64_t file_stamp(const std::string& path) {
   std::error_code ec;
-  auto t = std::filesystem::last_write_time(path, ec);
+  auto p = std::filesystem::u8path(path);
+  auto t = std::filesystem::last_write_time(p, ec);
   if (ec) return 0;
-  auto size = std::filesystem::file_size(path, ec);
+  auto size = std::filesystem::file_size(p, ec);
   return int64_t(t.time_since_epoch().count()) ^ (int64_t(ec ? 0 : size) << 1);
 }
 
@@ -90,6 +94,68 @@ std::string WorkerPool::unavailable_reason_locked(int& retryAfter) const {
   return text;
 }
 
+void WorkerPool::answer_offline(const InflightPtr& req, const std::string& html) {
+  std::unique_lock<std::mutex> lock(req->mu);
+  if (req->ended() || req->headersSent) return;
+  std::string status = "503 Service Unavailable";
+  std::string headers = "Content-Type: text/html; charset=utf-8\r\nContent-Length: " + std::to_string(html.size()) +
+                        "\r\nRetry-After: 5\r\n\r\n" + html;
+  HSE_SEND_HEADER_EX_INFO info{};
+  info.pszStatus = status.c_str();
+  info.cchStatus = DWORD(status.size());
+  info.pszHeader = headers.data();
+  info.cchHeader = DWORD(headers.size());
+  info.fKeepConn = TRUE;
+  req->ecb->dwHttpStatusCode = 503;
+  req->ecb->ServerSupportFunction(req->ecb->ConnID, HSE_REQ_SEND_RESPONSE_HEADER_EX, &info, nullptr, nullptr);
+  req->headersSent = true;
+  complete_locked(*req, HSE_STATUS_SUCCESS, lock);
+}
+
+// app_offline.htm appeared: every worker drains (finishes what it holds) and exits, so the
+// folder's executables are free to be replaced; requests meanwhile get the file's content with
+// 503. It went away: a fresh generation starts, with a clean failure record.
+void WorkerPool::check_app_offline_locked(std::unique_lock<std::mutex>& lock) {
+  if (cfg_.appOfflinePath.empty()) return;
+  std::error_code ec;
+  bool present = std::filesystem::exists(std::filesystem::u8path(cfg_.appOfflinePath), ec);
+  if (present && !offline_) {
+    std::ifstream in(std::filesystem::u8path(cfg_.appOfflinePath), std::ios::binary);
+    std::ostringstream text;
+    text << in.rdbuf();
+    offlineHtml_ = text.str().substr(0, 1u << 20);
+    if (offlineHtml_.empty()) offlineHtml_ = "<!doctype html><title>Offline</title><p>The application is offline.</p>\n";
+    offline_ = true;
+    log_line("app_offline.htm found: the application is offline; stopping the workers (requests get 503 with its content)");
+    std::vector<std::shared_ptr<Worker>> stopping;
+    for (size_t i = 0; i < workers_.size(); ++i) {
+      if (workers_[i]) stopping.push_back(std::move(workers_[i]));
+      if (slots_[i].retiring) stopping.push_back(std::move(slots_[i].retiring));
+      slots_[i].restartPending = false;
+    }
+    for (auto& w : stopping) draining_.push_back(w);
+    std::deque<InflightPtr> waiting;
+    waiting.swap(pending_);
+    std::string html = offlineHtml_;
+    lock.unlock();
+    for (auto& w : stopping) w->request_shutdown();
+    for (auto& r : waiting) answer_offline(r, html);
+    lock.lock();
+  } else if (!present && offline_) {
+    offline_ = false;
+    offlineHtml_.clear();
+    exeStamp_ = file_stamp(cfg_.workerExe);  // whatever was deployed meanwhile is what starts now
+    coolDownUntil_ = {};
+    startFailureTimes_.clear();
+    for (auto& s : slots_) {
+      s.startFailures = 0;
+      s.restartPending = true;
+      s.restartAt = Clock::now();
+    }
+    log_line("app_offline.htm removed: starting fresh workers");
+  }
+}
+
 void WorkerPool::fail_unavailable(const InflightPtr& req, const std::string& reason, int retryAfter) {
   fail_request(*req, 503, "Service Unavailable", reason, retryAfter);
 }
@@ -111,6 +177,14 @@ bool WorkerPool::start(bool waitForReady, std::string& error) {
   exeStamp_ = file_stamp(cfg_.workerExe);
   workers_.assign(size_t(cfg_.workers), nullptr);
   slots_.assign(size_t(cfg_.workers), SlotState{});
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    check_app_offline_locked(lock);
+  }
+  if (offline_) {
+    supervisor_ = std::thread([this] { supervise(); });
+    return true;  // nothing to wait for: requests get the offline page
+  }
   for (int i = 0; i < cfg_.workers; ++i) spawn_into(i, error);
   supervisor_ = std::thread([this] { supervise(); });
   if (!waitForReady) return true;
@@ -169,8 +243,13 @@ void WorkerPool::dispatch(const InflightPtr& req) {
     std::string reason;
     int retryAfter = 1;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      std::unique_lock<std::mutex> lock(mu_);
       if (stopping_) break;
+      if (offline_) {
+        std::string html = offlineHtml_;
+        lock.unlock();
+        return answer_offline(req, html);
+      }
       w = pick_locked();
       if (!w) {
         if (can_wait_locked()) {
@@ -312,13 +391,26 @@ void WorkerPool::supervise() {
     cv_.wait_for(lock, milliseconds(100));
     if (stopping_) break;
     auto now = Clock::now();
-    check_for_redeploy_locked();
-    if (!reloadReason_.empty()) start_reload_locked(lock);
-    enforce_memory_limit_locked(lock);
-    heartbeat_locked(lock);
+    check_app_offline_locked(lock);
+    if (!offline_) {
+      check_for_redeploy_locked();
+      if (!reloadReason_.empty()) start_reload_locked(lock);
+      enforce_memory_limit_locked(lock);
+      heartbeat_locked(lock);
+    }
 
     for (auto it = draining_.begin(); it != draining_.end();) {
-      if ((*it)->state() != WorkerState::Dead) { ++it; continue; }
+      if ((*it)->state() != WorkerState::Dead) {
+        auto since = (*it)->drainingSince();
+        if (since != Clock::time_point{} && now - since > milliseconds(cfg_.shutdownTimeoutMs)) {
+          log_line("worker " + std::to_string((*it)->slot()) + " (pid " + std::to_string((*it)->pid()) +
+                   ") still had requests " + std::to_string(cfg_.shutdownTimeoutMs) +
+                   " ms after it was asked to stop (ISAPI_SHUTDOWN_TIMEOUT_MS); stopping it");
+          (*it)->kill();
+        }
+        ++it;
+        continue;
+      }
       auto w = *it;
       it = draining_.erase(it);
       lock.unlock();
@@ -362,7 +454,7 @@ void WorkerPool::supervise() {
           answer_pending_if_hopeless_locked(lock);
         }
       }
-      if (!workers_[i] && s.restartPending && now >= s.restartAt && now >= coolDownUntil_ && !stopping_) {
+      if (!workers_[i] && s.restartPending && now >= s.restartAt && now >= coolDownUntil_ && !stopping_ && !offline_) {
         s.restartPending = false;
         lock.unlock();
         std::string err;

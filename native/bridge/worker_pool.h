@@ -22,7 +22,12 @@ struct PoolConfig {
   std::string logPath;
   int workers = 1;
   std::string appName;        // the script's name, for error pages
+  // While this file exists, the application is offline (as with the ASP.NET Core Module):
+  // no worker runs, so the folder's files can be replaced, and requests get 503 with its content.
+  std::string appOfflinePath;
   int startupTimeoutMs = 30000;
+  // A worker asked to drain (reload, app_offline.htm, redeploy) is killed after this long.
+  int shutdownTimeoutMs = 10000;
   int requestTimeoutMs = 120000;
   // Heartbeat: a ready worker that does not answer a ping within this long is replaced.
   int pingTimeoutMs = 10000;
@@ -91,6 +96,11 @@ class WorkerPool {
   std::string lastFailure_;        // why the last worker failed to start
   std::string lastFailureOutput_;  // and what it printed
   std::chrono::steady_clock::time_point pingedAt_{};
+  // app_offline.htm (checked by the supervisor each tick).
+  bool offline_ = false;
+  std::string offlineHtml_;
+  void check_app_offline_locked(std::unique_lock<std::mutex>& lock);
+  void answer_offline(const InflightPtr& req, const std::string& html);
   std::vector<SlotState> slots_;
   std::deque<InflightPtr> pending_;
   std::vector<std::shared_ptr<Worker>> draining_;  // asked to shut down; reaped once they exit

@@ -2,7 +2,7 @@
 // bridge: scripts that cannot start, workers killed under load, a blocked event loop, clients
 // that leave mid-upload or stop reading, and the log that records it all.
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -312,6 +312,40 @@ describe('no head-of-line blocking (one worker)', () => {
       }
     } finally {
       for (const s of socks) s.destroy();
+    }
+  });
+});
+
+describe('app_offline.htm', () => {
+  it('takes the application offline: requests in flight finish, the workers exit, others get 503 with its content; removing it starts fresh workers', async () => {
+    const folder = privateCopy('faults');
+    const host = await serve(folder, 'faults', { ISAPI_WORKERS: '2' });
+    try {
+      const workers = () => childPids(host.proc.pid!);
+      expect((await timed(`${host.url}/faults/fast`)).status).toBe(200);
+      await waitFor(() => workers().length === 2, 'two workers');
+      const before = workers();
+      const inFlight = timed(`${host.url}/faults/slow?ms=1500&say=offline`);
+      await waitFor(() => bridgeLog(folder, 'faults').includes('slow: started offline'), 'the slow request to be running');
+      writeFileSync(path.join(folder, 'app_offline.htm'), '<h1>Back soon</h1>\n');
+      const offline = await waitFor(async () => {
+        const r = await timed(`${host.url}/faults/fast`);
+        return r.status === 503 ? r : null;
+      }, 'the offline page');
+      expect(offline.body).toBe('<h1>Back soon</h1>\n');
+      expect(offline.headers.get('content-type')).toBe('text/html; charset=utf-8');
+      expect((await inFlight).status).toBe(200);
+      // The worker executable is no longer running: it can be replaced.
+      await waitFor(() => workers().length === 0, 'every worker to exit');
+      expect(bridgeLog(folder, 'faults')).toContain('app_offline.htm found');
+      rmSync(path.join(folder, 'app_offline.htm'));
+      const back = await waitFor(async () => {
+        const r = await timed(`${host.url}/faults/pid`);
+        return r.status === 200 ? r : null;
+      }, 'a fresh worker');
+      expect(before).not.toContain(Number(back.body));
+    } finally {
+      await host.stop();
     }
   });
 });
