@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "bridge_log.h"
+#include "response_check.h"
 #include "server_support.h"
 #include "worker_pool.h"
 
@@ -285,6 +286,11 @@ void Worker::handle(const channel::FrameHeader& h, std::string_view payload, con
       std::string status(rd.str());
       std::string headers(rd.str());
       uint32_t keepConn = rd.u32();
+      if (!req->completed && rd.ok() && refuse_unsafe_response(ecb, status, headers)) {  // a 500, never a split
+        req->headersSent = true;
+        abandon(*req, lock);
+        break;
+      }
       headers += mergedBody;
       if (req->completed || !rd.ok()) break;
       HSE_SEND_HEADER_EX_INFO info{};
