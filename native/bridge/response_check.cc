@@ -70,6 +70,10 @@ std::string header_block_problem(std::string_view text) {
     size_t nl = text.find('\n', i);
     size_t end = nl == std::string_view::npos ? text.size() : nl;
     std::string_view line = text.substr(i, end - i);
+    // The runtime ends every line with CRLF: a bare LF can only come from a value that carried
+    // one (what a client reads as a line break, a server may not, and the other way round).
+    if (nl != std::string_view::npos && (line.empty() || line.back() != '\r'))
+      return "a header line ending in a bare LF (after '" + shown(line) + "')";
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (line.empty()) return "";  // the blank line: the rest is body
     size_t colon = line.find(':');

@@ -14,9 +14,10 @@ namespace isapi::bridge {
 // Each returns "" when the text is safe to hand to the web server, otherwise what is wrong,
 // naming the header.
 std::string status_problem(std::string_view status);
-// "Name: value" lines (CRLF or LF) up to the first blank line; what follows it is body and is
-// not checked. Names must be RFC 9110 tokens; values must not hold CR, LF, NUL or other
-// controls but HTAB.
+// "Name: value" lines ending in CRLF (as the runtime writes them; a bare LF is refused) up to
+// the first blank line; what follows it is body and is not checked. Names must be RFC 9110
+// tokens; values must not hold CR, NUL or other controls but HTAB. A CRLF inside a value cannot
+// be told from a line end here: the runtime refuses that one, where names and values are apart.
 std::string header_block_problem(std::string_view text);
 // One change of a filter's reply (SetHeader, AddResponseHeaders, SendResponseHeader…).
 std::string filter_change_problem(channel::FilterChange op, std::string_view a, std::string_view b);
