@@ -31,7 +31,7 @@ export function checkHeaderValue(name: string, value: string, funcname: string, 
 }
 
 /**
- * ISAPI header text: "Name: value" lines ending in CRLF (or LF). With `body`, a blank line ends
+ * ISAPI header text: "Name: value" lines ending in CRLF. With `body`, a blank line ends
  * the headers and what follows is body (SEND_RESPONSE_HEADER's convention); without it, the text
  * is a list of header lines only (AddResponseHeaders), so a blank line inside it is refused.
  */
@@ -39,6 +39,9 @@ export function checkHeaderLines(text: string, funcname: string, opts: { body: b
   const lines = text.split('\n');
   for (let i = 0; i < lines.length; i++) {
     const last = i === lines.length - 1;
+    // Lines end in CRLF: a bare LF is what a value smuggling a line break looks like (some
+    // clients read it as one, the bridge refuses it).
+    if (!last && !lines[i]!.endsWith('\r')) throw new E(ERROR_INVALID_PARAMETER, `header line ${shown(lines[i]!)} ends in a bare LF: end header lines with CRLF`, funcname);
     const line = lines[i]!.endsWith('\r') ? lines[i]!.slice(0, -1) : lines[i]!;
     if (line === '') {
       if (last || opts.body) return;

@@ -313,6 +313,17 @@ BOOL RequestContext::SendHeaders(const char* status, size_t status_len, const ch
     if (!bad.empty()) return RefuseResponseLocked("after SEND_RESPONSE filters: " + bad);
     code = atoi(st.c_str());
   }
+  // Identical repeats of Content-Length (the check refused different ones) go out once.
+  bool seen_length = false;
+  for (auto it = hv.begin(); it != hv.end();) {
+    bool length = IEquals(it->name, "Content-Length");
+    if (length && seen_length) {
+      it = hv.erase(it);
+      continue;
+    }
+    seen_length = seen_length || length;
+    ++it;
+  }
   ResponseFraming fr = FramingOf(hv);
   bool http10 = head.minor_version == 0;
   bool framed = fr.content_length >= 0 || (fr.chunked && !http10) || head_only_ || code == 204 ||
