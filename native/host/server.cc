@@ -287,6 +287,7 @@ void Server::OnReadable(Connection* c) {
       int64_t n = NetRecv(c->sock, buf, sizeof buf);
       if (n > 0 && (c->linger_bytes += n) < kLingerMaxBytes) continue;
       if (n == kIoWouldBlock) {
+        c->handoff.fetch_add(1, std::memory_order_release);  // the next loop thread acquires it
         poller_->Rearm(c->sock, c);
         return;
       }
@@ -321,6 +322,7 @@ void Server::OnReadable(Connection* c) {
   }
   c->SkipLeadingEmptyLines();
   if (n == kIoWouldBlock || c->available() == 0) {
+    c->handoff.fetch_add(1, std::memory_order_release);  // the next loop thread acquires it
     poller_->Rearm(c->sock, c);
     return;
   }
@@ -331,6 +333,7 @@ void Server::OnReadable(Connection* c) {
       c->head_started = true;
       c->deadline_ms = MonotonicMs() + config_.header_timeout_ms;
     }
+    c->handoff.fetch_add(1, std::memory_order_release);  // the next loop thread acquires it
     poller_->Rearm(c->sock, c);
     return;
   }
