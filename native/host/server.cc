@@ -279,6 +279,14 @@ void Server::DestroyConnection(Connection* c) {
   delete c;
 }
 
+void Server::Rearm(Connection* c) {
+  // Everything about c is read before the release: once re-armed, another loop thread may take
+  // the connection (acquire in OnReadable) and close or free it while epoll_ctl returns.
+  socket_t s = c->sock;
+  c->handoff.fetch_add(1, std::memory_order_release);
+  poller_->Rearm(s, c);
+}
+
 void Server::OnReadable(Connection* c) {
   c->handoff.load(std::memory_order_acquire);
   if (c->loop_state == Connection::LoopState::kLinger) {
@@ -287,8 +295,7 @@ void Server::OnReadable(Connection* c) {
       int64_t n = NetRecv(c->sock, buf, sizeof buf);
       if (n > 0 && (c->linger_bytes += n) < kLingerMaxBytes) continue;
       if (n == kIoWouldBlock) {
-        c->handoff.fetch_add(1, std::memory_order_release);  // the next loop thread acquires it
-        poller_->Rearm(c->sock, c);
+        Rearm(c);
         return;
       }
       break;  // EOF, error or too much: close now
@@ -322,8 +329,7 @@ void Server::OnReadable(Connection* c) {
   }
   c->SkipLeadingEmptyLines();
   if (n == kIoWouldBlock || c->available() == 0) {
-    c->handoff.fetch_add(1, std::memory_order_release);  // the next loop thread acquires it
-    poller_->Rearm(c->sock, c);
+    Rearm(c);
     return;
   }
   HeadScan scan = ScanRequestHead(c->data(), c->available(), config_.max_request_line,
@@ -333,8 +339,7 @@ void Server::OnReadable(Connection* c) {
       c->head_started = true;
       c->deadline_ms = MonotonicMs() + config_.header_timeout_ms;
     }
-    c->handoff.fetch_add(1, std::memory_order_release);  // the next loop thread acquires it
-    poller_->Rearm(c->sock, c);
+    Rearm(c);
     return;
   }
   {
@@ -364,10 +369,9 @@ void Server::ScanTimeouts(int64_t now) {
       c->loop_state = Connection::LoopState::kLinger;
       c->linger_bytes = 0;
       c->deadline_ms = now + kLingerMs;
-      c->handoff.fetch_add(1, std::memory_order_release);
       std::lock_guard<std::mutex> lock(idle_mu_);
       idle_.insert(c);
-      poller_->Rearm(c->sock, c);
+      Rearm(c);
     } else {
       LoopClose(c);  // idle keep-alive connection, or a linger that timed out: close silently
     }
@@ -400,8 +404,7 @@ void Server::ReturnToLoop(Connection* c, bool linger) {
     c->deadline_ms = now + (c->head_started ? config_.header_timeout_ms : config_.keepalive_timeout_ms);
   }
   idle_.insert(c);
-  c->handoff.fetch_add(1, std::memory_order_release);
-  poller_->Rearm(c->sock, c);
+  Rearm(c);
   busy_--;
 }
 

@@ -98,6 +98,8 @@ class Server {
   void OnReadable(Connection* c);
   void ScanTimeouts(int64_t now);
   void LoopClose(Connection* c);  // caller removed c from idle_
+  // Hands c back to the poller (release/acquire with OnReadable through c->handoff).
+  void Rearm(Connection* c);
   void CloseLoop();                // after the loop threads stopped: listener and idle connections
   // pool side
   void ServeConnection(Connection* c);
