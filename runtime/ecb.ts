@@ -163,6 +163,8 @@ export class ECB extends RequestState {
    */
   async GetServerVariable(name: string, defaultValue?: string): Promise<string> {
     this.check('GetServerVariable');
+    // The server reads the name as a C string: "ALL_HTTP\0x" would quietly be ALL_HTTP.
+    checkNoNul(name, 'server variable name', 'GetServerVariable');
     const local = localServerVariable(name, this.begin, 'ALL_RAW' in this.begin.vars ? this.headers() : null);
     if (local !== null) {
       if (local !== undefined) return local;
