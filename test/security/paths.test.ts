@@ -27,8 +27,11 @@ beforeAll(async () => {
     '--root', www], { ISAPI_WORKERS: '1' });
 });
 afterAll(async () => {
-  if (host && (host.proc.exitCode !== null || host.proc.signalCode !== null)) console.log(`HOST DIED ${host.proc.exitCode} ${host.proc.signalCode}\n${host.output()}`);
+  // Every case ran against one host: it must still be the same process.
+  const died = host && (host.proc.exitCode !== null || host.proc.signalCode !== null);
+  const output = host?.output() ?? '';
   await host?.stop();
+  expect(died, `isapi-host exited during the suite:\n${output}`).toBe(false);
 });
 
 const alive = () => expectAlive(host.port, '/file.txt', 'static file\n');
