@@ -25,6 +25,42 @@ export interface PackResult {
   manifest: Manifest;
 }
 
+/**
+ * Moves the packed files into the output folder. A new folder is renamed into place. An existing
+ * one (being served, say) keeps everything the packer did not write — logs/, public/, any file
+ * of the user's: only the files the previous manifest lists are replaced or removed, each by
+ * one rename, the worker executable last (the bridge picks a changed worker up as a redeploy).
+ */
+function placeFolder(staging: string, folder: string, name: string, files: string[]): void {
+  if (!existsSync(folder)) {
+    renameSync(staging, folder);
+    return;
+  }
+  const manifestName = manifestFileName(name);
+  let previous: string[] = [];
+  try {
+    const old = JSON.parse(readFileSync(path.join(folder, manifestName), 'utf8')) as Partial<Manifest>;
+    previous = Object.keys(old.files ?? {});
+  } catch {
+    // no manifest (or not ours): replace only what this pack writes
+  }
+  const worker = files.find((f) => f === name || f === `${name}.exe`);
+  const order = [manifestName, ...files.filter((f) => f !== worker), ...(worker ? [worker] : [])];
+  for (const f of order) {
+    try {
+      renameSync(path.join(staging, f), path.join(folder, f));
+    } catch (err) {
+      throw new UserError(
+        `cannot replace ${path.join(folder, f)}: ${(err as Error).message}. The folder is in use: ` +
+          `stop the web server (or drop app_offline.htm into the folder) and pack again`,
+      );
+    }
+  }
+  for (const f of previous) {
+    if (!files.includes(f) && f !== manifestName && !f.includes('/') && !f.includes('\\')) rmSync(path.join(folder, f), { force: true });
+  }
+}
+
 /** hello.ts → hello; names become file names and a URL path, so keep them plain. */
 export function extensionName(script: string): string {
   const base = path.basename(script).replace(/\.(m|c)?(t|j)sx?$/, '');
@@ -132,8 +168,7 @@ export async function pack(o: PackOptions): Promise<PackResult> {
     };
     writeFileSync(path.join(staging, manifestFileName(name)), JSON.stringify(manifest, null, 2) + '\n');
 
-    rmSync(folder, { recursive: true, force: true });
-    renameSync(staging, folder);
+    placeFolder(staging, folder, name, Object.keys(manifest.files));
     log(`packed   ${path.relative(process.cwd(), folder) || '.'}/ (${Object.keys(manifest.files).join(', ')}, ${manifestFileName(name)})`);
     return { folder, manifest };
   } finally {

@@ -107,6 +107,17 @@ export function serve(o: ServeOptions): Promise<number> {
   }
   const cmd = hostCommand(o);
   o.log?.(`serving ${o.config ?? o.dll ?? o.folder} at ${cmd.url}${o.wine ? ' under Wine' : ''} (Ctrl+C stops; logs in ${cmd.logs ?? path.dirname(cmd.args[cmd.args.indexOf('--access-log') + 1]!)})`);
+  if (o.wine) {
+    // Under Wine a POSIX signal ends isapi-host.exe without its console handler running (no
+    // drain, no TerminateExtension). So the host runs in its own process group (Ctrl+C in the
+    // terminal reaches only this process) and stops gracefully when its stdin closes: on
+    // SIGINT/SIGTERM here, or when this process dies.
+    const child = spawn(cmd.command, [...cmd.args, '--stop-on-stdin-close'], { stdio: ['pipe', 'inherit', 'inherit'], env: cmd.env, detached: true });
+    const stop = () => child.stdin!.end();
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+    return new Promise((resolve) => child.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0))));
+  }
   const child = spawn(cmd.command, cmd.args, { stdio: 'inherit', env: cmd.env });
   const forward = (sig: NodeJS.Signals) => () => child.kill(sig);
   process.on('SIGINT', forward('SIGINT'));

@@ -13,6 +13,8 @@ export const enum In {
   ServerSupportReply = 105,
   FilterNotify = 106,
   FilterCallReply = 107,
+  /** The web server took this many bytes of the request's writes (per-request flow control). */
+  WriteAck = 109,
 }
 
 /** A filter notification, decoded by the addon (fields per type: see native/bridge/filter_entry.cc). */

@@ -119,9 +119,18 @@ export function headerText(headers: HeaderInit, funcname = 'SendResponseHeaders'
   return text.endsWith('\r\n') ? text + '\r\n' : text + '\r\n\r\n';
 }
 
+/**
+ * Response bytes of one request the web server has not yet taken. WriteClient waits above it,
+ * so a client that stops reading holds back its own handler only (never the other requests on
+ * the channel), and memory stays flat on both sides of the channel.
+ */
+const RESPONSE_WINDOW = 1 << 20;
+
 export class ECB extends RequestState {
 
   private readonly body: RequestBody;
+  private unacked = 0;
+  private ackWaiters: Array<() => void> = [];
   private rawHeaders: RawHeaders | null = null;
 
   constructor(
@@ -196,8 +205,18 @@ export class ECB extends RequestState {
   async WriteClient(data: string | Uint8Array, _flags = 0): Promise<number> {
     const n = this.beginWrite(data);
     if (n === 0) return 0;
+    this.unacked += n;
     if (!this.link.addon.write(this.link.id, data)) await this.link.waitDrain();
+    while (this.unacked > RESPONSE_WINDOW && !this.wasAborted && !this.done) {
+      await new Promise<void>((resolve) => this.ackWaiters.push(resolve));
+    }
     return n;
+  }
+
+  private wakeWriters(): void {
+    const waiters = this.ackWaiters;
+    this.ackWaiters = [];
+    for (const w of waiters) w();
   }
 
   /**
@@ -333,6 +352,7 @@ export class ECB extends RequestState {
     this.done = true;
     this.link.addon.done(this.link.id, status, this.HttpStatusCode, this.LogData);
     this.link.finished();
+    this.wakeWriters();
   }
 
   /** pywin32's alias of DoneWithSession. */
@@ -343,6 +363,13 @@ export class ECB extends RequestState {
   /** @internal the bridge dropped the request. */
   _abort(): void {
     if (this.markAborted()) this.body.abort();
+    this.wakeWriters();
+  }
+
+  /** @internal the web server took `bytes` of this request's writes. */
+  _acked(bytes: number): void {
+    this.unacked -= bytes;
+    if (this.unacked <= RESPONSE_WINDOW) this.wakeWriters();
   }
 
   /** @internal a Body message arrived. */

@@ -2,10 +2,14 @@
 // messages from the bridge. Every byte handed to the handler is credited back to the bridge,
 // which forwards at most a fixed window ahead: a large upload never piles up in memory.
 
+import { ERROR_NETNAME_DELETED } from './constants';
+import { ExtensionError } from './errors';
+
 export class RequestBody {
   private chunks: Buffer[] = [];
   private received = 0;
   private ended: boolean;
+  private failure: Error | null = null;
   private waiter: (() => void) | null = null;
 
   /** totalBytes is the ECB's cbTotalBytes: 0xFFFFFFFF means unknown (chunked upload). */
@@ -33,9 +37,23 @@ export class RequestBody {
     w?.();
   }
 
-  /** Ends the body early (the request was aborted). */
+  /**
+   * The request was aborted (the client went away, or the bridge gave up on it): what was not
+   * read is lost, so every read from now on fails, as ReadClient fails in IIS. Never a short
+   * body that looks complete.
+   */
   abort(): void {
-    this.push(Buffer.alloc(0));
+    if (this.ended && this.chunks.length === 0) return;  // the whole body was already read
+    this.failure ??= new ExtensionError(
+      ERROR_NETNAME_DELETED,
+      'the client went away before the whole request body arrived',
+      'ReadClient',
+    );
+    this.chunks = [];
+    this.ended = true;
+    const w = this.waiter;
+    this.waiter = null;
+    w?.();
   }
 
   /** Up to `max` bytes; an empty buffer once the body is over (ReadClient's 0-byte read). */
@@ -43,6 +61,7 @@ export class RequestBody {
     while (this.chunks.length === 0 && !this.ended) {
       await new Promise<void>((resolve) => (this.waiter = resolve));
     }
+    if (this.failure) throw this.failure;
     if (this.chunks.length === 0) return Buffer.alloc(0);
     let out: Buffer;
     const first = this.chunks[0]!;

@@ -221,6 +221,9 @@ async function start(addon: BridgeAddon, user: UserModule, options: WorkerOption
       case In.Body:
         requests.get(id)?._body(a as Buffer);
         return;
+      case In.WriteAck:
+        requests.get(id)?._acked(a as number);
+        return;
       case In.VarReply:
         answer(a as number, { err: b as number, value: c as Buffer });
         return;

@@ -14,6 +14,8 @@ const SCRIPTS = ['examples/hello.ts', 'examples/echo.ts', 'test/fixtures/control
   // issue 3: pywin32's samples and ThreadPoolExtension
   'examples/redirector.ts', 'examples/redirector-async.ts', 'examples/advanced.ts', 'examples/transmit-file.ts',
   'examples/thread-pool.ts',
+  // issue 16: supervision under injected faults
+  'test/fixtures/faults.ts', 'test/fixtures/broken-start.ts',
   // issue 11: the security suite's extension + filter
   'test/fixtures/security.ts',
 ];

@@ -63,6 +63,13 @@ PoolConfig make_config() {
   cfg.startupTimeoutMs = env_int("ISAPI_STARTUP_TIMEOUT_MS", 30000);
   cfg.requestTimeoutMs = env_int("ISAPI_REQUEST_TIMEOUT_MS", 120000);
   cfg.memoryLimitBytes = size_t(std::max(0, env_int("ISAPI_WORKER_MEMORY_LIMIT_MB", 0))) << 20;
+  cfg.appName = name;
+  cfg.pingTimeoutMs = env_int("ISAPI_PING_TIMEOUT_MS", 10000);
+  cfg.pingIntervalMs = std::max(50, std::min(1000, cfg.pingTimeoutMs / 4));
+  cfg.rapidFailsPerMinute = env_int("ISAPI_RAPID_FAILS_PER_MINUTE", 10);
+  cfg.rapidFailCooldownMs = env_int("ISAPI_RAPID_FAIL_COOLDOWN_MS", 60000);
+  const char* detailed = std::getenv("ISAPI_DETAILED_ERRORS");
+  cfg.detailedErrors = detailed && std::string(detailed) == "1";
   return cfg;
 }
 
@@ -92,14 +99,14 @@ WorkerPool* acquire_pool(Role role, bool waitForReady, std::string& error) {
     log_line("loading " + cfg.bridgePath + ": " + std::to_string(cfg.workers) + " worker(s) of " + cfg.workerExe);
     auto pool = std::make_unique<WorkerPool>(cfg);
     if (!pool->start(waitForReady, error)) {
+      // Kept loaded: the pool answers 503 at once and keeps retrying with backoff.
       std::string tail = log_tail(2000);
       std::fprintf(stderr,
                    "node-isapi: %s could not start its worker %s: %s\n"
+                   "  requests get 503 until a worker starts; the bridge retries on its own and picks up a redeployed script.\n"
                    "  what to do: read the worker's output below (full log: %s)\n%s\n",
                    cfg.bridgePath.c_str(), cfg.workerExe.c_str(), error.c_str(), cfg.logPath.c_str(), tail.c_str());
-      log_line("start failed: " + error);
-      pool->stop(0);
-      return nullptr;
+      log_line("no worker is ready yet: " + error + "; answering 503 and retrying");
     }
     g_pool = std::move(pool);
     g_current = g_pool.get();

@@ -50,6 +50,8 @@ ISAPI_EXPORT BOOL WINAPI GetExtensionVersion(HSE_VERSION_INFO* pVer) {
   pVer->dwExtensionVersion = MAKELONG(HSE_VERSION_MINOR, HSE_VERSION_MAJOR);
   std::snprintf(pVer->lpszExtensionDesc, sizeof pVer->lpszExtensionDesc, "node-isapi bridge");
   std::string error;
+  // A script that fails to start does not fail the load: the web server stays up, requests get
+  // 503 with the reason, and the bridge retries (and recovers once a fixed script is deployed).
   return acquire_pool(Role::Extension, true, error) ? TRUE : FALSE;
 }
 
@@ -74,9 +76,14 @@ ISAPI_EXPORT DWORD WINAPI HttpExtensionProc(EXTENSION_CONTROL_BLOCK* ecb) {
   }
   begin.preloaded = std::string_view(reinterpret_cast<const char*>(ecb->lpbData), ecb->cbAvailable);
   isapi::channel::encode_request(req->beginFrame, req->id, begin);
+  // The rest of the body is read asynchronously once the worker has taken the request
+  // (request_io.cc): this thread never waits for the client or the worker.
+  req->chunkedBody = ecb->cbTotalBytes == 0xFFFFFFFFu;
+  req->bodyLeft = req->chunkedBody ? UINT64_MAX
+                                   : (ecb->cbTotalBytes > ecb->cbAvailable ? ecb->cbTotalBytes - ecb->cbAvailable : 0);
+  req->bodySent = ecb->cbAvailable;
 
   pool->dispatch(req);
-  if (ecb->cbTotalBytes > ecb->cbAvailable) pool->pump_body(req);
   return HSE_STATUS_PENDING;
 }
 

@@ -1,10 +1,20 @@
 // One request the bridge has handed to a worker: the ECB it must complete exactly once, and
-// the state shared between the thread that pumps the request body, the worker's reader thread
-// and the supervisor (deadlines).
+// the state shared between the worker's reader thread, the web server's I/O completion
+// threads and the supervisor (deadlines, dead workers).
+//
+// Threads and ownership (all fields below `mu` are guarded by it):
+// - HttpExtensionProc's thread builds the request and hands it to the pool; it never waits.
+// - The worker's reader thread sends headers (synchronously: small) and queues writes.
+// - Every other ECB I/O is asynchronous and one at a time, as ISAPI allows: response writes
+//   (HSE_IO_ASYNC) and request-body reads (HSE_REQ_ASYNC_READ_CLIENT) are issued by whichever
+//   thread finds the ECB idle, and continued from the server's completion callback
+//   (request_io.cc). So no thread of ours and none of the server's waits for a client.
+// - DONE_WITH_SESSION is issued once, by the first thread that finds the request finished
+//   and no asynchronous operation outstanding.
 #pragma once
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -16,6 +26,27 @@ namespace isapi::bridge {
 
 class Worker;
 
+// The life of a request in the bridge. Every change goes through InflightRequest::advance,
+// which checks it against these arrows (anything else is a bug: logged, fatal in debug builds):
+//
+//   Waiting ──adopt──► Sent ──Taken──► Taken ──Done──► Finishing
+//      ▲                │                 │                │
+//      └──re-route──────┘                 │                │
+//   (any of the four) ───── ended: Done's writes are out, a failure, the client left ─► Ending
+//   Ending ──no I/O outstanding──► Closed (DONE_WITH_SESSION issued; the ECB is gone)
+enum class RequestPhase : uint8_t {
+  Waiting,    // no worker yet: queued in the pool, or taken back from a worker that died
+  Sent,       // its Request frame went to a worker whose JavaScript has not yet taken it
+  Taken,      // the worker's JavaScript has it: never re-routed from here on
+  Finishing,  // the worker sent Done; queued writes are still going out
+  Ending,     // over; DONE_WITH_SESSION waits for the outstanding asynchronous operation
+  Closed,     // DONE_WITH_SESSION issued
+};
+const char* phase_name(RequestPhase p);
+
+// What runs when the outstanding asynchronous operation completes, with the request's lock held.
+using AsyncContinuation = std::function<void(DWORD cbIO, DWORD error, std::unique_lock<std::mutex>& lock)>;
+
 struct InflightRequest {
   InflightRequest(EXTENSION_CONTROL_BLOCK* e, uint32_t i)
       : ecb(e), id(i), started(std::chrono::steady_clock::now()) {}
@@ -24,27 +55,45 @@ struct InflightRequest {
   const uint32_t id;
   const std::chrono::steady_clock::time_point started;
 
-  std::mutex mu;                      // held around every call into the ECB
-  std::condition_variable cv;         // body credit, worker assignment, completion
+  std::mutex mu;
   std::shared_ptr<Worker> worker;     // null while waiting for a ready worker
-  std::string beginFrame;             // the Request frame, until it has been sent
+  // The Request frame, kept until the worker's JavaScript has taken the request: a request
+  // a dying worker never took goes to another worker instead of failing.
+  std::string beginFrame;
+  RequestPhase phase = RequestPhase::Waiting;
+  // Moves the request to `to` (caller holds mu); see RequestPhase for the allowed arrows.
+  void advance(RequestPhase to);
+  bool ended() const { return phase >= RequestPhase::Ending; }
   bool headersSent = false;
-  bool completed = false;             // DONE_WITH_SESSION is issued (or deferred below)
-  bool pumping = false;               // HttpExtensionProc's thread is still reading the body
-  bool doneDeferred = false;
-  DWORD doneStatus = HSE_STATUS_SUCCESS;
+  DWORD doneStatus = HSE_STATUS_SUCCESS;  // for DONE_WITH_SESSION (Ending)
+
+  // Asynchronous I/O, one operation at a time (request_io.cc).
+  bool ioBusy = false;
+  bool ioRegistered = false;
+  bool forwarding = false;            // a completed read's bytes are being sent to the worker          // HSE_REQ_IO_COMPLETION set (on the first operation)
+  AsyncContinuation asyncDone;                             // the outstanding operation's continuation
+  std::shared_ptr<InflightRequest> self;                   // alive while an operation is outstanding
+  std::shared_ptr<void> asyncStorage;                      // what the server reads until completion (EXEC_URL)
+
+  // Response body queued for the client, and bytes to acknowledge to the worker.
+  std::deque<std::string> outQueue;
+  uint64_t ackOwed = 0;
+  DWORD workerDoneStatus = HSE_STATUS_SUCCESS;  // what the worker's Done said (Finishing)
+
+  // Request body beyond what the server preloaded: read asynchronously, forwarded with flow
+  // control (at most a window ahead of what the worker consumed).
+  bool chunkedBody = false;
+  uint64_t bodyLeft = 0;              // bytes still to read (chunked: nonzero until the end)
+  bool bodyPumping = false;           // the pump has started (after Taken)
   uint64_t bodySent = 0;              // request body bytes pushed to the worker
-  uint64_t bodyCredit = 0;            // ... and consumed by it (flow control)
-  // An asynchronous ServerSupportFunction in progress (EXEC_URL): what the web server reads
-  // until its completion callback, and how to answer the worker then.
-  std::shared_ptr<void> asyncStorage;
-  std::function<void(DWORD cbIO, DWORD error)> asyncDone;
+  uint64_t bodyCredit = 0;            // ... and consumed by it
+  std::string readBuffer;
 };
 
 using InflightPtr = std::shared_ptr<InflightRequest>;
 
-// Ends the request: DONE_WITH_SESSION now, or when the body pump lets go of the ECB.
-// Caller holds req->mu. Returns true if this call completed it.
+// Ends the request: DONE_WITH_SESSION now, or when the outstanding asynchronous operation
+// completes. Caller holds req->mu (released and retaken). Returns true if this call ended it.
 bool complete_locked(InflightRequest& req, DWORD hseStatus, std::unique_lock<std::mutex>& lock);
 
 // Sends a complete error response if nothing was sent yet, then completes the request.

@@ -1,5 +1,6 @@
 #include "server_support.h"
 
+#include "request_io.h"
 #include "response_check.h"
 
 #include <cstring>
@@ -41,17 +42,6 @@ struct ExecUrlStorage {
   HSE_EXEC_URL_INFO info{};
 };
 
-VOID WINAPI async_completed(EXTENSION_CONTROL_BLOCK*, PVOID context, DWORD cbIO, DWORD error) {
-  auto* req = static_cast<InflightRequest*>(context);
-  std::function<void(DWORD, DWORD)> done;
-  {
-    std::lock_guard<std::mutex> lock(req->mu);
-    done.swap(req->asyncDone);
-  }
-  if (done) done(cbIO, error);
-}
-
-
 // The server reads these arguments as C strings: a NUL would end them early without anyone
 // noticing (a URL cut short, a header text without its end), so it is refused instead.
 bool has_nul(const ServerSupportCall& c) {
@@ -74,7 +64,8 @@ bool has_control(std::string_view s) {
 
 }  // namespace
 
-ServerSupportResult server_support(InflightRequest& req, const ServerSupportCall& call) {
+ServerSupportResult server_support(const InflightPtr& reqp, const ServerSupportCall& call, std::unique_lock<std::mutex>& lock) {
+  InflightRequest& req = *reqp;
   EXTENSION_CONTROL_BLOCK* ecb = req.ecb;
   // Checked here as well as in the runtime: the worker runs arbitrary code.
   if (call.request != HSE_REQ_EXEC_URL && has_nul(call)) return refused();
@@ -165,7 +156,7 @@ ServerSupportResult server_support(InflightRequest& req, const ServerSupportCall
     case HSE_REQ_EXEC_URL: {
       // strs: url, method, child headers, entity body; ints: flags. The child request runs
       // through the web server's pipeline; its completion arrives on IO_COMPLETION.
-      if (req.asyncDone) {
+      if (req.ioBusy) {
         ServerSupportResult busy;
         busy.error = ERROR_INVALID_PARAMETER;  // one asynchronous operation at a time
         return busy;
@@ -186,20 +177,31 @@ ServerSupportResult server_support(InflightRequest& req, const ServerSupportCall
       st->info.dwExecUrlFlags = num(call, 0);
       auto reply = call.reply;
       req.asyncStorage = st;
-      req.asyncDone = [reply](DWORD cbIO, DWORD error) {
+      HSE_EXEC_URL_INFO* info = &st->info;
+      auto refused = std::make_shared<DWORD>(0);
+      bool ok = begin_async_locked(
+          reqp, lock,
+          [ecb, info, refused] {
+            if (ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_EXEC_URL, info, nullptr, nullptr)) return true;
+            *refused = GetLastError();
+            return false;
+          },
+          [reply](DWORD cbIO, DWORD error, std::unique_lock<std::mutex>& lock) {
+            ServerSupportResult r;
+            r.ok = error == 0;
+            r.error = error;
+            r.ints.push_back(cbIO);
+            lock.unlock();
+            if (reply) reply(std::move(r));
+            lock.lock();
+          });
+      if (!ok) {
         ServerSupportResult r;
-        r.ok = error == 0;
-        r.error = error;
-        r.ints.push_back(cbIO);
-        if (reply) reply(std::move(r));
-      };
-      ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_IO_COMPLETION, reinterpret_cast<LPVOID>(&async_completed),
-                                 nullptr, reinterpret_cast<LPDWORD>(&req));
-      ServerSupportResult r = result_of(ecb->ServerSupportFunction(ecb->ConnID, call.request, &st->info, nullptr, nullptr));
-      if (!r.ok) {
-        req.asyncDone = nullptr;
+        r.error = *refused;
         return r;
       }
+      ServerSupportResult r;
+      r.ok = true;
       req.headersSent = true;  // the child's response goes to the client
       r.pending = true;
       return r;

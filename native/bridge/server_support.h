@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,7 +31,8 @@ struct ServerSupportResult {
   bool pending = false;  // answered later, from the web server's completion callback
 };
 
-// Runs the call against req's ECB. Caller holds req.mu and has checked !req.completed.
-ServerSupportResult server_support(InflightRequest& req, const ServerSupportCall& call);
+// Runs the call against req's ECB. Caller holds req->mu (an asynchronous call releases and
+// retakes it) and has checked !req->ended().
+ServerSupportResult server_support(const InflightPtr& req, const ServerSupportCall& call, std::unique_lock<std::mutex>& lock);
 
 }  // namespace isapi::bridge

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "bridge_log.h"
+#include "request_io.h"
 #include "response_check.h"
 #include "server_support.h"
 #include "worker_pool.h"
@@ -18,10 +19,12 @@ using channel::Msg;
 
 Worker::~Worker() {
   channel_.shutdown();
-  if (reader_.joinable()) {
-    if (reader_.get_id() == std::this_thread::get_id()) reader_.detach();
-    else reader_.join();
+  for (std::thread* t : {&reader_, &outputReader_}) {
+    if (!t->joinable()) continue;
+    if (t->get_id() == std::this_thread::get_id()) t->detach();
+    else t->join();
   }
+  process_.close_output();
 }
 
 bool Worker::start(std::string& error) {
@@ -32,7 +35,6 @@ bool Worker::start(std::string& error) {
   SpawnOptions opts;
   opts.executable = pool_.config().workerExe;
   opts.channelHandle = child;
-  opts.logPath = pool_.config().logPath;
   opts.env = {{"ISAPI_CHANNEL", address},
               {"ISAPI_CHANNEL_TOKEN", token_},
               {"ISAPI_BRIDGE", pool_.config().bridgePath},
@@ -43,7 +45,60 @@ bool Worker::start(std::string& error) {
   if (!ok) return false;
   log_line("worker " + std::to_string(slot_) + " started (pid " + std::to_string(process_.pid()) + ")");
   reader_ = std::thread([self = shared_from_this()] { self->read_loop(); });
+  outputReader_ = std::thread([self = shared_from_this()] { self->output_loop(); });
   return true;
+}
+
+// Drains the worker's stdout/stderr into the log, line by line, keeping the last few KiB for
+// error pages. Ends when every process holding the pipe's write end has exited.
+void Worker::output_loop() {
+  constexpr size_t kTail = 4096;
+  std::vector<char> buf(16 * 1024);
+  std::string partial;
+  for (;;) {
+    long n = process_.read_output(buf.data(), buf.size());
+    if (n <= 0) break;
+    partial.append(buf.data(), size_t(n));
+    size_t lastNl = partial.rfind('\n');
+    // A line longer than the buffer is written in pieces rather than held without bound.
+    size_t cut = lastNl != std::string::npos ? lastNl + 1 : (partial.size() >= buf.size() ? partial.size() : 0);
+    if (cut == 0) continue;
+    std::string_view lines(partial.data(), cut);
+    if (lines.back() == '\n') lines.remove_suffix(1);
+    log_worker_output(slot_, lines);
+    {
+      std::lock_guard<std::mutex> lock(tailMu_);
+      outputTail_.append(partial, 0, cut);
+      if (outputTail_.size() > kTail) outputTail_.erase(0, outputTail_.size() - kTail);
+    }
+    partial.erase(0, cut);
+  }
+  if (!partial.empty()) {
+    log_worker_output(slot_, partial);
+    std::lock_guard<std::mutex> lock(tailMu_);
+    outputTail_ += partial;
+  }
+}
+
+std::string Worker::output_tail() {
+  std::lock_guard<std::mutex> lock(tailMu_);
+  return outputTail_;
+}
+
+void Worker::ping() {
+  std::string frame;
+  FrameWriter(frame, Msg::Ping, 0).u32(++pingSeq_).finish();
+  send(frame);
+}
+
+std::chrono::steady_clock::duration Worker::since_pong() const {
+  return std::chrono::steady_clock::now().time_since_epoch() - std::chrono::steady_clock::duration(lastPong_.load());
+}
+
+void Worker::kill_unresponsive(const std::string& why) {
+  log_line("worker " + std::to_string(slot_) + " (pid " + std::to_string(pid()) + ") " + why + "; replacing it");
+  unresponsive_ = true;
+  process_.kill();
 }
 
 bool Worker::send(const std::string& frames) {
@@ -53,6 +108,10 @@ bool Worker::send(const std::string& frames) {
 
 bool Worker::adopt(const InflightPtr& req) {
   {
+    std::lock_guard<std::mutex> lock(req->mu);
+    if (req->ended()) return true;  // answered meanwhile (deadline, shutdown): nothing to send
+  }
+  {
     std::lock_guard<std::mutex> lock(mu_);
     if (state_ == WorkerState::Dead) return false;
     inflight_[req->id] = req;
@@ -61,20 +120,25 @@ bool Worker::adopt(const InflightPtr& req) {
   {
     std::lock_guard<std::mutex> lock(req->mu);
     req->worker = shared_from_this();
+    req->advance(RequestPhase::Sent);
     frame.swap(req->beginFrame);
   }
-  if (send(frame)) {
+  bool sent = send(frame);
+  {
+    // Kept until the worker says Taken, so a worker that dies first does not lose it.
     std::lock_guard<std::mutex> lock(req->mu);
-    req->cv.notify_all();
-    return true;
+    if (req->phase == RequestPhase::Sent && req->beginFrame.empty()) req->beginFrame.swap(frame);
   }
+  if (sent) return true;
+  broken_ = true;
   // The worker died before it could read the request (the send failed): unless its reader
-  // already answered it with 502, take it back so the pool gives it to another worker.
+  // already took care of it (502, or re-routed), take it back so the pool gives it to another.
   std::lock_guard<std::mutex> lock(mu_);
   if (inflight_.erase(req->id) == 0) return true;
   std::lock_guard<std::mutex> rlock(req->mu);
+  if (req->phase != RequestPhase::Sent) return true;
   req->worker = nullptr;
-  req->beginFrame.swap(frame);
+  req->advance(RequestPhase::Waiting);
   return false;
 }
 
@@ -128,6 +192,9 @@ std::string Worker::reap(int timeoutMs) {
   }
   channel_.shutdown();
   if (reader_.joinable() && reader_.get_id() != std::this_thread::get_id()) reader_.join();
+  // The pipe ends when the worker and everything it started are gone; a grandchild that keeps
+  // it open must not hold the supervisor, so its reader is left to finish on its own.
+  if (outputReader_.joinable() && outputReader_.get_id() != std::this_thread::get_id()) outputReader_.detach();
   return process_.exit_description();
 }
 
@@ -196,12 +263,34 @@ void Worker::on_channel_closed() {
     w->dead = true;
     w->cv.notify_all();
   }
-  if (!orphans.empty())
-    log_line("worker " + std::to_string(slot_) + " (pid " + std::to_string(pid()) + ") died with " +
-             std::to_string(orphans.size()) + " request(s) in flight; answering them with 502");
-  for (auto& r : orphans)
-    fail_request(*r, 502, "Bad Gateway", "The worker process handling this request exited.");
+  // A request the worker's JavaScript never took has run no user code: it goes to another
+  // worker. The others may have had effects, so they are answered, never replayed.
+  std::vector<InflightPtr> reroute, failed;
+  for (auto& r : orphans) {
+    std::lock_guard<std::mutex> lock(r->mu);
+    if (r->ended()) continue;
+    if (r->phase == RequestPhase::Sent && !r->beginFrame.empty()) {
+      r->worker = nullptr;
+      r->advance(RequestPhase::Waiting);
+      reroute.push_back(r);
+    } else {
+      failed.push_back(r);
+    }
+  }
+  const bool hung = unresponsive_.load();
+  if (!failed.empty() || !reroute.empty())
+    log_line("worker " + std::to_string(slot_) + " (pid " + std::to_string(pid()) + ") " +
+             (hung ? "stopped answering" : "died") + " with " + std::to_string(failed.size()) +
+             " request(s) in flight" + (failed.empty() ? "" : hung ? "; answering them with 504" : "; answering them with 502") +
+             (reroute.empty() ? "" : "; " + std::to_string(reroute.size()) + " not yet taken go to another worker"));
+  for (auto& r : failed) {
+    if (hung)
+      fail_request(*r, 504, "Gateway Timeout", "The worker process handling this request stopped responding (its event loop was blocked) and was replaced.");
+    else
+      fail_request(*r, 502, "Bad Gateway", "The worker process handling this request exited.");
+  }
   pool_.on_dead(*this);
+  for (auto& r : reroute) pool_.dispatch(r);
 }
 
 static void send_support_reply(Worker& w, uint32_t id, uint32_t callId, const ServerSupportResult& r) {
@@ -219,16 +308,6 @@ static void send_var_reply(Worker& w, uint32_t id, uint32_t callId, uint32_t err
   w.send(frame);
 }
 
-// The client went away (a write failed): tell the worker, so 'aborted'/'close' fire and it
-// stops producing, and end the request now instead of at its deadline.
-void Worker::abandon(InflightRequest& req, std::unique_lock<std::mutex>& lock) {
-  uint32_t id = req.id;
-  lock.unlock();
-  abort(id);
-  lock.lock();
-  complete_locked(req, HSE_STATUS_ERROR, lock);
-}
-
 void Worker::handle(const channel::FrameHeader& h, std::string_view payload, const std::string& mergedBody) {
   channel::FrameReader rd(reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
   if (h.type == Msg::Ready) {
@@ -242,8 +321,14 @@ void Worker::handle(const channel::FrameHeader& h, std::string_view payload, con
       return;
     }
     log_line("worker " + std::to_string(slot_) + " ready (pid " + std::to_string(pid) + ")");
+    lastPong_ = std::chrono::steady_clock::now().time_since_epoch().count();
+    wasReady_ = true;
     state_ = WorkerState::Ready;
     pool_.on_ready(*this);
+    return;
+  }
+  if (h.type == Msg::Pong) {
+    lastPong_ = std::chrono::steady_clock::now().time_since_epoch().count();
     return;
   }
   if (h.type == Msg::Log) {
@@ -286,13 +371,16 @@ void Worker::handle(const channel::FrameHeader& h, std::string_view payload, con
       std::string status(rd.str());
       std::string headers(rd.str());
       uint32_t keepConn = rd.u32();
-      if (!req->completed && rd.ok() && refuse_unsafe_response(ecb, status, headers)) {  // a 500, never a split
+      if (!req->ended() && rd.ok() && refuse_unsafe_response(ecb, status, headers)) {  // a 500, never a split
         req->headersSent = true;
-        abandon(*req, lock);
+        lock.unlock();
+        abort(h.id);
+        lock.lock();
+        complete_locked(*req, HSE_STATUS_ERROR, lock);
         break;
       }
       headers += mergedBody;
-      if (req->completed || !rd.ok()) break;
+      if (req->ended() || !rd.ok()) break;
       HSE_SEND_HEADER_EX_INFO info{};
       info.pszStatus = status.c_str();
       info.cchStatus = DWORD(status.size());
@@ -302,23 +390,35 @@ void Worker::handle(const channel::FrameHeader& h, std::string_view payload, con
       int code = std::atoi(status.c_str());
       if (code > 0) ecb->dwHttpStatusCode = DWORD(code);
       req->headersSent = true;
-      if (!ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_SEND_RESPONSE_HEADER_EX, &info, nullptr, nullptr))
-        abandon(*req, lock);
+      // Headers (and the body merged into them) go synchronously: they are the first bytes of
+      // the response, so the connection's buffer has room for them.
+      req->ackOwed += mergedBody.size();
+      if (!ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_SEND_RESPONSE_HEADER_EX, &info, nullptr, nullptr)) {
+        lock.unlock();
+        abort(h.id);
+        lock.lock();
+        complete_locked(*req, HSE_STATUS_ERROR, lock);
+      }
       break;
     }
     case Msg::Write: {
       std::string_view data = rd.str();
-      if (req->completed || !rd.ok() || data.empty()) break;
-      DWORD n = DWORD(data.size());
-      req->headersSent = true;
-      if (!ecb->WriteClient(ecb->ConnID, const_cast<char*>(data.data()), &n, HSE_IO_SYNC)) abandon(*req, lock);
+      if (!rd.ok()) break;
+      queue_write_locked(req, data, lock);
+      break;
+    }
+    case Msg::Taken: {
+      std::string().swap(req->beginFrame);
+      if (req->phase != RequestPhase::Sent) break;  // already answered (deadline, shutdown)
+      req->advance(RequestPhase::Taken);
+      start_body_locked(req, lock);
       break;
     }
     case Msg::Done: {
       uint32_t hse = rd.u32();
       uint32_t httpStatus = rd.u32();
       std::string_view logData = rd.str();
-      if (req->completed) break;
+      if (req->ended()) break;
       if (httpStatus) ecb->dwHttpStatusCode = httpStatus;
       if (!logData.empty()) {
         size_t n = std::min(logData.size(), size_t(HSE_LOG_BUFFER_LEN - 1));
@@ -328,13 +428,13 @@ void Worker::handle(const channel::FrameHeader& h, std::string_view payload, con
       lock.unlock();
       forget(h.id);
       lock.lock();
-      complete_locked(*req, hse ? hse : HSE_STATUS_SUCCESS, lock);
+      finish_after_writes_locked(req, hse ? hse : HSE_STATUS_SUCCESS, lock);
       break;
     }
     case Msg::GetVar: {
       uint32_t callId = rd.u32();
       std::string name(rd.str());
-      if (req->completed || !rd.ok()) {
+      if (req->ended() || !rd.ok()) {
         lock.unlock();
         send_var_reply(*this, h.id, callId, ERROR_INVALID_PARAMETER, {});
         break;
@@ -364,7 +464,7 @@ void Worker::handle(const channel::FrameHeader& h, std::string_view payload, con
       uint32_t m = rd.u32();
       for (uint32_t i = 0; i < m && i < 16 && rd.ok(); ++i) call.strs.push_back(rd.str());
       ServerSupportResult r;
-      if (req->completed || !rd.ok()) {
+      if (req->ended() || !rd.ok()) {
         r.error = ERROR_INVALID_PARAMETER;
       } else {
         std::weak_ptr<Worker> self = weak_from_this();
@@ -372,7 +472,7 @@ void Worker::handle(const channel::FrameHeader& h, std::string_view payload, con
         call.reply = [self, id, callId](ServerSupportResult late) {
           if (auto w = self.lock()) send_support_reply(*w, id, callId, late);
         };
-        r = server_support(*req, call);
+        r = server_support(req, call, lock);
         if (r.pending) break;
       }
       lock.unlock();
@@ -380,8 +480,7 @@ void Worker::handle(const channel::FrameHeader& h, std::string_view payload, con
       break;
     }
     case Msg::BodyCredit: {
-      req->bodyCredit += rd.u32();
-      req->cv.notify_all();
+      body_credit_locked(req, rd.u32(), lock);
       break;
     }
     default:

@@ -50,10 +50,22 @@ class Worker : public std::enable_shared_from_this<Worker> {
   void forget_filter(uint32_t id);
   void request_shutdown();
   void kill() { process_.kill(); }
+  // Heartbeat (the supervisor's thread): sends a Ping; the worker's event loop answers Pong.
+  void ping();
+  std::chrono::steady_clock::duration since_pong() const;
+  // Kills a worker that stopped answering; its requests end with 504 instead of 502.
+  void kill_unresponsive(const std::string& why);
+  // True once the worker has sent Ready (so a later death is not a start failure).
+  bool was_ready() const { return wasReady_.load(); }
+  // The last lines the worker printed (stdout and stderr), for error pages and messages.
+  std::string output_tail();
   // Joins the reader and reaps the process; returns the exit description.
   std::string reap(int timeoutMs);
 
   WorkerState state() const { return state_.load(); }
+  // Ready and its channel has not failed a send: a worker that died a moment ago is skipped
+  // at once, before its reader thread has noticed.
+  bool usable() const { return state_.load() == WorkerState::Ready && !broken_.load(); }
   int slot() const { return slot_; }
   long pid() const { return process_.pid(); }
   size_t private_memory() const { return process_.private_memory(); }
@@ -67,8 +79,8 @@ class Worker : public std::enable_shared_from_this<Worker> {
   // mergedBody: body bytes of Write frames that directly followed a ResponseHeaders frame.
   void handle(const channel::FrameHeader& h, std::string_view payload, const std::string& mergedBody);
   InflightPtr find(uint32_t id);
-  void abandon(InflightRequest& req, std::unique_lock<std::mutex>& lock);
   void on_channel_closed();
+  void output_loop();
 
   WorkerPool& pool_;
   const int slot_;
@@ -77,6 +89,14 @@ class Worker : public std::enable_shared_from_this<Worker> {
   channel::Endpoint channel_;
   std::mutex sendMu_;
   std::thread reader_;
+  std::thread outputReader_;
+  std::atomic<bool> wasReady_{false};
+  std::atomic<bool> broken_{false};
+  std::atomic<int64_t> lastPong_{0};   // steady_clock ticks
+  uint32_t pingSeq_ = 0;
+  std::atomic<bool> unresponsive_{false};
+  std::mutex tailMu_;
+  std::string outputTail_;
   std::string token_;
   std::chrono::steady_clock::time_point startedAt_;
   std::mutex mu_;

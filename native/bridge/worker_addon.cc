@@ -79,6 +79,16 @@ class Channel {
       std::lock_guard<std::mutex> lock(inMu_);
       batch.swap(in_);
     }
+    // JavaScript is about to run these requests' handlers: say so first, and send it now, so
+    // that a handler that blocks the event loop or kills the process is never replayed on
+    // another worker (it may have had effects); a request not yet taken may be.
+    std::string taken;
+    for (auto& f : batch)
+      if (Msg(f.type) == Msg::Request) FrameWriter(taken, Msg::Taken, f.id).finish();
+    if (!taken.empty()) {
+      queue(taken);
+      flush();
+    }
     delivering_ = true;
     for (auto& f : batch) {
       Napi::HandleScope scope(env);
@@ -230,6 +240,17 @@ class Channel {
         o.Set("vars", vars);
         o.Set("body", Napi::Buffer<char>::Copy(env, r.preloaded.data(), r.preloaded.size()));
         dispatch.Call({type, id, o});
+        return;
+      }
+      case Msg::Ping: {
+        // Answered here, on the JavaScript thread, so a blocked event loop never answers.
+        std::string pong;
+        FrameWriter(pong, Msg::Pong, 0).u32(rd.u32()).finish();
+        queue(pong);
+        return;
+      }
+      case Msg::WriteAck: {
+        dispatch.Call({type, id, Napi::Number::New(env, rd.u32())});
         return;
       }
       case Msg::Body: {

@@ -12,12 +12,9 @@ namespace isapi::bridge {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-// Request bodies are forwarded at most this far ahead of what the worker has consumed, so a
-// large upload to a slow handler never piles up in the worker's memory.
-constexpr uint64_t kBodyWindow = 1u << 20;
-constexpr uint32_t kBodyChunk = 64 * 1024;
-// A worker that dies within this long of starting counts as a rapid failure (backoff grows).
-constexpr auto kRapidFailWindow = std::chrono::seconds(10);
+// Backoff between start attempts of a slot whose workers fail to start: 250 ms, doubling, at
+// most 10 s. A worker that was ready and then died is restarted at once.
+static int backoff_ms(int failures) { return std::min(10000, 250 << std::min(std::max(failures - 1, 0), 6)); }
 
 WorkerPool::~WorkerPool() { stop(0); }
 
@@ -37,15 +34,77 @@ bool WorkerPool::spawn_into(int slot, std::string& error) {
   }
   if (!w->start(error)) {
     log_line("worker " + std::to_string(slot) + ": " + error);
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     workers_[size_t(slot)] = nullptr;
-    auto& s = slots_[size_t(slot)];
-    s.rapidFailures++;
-    s.restartPending = true;
-    s.restartAt = Clock::now() + milliseconds(std::min(10000, 250 << std::min(s.rapidFailures, 6)));
+    start_failed_locked(size_t(slot), error, {});
+    answer_pending_if_hopeless_locked(lock);
     return false;
   }
   return true;
+}
+
+void WorkerPool::start_failed_locked(size_t slot, const std::string& why, const std::string& output) {
+  auto now = Clock::now();
+  auto& s = slots_[slot];
+  s.startFailures++;
+  s.restartPending = true;
+  s.restartAt = now + milliseconds(backoff_ms(s.startFailures));
+  lastFailure_ = why;
+  lastFailureOutput_ = output;
+  startFailureTimes_.push_back(now);
+  while (!startFailureTimes_.empty() && now - startFailureTimes_.front() > std::chrono::minutes(1))
+    startFailureTimes_.pop_front();
+  if (int(startFailureTimes_.size()) >= cfg_.rapidFailsPerMinute && now >= coolDownUntil_) {
+    coolDownUntil_ = now + milliseconds(cfg_.rapidFailCooldownMs);
+    startFailureTimes_.clear();
+    log_line(std::to_string(cfg_.rapidFailsPerMinute) + " workers failed to start within a minute (rapid-fail protection, "
+             "ISAPI_RAPID_FAILS_PER_MINUTE): no worker is started for " + std::to_string(cfg_.rapidFailCooldownMs / 1000) +
+             " s, and requests get 503 meanwhile. Last failure: " + why);
+  }
+}
+
+bool WorkerPool::can_wait_locked() const {
+  if (stopping_ || Clock::now() < coolDownUntil_) return false;
+  for (auto& s : slots_)
+    if (s.startFailures == 0) return true;
+  return false;
+}
+
+std::string WorkerPool::unavailable_reason_locked(int& retryAfter) const {
+  auto now = Clock::now();
+  auto next = Clock::time_point::max();
+  if (now < coolDownUntil_) next = coolDownUntil_;
+  else
+    for (auto& s : slots_)
+      if (s.restartPending) next = std::min(next, s.restartAt);
+  retryAfter = next == Clock::time_point::max() ? 1
+                                                : int(std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::seconds>(next - now).count() + 1));
+  std::string app = cfg_.appName.empty() ? "The application" : "The application '" + cfg_.appName + "'";
+  std::string text = app + " is not available: its worker process could not start";
+  if (!lastFailure_.empty()) text += " (" + lastFailure_ + ")";
+  text += now < coolDownUntil_ ? ". Too many start failures in a minute: starting again in " + std::to_string(retryAfter) + " s."
+                               : ". Retrying in " + std::to_string(retryAfter) + " s.";
+  text += "\nThe worker's output is in " + log_path() + ".";
+  if (cfg_.detailedErrors && !lastFailureOutput_.empty())
+    text += "\n\nLast lines the worker printed (ISAPI_DETAILED_ERRORS=1):\n" + lastFailureOutput_;
+  return text;
+}
+
+void WorkerPool::fail_unavailable(const InflightPtr& req, const std::string& reason, int retryAfter) {
+  fail_request(*req, 503, "Service Unavailable", reason, retryAfter);
+}
+
+// Requests waiting for a worker that will not come (every slot failing): 503 now, not after
+// the startup timeout.
+void WorkerPool::answer_pending_if_hopeless_locked(std::unique_lock<std::mutex>& lock) {
+  if (pending_.empty() || can_wait_locked() || pick_locked()) return;
+  std::deque<InflightPtr> todo;
+  todo.swap(pending_);
+  int retryAfter = 1;
+  std::string reason = unavailable_reason_locked(retryAfter);
+  lock.unlock();
+  for (auto& r : todo) fail_unavailable(r, reason, retryAfter);
+  lock.lock();
 }
 
 bool WorkerPool::start(bool waitForReady, std::string& error) {
@@ -66,13 +125,15 @@ bool WorkerPool::start(bool waitForReady, std::string& error) {
       if (w->state() == WorkerState::Ready) ready++;
       else if (w->state() == WorkerState::Starting) starting++;
     }
-    return starting == 0 || (ready > 0 && ready == cfg_.workers);
+    return (ready > 0 && ready == cfg_.workers) || (ready == 0 && !can_wait_locked()) ||
+           (starting == 0 && ready > 0);
   };
   cv_.wait_until(lock, deadline, settled);
   int ready = 0;
   for (auto& w : workers_) ready += (w && w->state() == WorkerState::Ready);
   if (ready == 0) {
-    if (error.empty()) error = "no worker became ready within " + std::to_string(cfg_.startupTimeoutMs) + " ms";
+    if (!lastFailure_.empty()) error = lastFailure_;
+    else if (error.empty()) error = "no worker became ready within " + std::to_string(cfg_.startupTimeoutMs) + " ms";
     return false;
   }
   return true;
@@ -82,7 +143,7 @@ std::shared_ptr<Worker> WorkerPool::pick_locked() {
   std::shared_ptr<Worker> best;
   size_t bestLoad = SIZE_MAX;
   auto consider = [&](const std::shared_ptr<Worker>& w) {
-    if (!w || w->state() != WorkerState::Ready) return;
+    if (!w || !w->usable()) return;
     size_t l = w->load();
     if (l < bestLoad) { best = w; bestLoad = l; }
   };
@@ -95,7 +156,7 @@ std::shared_ptr<Worker> WorkerPool::worker_for_connection(uint32_t connection) {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<std::shared_ptr<Worker>> ready;
   for (auto& w : workers_)
-    if (w && w->state() == WorkerState::Ready) ready.push_back(w);
+    if (w && w->usable()) ready.push_back(w);
   if (ready.empty()) return nullptr;
   return ready[connection % ready.size()];
 }
@@ -103,79 +164,26 @@ std::shared_ptr<Worker> WorkerPool::worker_for_connection(uint32_t connection) {
 void WorkerPool::dispatch(const InflightPtr& req) {
   // A worker that died a moment ago may still look ready; adopt() refuses then, and the
   // request goes to the next one (or waits for a restart) instead of failing.
-  for (int attempt = 0; attempt <= cfg_.workers; ++attempt) {
+  for (int attempt = 0; attempt <= cfg_.workers + 1; ++attempt) {
     std::shared_ptr<Worker> w;
+    std::string reason;
+    int retryAfter = 1;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (stopping_) break;
       w = pick_locked();
       if (!w) {
-        pending_.push_back(req);
-        return;
+        if (can_wait_locked()) {
+          pending_.push_back(req);
+          return;
+        }
+        reason = unavailable_reason_locked(retryAfter);
       }
     }
+    if (!w) return fail_unavailable(req, reason, retryAfter);
     if (w->adopt(req)) return;
   }
   fail_request(*req, 503, "Service Unavailable", "The extension is shutting down.", 5);
-}
-
-void WorkerPool::pump_body(const InflightPtr& req) {
-  EXTENSION_CONTROL_BLOCK* ecb = req->ecb;
-  const bool chunked = ecb->cbTotalBytes == 0xFFFFFFFFu;
-  uint64_t remaining = chunked ? UINT64_MAX : uint64_t(ecb->cbTotalBytes) - ecb->cbAvailable;
-  std::string chunk(kBodyChunk, '\0');
-  std::string frame;
-  {
-    std::lock_guard<std::mutex> lock(req->mu);
-    req->pumping = true;
-    req->bodySent = ecb->cbAvailable;
-  }
-  bool ended = false;
-  while (remaining > 0) {
-    std::shared_ptr<Worker> w;
-    {
-      std::unique_lock<std::mutex> lock(req->mu);
-      req->cv.wait(lock, [&] {
-        return req->completed ||
-               (req->worker && req->bodySent < req->bodyCredit + kBodyWindow);
-      });
-      if (req->completed) break;
-      w = req->worker;
-    }
-    DWORD n = DWORD(std::min<uint64_t>(remaining, kBodyChunk));
-    if (!ecb->ReadClient(ecb->ConnID, chunk.data(), &n) || n == 0) {
-      ended = n == 0 && chunked;  // a short Content-Length body is a client that went away
-      break;
-    }
-    remaining -= chunked ? 0 : n;
-    frame.clear();
-    channel::FrameWriter(frame, channel::Msg::Body, req->id).str(std::string_view(chunk.data(), n)).finish();
-    {
-      std::lock_guard<std::mutex> lock(req->mu);
-      req->bodySent += n;
-    }
-    if (!w->send(frame)) break;
-  }
-  std::shared_ptr<Worker> w;
-  {
-    std::lock_guard<std::mutex> lock(req->mu);
-    w = req->completed ? nullptr : req->worker;
-  }
-  if (w) {
-    // An empty Body tells the worker there is no more (chunked end, or a client that left).
-    frame.clear();
-    channel::FrameWriter(frame, channel::Msg::Body, req->id).str({}).finish();
-    w->send(frame);
-  }
-  (void)ended;
-  std::unique_lock<std::mutex> lock(req->mu);
-  req->pumping = false;
-  if (req->doneDeferred) {
-    req->doneDeferred = false;
-    DWORD s = req->doneStatus;
-    lock.unlock();
-    ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_DONE_WITH_SESSION, &s, nullptr, nullptr);
-  }
 }
 
 void WorkerPool::on_ready(Worker& w) {
@@ -185,6 +193,7 @@ void WorkerPool::on_ready(Worker& w) {
     std::lock_guard<std::mutex> lock(mu_);
     auto& slot = slots_[size_t(w.slot())];
     slot.restartPending = false;
+    slot.startFailures = 0;
     self = workers_[size_t(w.slot())];
     if (self.get() != &w) return;
     // The replacement is ready: the previous generation stops taking requests and drains.
@@ -215,6 +224,14 @@ void WorkerPool::start_reload_locked(std::unique_lock<std::mutex>& lock) {
   std::string reason;
   reason.swap(reloadReason_);
   log_line("reloading all workers: " + reason);
+  // A new generation starts with a clean record: a fixed script redeployed after a crash loop
+  // is started at once, without waiting for the backoff or the rapid-fail cool-down.
+  coolDownUntil_ = {};
+  startFailureTimes_.clear();
+  for (auto& s : slots_) {
+    s.startFailures = 0;
+    s.restartPending = false;
+  }
   for (size_t i = 0; i < workers_.size(); ++i) replace_slot_locked(i, lock);
 }
 
@@ -262,6 +279,28 @@ void WorkerPool::enforce_memory_limit_locked(std::unique_lock<std::mutex>& lock)
   }
 }
 
+// Every ready worker is pinged once per interval; one whose event loop has not answered within
+// the ping timeout is killed, its requests answered 504, and the slot restarted.
+void WorkerPool::heartbeat_locked(std::unique_lock<std::mutex>& lock) {
+  auto now = Clock::now();
+  std::vector<std::shared_ptr<Worker>> ready, stuck;
+  for (auto& w : workers_)
+    if (w && w->state() == WorkerState::Ready) ready.push_back(w);
+  for (auto& s : slots_)
+    if (s.retiring && s.retiring->state() == WorkerState::Ready) ready.push_back(s.retiring);
+  for (auto& w : ready)
+    if (w->since_pong() > milliseconds(cfg_.pingTimeoutMs)) stuck.push_back(w);
+  bool pingNow = now - pingedAt_ >= milliseconds(cfg_.pingIntervalMs);
+  if (pingNow) pingedAt_ = now;
+  lock.unlock();
+  for (auto& w : stuck)
+    w->kill_unresponsive("did not answer a heartbeat within " + std::to_string(cfg_.pingTimeoutMs) +
+                         " ms (ISAPI_PING_TIMEOUT_MS): its event loop is blocked");
+  if (pingNow)
+    for (auto& w : ready) w->ping();
+  lock.lock();
+}
+
 void WorkerPool::on_dead(Worker&) {
   std::lock_guard<std::mutex> lock(mu_);
   cv_.notify_all();
@@ -276,6 +315,7 @@ void WorkerPool::supervise() {
     check_for_redeploy_locked();
     if (!reloadReason_.empty()) start_reload_locked(lock);
     enforce_memory_limit_locked(lock);
+    heartbeat_locked(lock);
 
     for (auto it = draining_.begin(); it != draining_.end();) {
       if ((*it)->state() != WorkerState::Dead) { ++it; continue; }
@@ -302,16 +342,27 @@ void WorkerPool::supervise() {
         workers_[i] = nullptr;
         lock.unlock();
         std::string how = w->reap(2000);
+        std::string output = w->output_tail();
         lock.lock();
-        bool rapid = now - w->startedAt() < kRapidFailWindow;
-        s.rapidFailures = rapid ? s.rapidFailures + 1 : 0;
-        int delayMs = s.rapidFailures <= 1 ? 0 : std::min(10000, 250 << std::min(s.rapidFailures - 1, 6));
-        log_line("worker " + std::to_string(i) + " (pid " + std::to_string(w->pid()) + ") exited: " + how +
-                 (delayMs ? "; restarting in " + std::to_string(delayMs) + " ms" : "; restarting"));
-        s.restartPending = true;
-        s.restartAt = now + milliseconds(delayMs);
+        if (w->was_ready()) {
+          // It served, then died (a crash, a kill, a blocked event loop): not a start failure.
+          // The slot restarts at once so the pool is never left empty for long.
+          s.startFailures = 0;
+          s.restartPending = true;
+          s.restartAt = now;
+          log_line("worker " + std::to_string(i) + " (pid " + std::to_string(w->pid()) + ") exited: " + how + "; restarting");
+        } else {
+          bool timedOut = now - w->startedAt() > milliseconds(cfg_.startupTimeoutMs);
+          std::string why = timedOut ? "it sent no Ready message within " + std::to_string(cfg_.startupTimeoutMs) + " ms"
+                                     : "it exited (" + how + ") before it was ready";
+          start_failed_locked(i, why, output);
+          log_line("worker " + std::to_string(i) + " (pid " + std::to_string(w->pid()) + ") failed to start: " + why +
+                   "; retrying in " + std::to_string(std::max<int64_t>(0, std::chrono::duration_cast<milliseconds>(
+                                                                         std::max(s.restartAt, coolDownUntil_) - now).count())) + " ms");
+          answer_pending_if_hopeless_locked(lock);
+        }
       }
-      if (!workers_[i] && s.restartPending && now >= s.restartAt && !stopping_) {
+      if (!workers_[i] && s.restartPending && now >= s.restartAt && now >= coolDownUntil_ && !stopping_) {
         s.restartPending = false;
         lock.unlock();
         std::string err;
@@ -325,7 +376,9 @@ void WorkerPool::supervise() {
       auto r = pending_.front();
       pending_.pop_front();
       lock.unlock();
-      fail_request(*r, 503, "Service Unavailable", "No worker process is available; see " + log_path(), 10);
+      fail_request(*r, 503, "Service Unavailable",
+                   "No worker became ready within " + std::to_string(cfg_.startupTimeoutMs) +
+                       " ms (ISAPI_STARTUP_TIMEOUT_MS); see " + log_path(), 5);
       lock.lock();
     }
 

@@ -21,8 +21,17 @@ struct PoolConfig {
   std::string bridgePath;     // this module; the worker loads it as its addon
   std::string logPath;
   int workers = 1;
+  std::string appName;        // the script's name, for error pages
   int startupTimeoutMs = 30000;
   int requestTimeoutMs = 120000;
+  // Heartbeat: a ready worker that does not answer a ping within this long is replaced.
+  int pingTimeoutMs = 10000;
+  int pingIntervalMs = 1000;
+  // Rapid-fail protection (the ASP.NET Core Module's rapidFailsPerMinute): after this many
+  // start failures within a minute, no worker is started for rapidFailCooldownMs.
+  int rapidFailsPerMinute = 10;
+  int rapidFailCooldownMs = 60000;
+  bool detailedErrors = false; // 503 pages show the last lines the worker printed
   // A worker whose own memory passes this is replaced the way a reload replaces it (0: never).
   size_t memoryLimitBytes = 0;
 };
@@ -32,13 +41,12 @@ class WorkerPool {
   explicit WorkerPool(PoolConfig cfg) : cfg_(std::move(cfg)) {}
   ~WorkerPool();
 
-  // Starts every worker. With waitForReady, waits for their Ready messages and returns false
-  // if none became ready; without, returns at once (requests wait for a ready worker).
+  // Starts every worker. With waitForReady, waits until they are ready or have failed to
+  // start, and returns false (with the reason) if none is ready; the pool keeps trying either
+  // way and answers 503 at once while no worker can be ready.
   bool start(bool waitForReady, std::string& error);
   // Hands the request (its Request frame in req->beginFrame) to a worker, or queues it.
   void dispatch(const InflightPtr& req);
-  // Reads the rest of the request body with ReadClient and forwards it with flow control.
-  void pump_body(const InflightPtr& req);
   // Graceful stop: Shutdown to every worker, wait up to drainMs, then kill.
   void stop(int drainMs);
   // Starts a fresh worker for every slot; each old one keeps serving until its replacement is
@@ -65,10 +73,24 @@ class WorkerPool {
   std::vector<std::shared_ptr<Worker>> workers_;
   struct SlotState {
     std::shared_ptr<Worker> retiring;  // the previous generation, serving until the new one is ready
-    int rapidFailures = 0;
+    int startFailures = 0;             // consecutive workers of this slot that never became ready
     std::chrono::steady_clock::time_point restartAt{};
     bool restartPending = false;
   };
+  // A start failure: counted for backoff and rapid-fail protection, remembered for 503 pages.
+  void start_failed_locked(size_t slot, const std::string& why, const std::string& output);
+  // Whether a request can wait for a worker that is (re)starting normally; false while every
+  // slot is failing to start or rapid-fail protection holds: then requests get 503 at once.
+  bool can_wait_locked() const;
+  void fail_unavailable(const InflightPtr& req, const std::string& reason, int retryAfter);
+  std::string unavailable_reason_locked(int& retryAfter) const;
+  void answer_pending_if_hopeless_locked(std::unique_lock<std::mutex>& lock);
+  void heartbeat_locked(std::unique_lock<std::mutex>& lock);
+  std::deque<std::chrono::steady_clock::time_point> startFailureTimes_;
+  std::chrono::steady_clock::time_point coolDownUntil_{};
+  std::string lastFailure_;        // why the last worker failed to start
+  std::string lastFailureOutput_;  // and what it printed
+  std::chrono::steady_clock::time_point pingedAt_{};
   std::vector<SlotState> slots_;
   std::deque<InflightPtr> pending_;
   std::vector<std::shared_ptr<Worker>> draining_;  // asked to shut down; reaped once they exit

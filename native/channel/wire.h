@@ -17,7 +17,7 @@ namespace isapi::channel {
 
 constexpr uint32_t kHeaderSize = 12;
 constexpr uint32_t kMaxFrame = 64u * 1024u * 1024u;  // a larger frame means a corrupt stream
-constexpr uint32_t kProtocolVersion = 1;
+constexpr uint32_t kProtocolVersion = 2;
 
 enum class Msg : uint16_t {
   // worker → bridge
@@ -32,6 +32,8 @@ enum class Msg : uint16_t {
   Reload = 9,         // str reason: start fresh workers and drain this generation
   FilterCall = 10,    // (id = notification) u32 callId, u32 op, str arg: a query during a notification
   FilterReply = 11,   // (id = notification) u32 SF_STATUS_REQ_*, u32 n + n×(u32 op, str a, str b) changes
+  Taken = 12,         // the worker's JavaScript has the request: it is no longer safe to re-route it
+  Pong = 13,          // u32 seq: the answer to Ping, sent from the worker's event loop
 
   // bridge → worker
   Request = 100,      // see RequestBegin below
@@ -43,6 +45,9 @@ enum class Msg : uint16_t {
   FilterNotify = 106, // (id = notification) u32 connection, u32 SF_NOTIFY_*, u32 wantsReply,
                       //   u32 n + n×str fields, u32 m + m×(str name, str value) server variables
   FilterCallReply = 107,  // u32 callId, u32 ok, u32 win32Error, str value
+  Ping = 108,         // u32 seq: heartbeat; a worker whose event loop is blocked never answers
+  WriteAck = 109,     // u32 bytes of the request's Write frames the web server has taken
+                      //   (per-request flow control for responses: a stalled client holds only its own)
 };
 
 struct FrameHeader {

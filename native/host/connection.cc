@@ -111,7 +111,7 @@ bool Connection::SendAll(const char* p, size_t n, int timeout_ms) {
 }
 
 int64_t BodyReader::Read(Connection* c, char* out, size_t cap, int timeout_ms, uint32_t* err,
-                         bool* framing_error) {
+                         bool* framing_error, bool may_block) {
   *framing_error = false;
   if (failed_) {
     *err = ERROR_NETNAME_DELETED;
@@ -127,6 +127,7 @@ int64_t BodyReader::Read(Connection* c, char* out, size_t cap, int timeout_ms, u
       memcpy(out, c->data(), static_cast<size_t>(n));
       c->Consume(static_cast<size_t>(n));
     } else {
+      if (!may_block) return 0;
       n = c->RecvDirect(out, want, timeout_ms);
       if (n <= 0) {
         failed_ = true;
@@ -141,6 +142,7 @@ int64_t BodyReader::Read(Connection* c, char* out, size_t cap, int timeout_ms, u
   // chunked
   for (;;) {
     if (c->available() == 0) {
+      if (!may_block) return 0;  // only what has arrived (the read-ahead)
       int64_t n = c->FillBlocking(timeout_ms);
       if (n <= 0) {
         failed_ = true;

@@ -83,9 +83,11 @@ class BodyReader {
     chunked_ = ChunkedDecoder(max_trailer);
   }
   // > 0 bytes, 0 at the end of the body, -1 on error (*err: a Win32 error code;
-  // *framing_error: the chunked framing was invalid).
+  // *framing_error: the chunked framing was invalid). With may_block false, only what is
+  // already buffered is decoded, and 0 also means "nothing more has arrived yet".
   int64_t Read(Connection* c, char* out, size_t cap, int timeout_ms, uint32_t* err,
-               bool* framing_error);
+               bool* framing_error,
+               bool may_block = true);
   bool done() const { return mode_ == kNone || (mode_ == kLength && remaining_ == 0) || chunked_done_; }
   bool failed() const { return failed_; }
   uint64_t raw_bytes() const { return raw_bytes_; }

@@ -77,41 +77,49 @@ BOOL RequestContext::WriteClient(LPVOID buffer, LPDWORD bytes, DWORD flags) {
   if (!CompletionFor(flags & HSE_IO_ASYNC, &cb, &cb_ctx)) return FALSE;
   DWORD n = *bytes;
   const char* p = static_cast<const char*>(buffer);
-  bool ok;
-  {
-    std::lock_guard<std::mutex> lock(write_mu_);
-    if (taken_over_) {
-      ok = true;  // a filter answered this request: the extension's output is dropped
-    } else if (!headers_sent_) {
-      // No SEND_RESPONSE_HEADER: the extension writes its own status line and headers. The host
-      // cannot know the framing, so the connection closes after the request.
-      if (!raw_output_) {
-        raw_output_ = true;
-        if (n >= 12 && memcmp(p, "HTTP/", 5) == 0) {
-          const char* sp = static_cast<const char*>(memchr(p, ' ', n < 16 ? n : 16));
-          if (sp && sp + 4 <= p + n && isdigit(static_cast<unsigned char>(sp[1])))
-            status_sent_ = atoi(sp + 1);
-        }
-      }
-      ok = SendLocked(p, n);
-    } else if (head_only_) {
-      ok = !write_failed_;  // HEAD: the body is discarded
-    } else {
-      ok = SendLocked(p, n);
-      if (ok) resp_body_bytes_ += n;
-    }
-  }
-  if (flags & HSE_IO_DISCONNECT_AFTER_SEND) close_requested_ = true;
   if (cb) {
-    PostCompletion(cb, cb_ctx, ok ? n : 0, ok ? 0 : ERROR_NETNAME_DELETED);
+    // HSE_IO_ASYNC: as in IIS, the call returns at once and the send happens elsewhere (the
+    // buffer stays the extension's until the completion). A client that does not read then
+    // holds an I/O thread until the I/O timeout, never the extension's thread.
+    AddRef();
+    server->io_pool().Post([this, p, n, flags, cb, cb_ctx] {
+      bool ok = WriteBody(p, n);
+      if (flags & HSE_IO_DISCONNECT_AFTER_SEND) close_requested_ = true;
+      cb(&ecb, cb_ctx, ok ? n : 0, ok ? 0 : ERROR_NETNAME_DELETED);
+      Release();
+    });
     return TRUE;
   }
+  bool ok = WriteBody(p, n);
+  if (flags & HSE_IO_DISCONNECT_AFTER_SEND) close_requested_ = true;
   if (!ok) {
     *bytes = 0;
     SetLastError(ERROR_NETNAME_DELETED);
     return FALSE;
   }
   return TRUE;
+}
+
+bool RequestContext::WriteBody(const char* p, DWORD n) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  if (taken_over_) return true;  // a filter answered this request: the extension's output is dropped
+  if (!headers_sent_) {
+    // No SEND_RESPONSE_HEADER: the extension writes its own status line and headers. The host
+    // cannot know the framing, so the connection closes after the request.
+    if (!raw_output_) {
+      raw_output_ = true;
+      if (n >= 12 && memcmp(p, "HTTP/", 5) == 0) {
+        const char* sp = static_cast<const char*>(memchr(p, ' ', n < 16 ? n : 16));
+        if (sp && sp + 4 <= p + n && isdigit(static_cast<unsigned char>(sp[1])))
+          status_sent_ = atoi(sp + 1);
+      }
+    }
+    return SendLocked(p, n);
+  }
+  if (head_only_) return !write_failed_;  // HEAD: the body is discarded
+  bool ok = SendLocked(p, n);
+  if (ok) resp_body_bytes_ += n;
+  return ok;
 }
 
 BOOL RequestContext::ReadClient(LPVOID buffer, LPDWORD size) {
@@ -306,7 +314,7 @@ BOOL RequestContext::TransmitFile(HSE_TF_INFO* tf) {
   };
   if (async) {
     AddRef();
-    server->pool().Post([this, job, cb, cb_ctx] {
+    server->io_pool().Post([this, job, cb, cb_ctx] {
       DWORD total = 0;
       DWORD err = job(&total);
       cb(&ecb, cb_ctx, total, err);
@@ -571,7 +579,7 @@ BOOL RequestContext::ServerSupportFunction(DWORD request, LPVOID buffer, LPDWORD
       char* out = static_cast<char*>(buffer);
       DWORD cap = *size;
       AddRef();
-      server->pool().Post([this, out, cap, cb, cb_ctx] {
+      server->io_pool().Post([this, out, cap, cb, cb_ctx] {
         DWORD n = cap;
         DWORD err = 0;
         if (!ReadClient(out, &n)) {

@@ -35,6 +35,8 @@ const char kUsage[] =
     "  --max-header-bytes N  largest request header section (default 16384; larger: 431)\n"
     "  --header-timeout-ms N time allowed to send a request head (default 30000; then 408)\n"
     "  --idle-timeout-ms N   keep-alive idle timeout (default 120000)\n"
+    "  --stop-on-stdin-close stop gracefully when standard input reaches its end (the parent\n"
+    "                        closed it, or died): for supervisors that cannot signal, e.g. Wine\n"
     "  --help                show this help\n"
     "\n"
     "GET /__isapi-host/health answers 200 \"healthy\", or 503 with every HSE_REQ_REPORT_UNHEALTHY\n"
@@ -61,6 +63,7 @@ long long ParseNumber(const std::string& opt, const char* value, long long min, 
 
 int main(int argc, char** argv) {
   ServerConfig cfg;
+  bool stopOnStdinClose = false;
   for (int i = 1; i < argc; i++) {
     std::string arg = argv[i];
     std::string value;
@@ -103,6 +106,8 @@ int main(int argc, char** argv) {
       cfg.max_header_bytes = static_cast<size_t>(ParseNumber(arg, next().c_str(), 64, 1 << 24));
     } else if (arg == "--header-timeout-ms") {
       cfg.header_timeout_ms = static_cast<int>(ParseNumber(arg, next().c_str(), 100, 3600000));
+    } else if (arg == "--stop-on-stdin-close") {
+      stopOnStdinClose = true;
     } else if (arg == "--idle-timeout-ms") {
       cfg.keepalive_timeout_ms = static_cast<int>(ParseNumber(arg, next().c_str(), 100, 3600000));
     } else {
@@ -120,6 +125,7 @@ int main(int argc, char** argv) {
   printf("isapi-host listening on %s\n", server.ListenUrl().c_str());
   fflush(stdout);
 
+  if (stopOnStdinClose) isapi_host::StopWhenStdinCloses();
   isapi_host::WaitForTerminationSignal();
   server.Shutdown();
   fflush(stdout);

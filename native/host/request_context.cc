@@ -102,11 +102,18 @@ bool RequestContext::PreRead() {
     static const char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
     if (!conn->SendAll(kContinue, sizeof kContinue - 1, server->config().io_timeout_ms)) return false;
   }
+  // The read-ahead takes what the client has already sent and never waits for more: a client
+  // that sends its head and then stalls (or sends slowly) must not hold this thread. IIS may
+  // also call the extension with less than UploadReadAheadSize preloaded; the rest comes by
+  // ReadClient. (With READ_RAW_DATA filters every byte goes through them on this thread
+  // anyway, so there the read-ahead waits as before.)
+  const bool wait = conn->read_filtering;
+  if (!wait && limit > 0 && conn->available() < limit) conn->FillNonBlocking();
   while (have < limit) {
     uint32_t err = 0;
     bool framing = false;
     int64_t n = body_.Read(conn, preread_.data() + have, limit - have,
-                           server->config().io_timeout_ms, &err, &framing);
+                           server->config().io_timeout_ms, &err, &framing, wait);
     if (n < 0) {
       if (framing) {
         std::string r = BuildErrorResponse(400, false, false, head_only_);

@@ -85,6 +85,7 @@ class RequestContext {
 
   // Response side; *_locked functions need write_mu_.
   bool SendLocked(const char* p, size_t n);
+  bool WriteBody(const char* p, DWORD n);  // the response body bytes of WriteClient, sync or async
   BOOL SendHeaders(const char* status, size_t status_len, const char* headers, size_t headers_len,
                    bool ex, bool keep_conn);
   // Extension output the host will not relay (it could split the response or make its framing

@@ -122,6 +122,7 @@ bool Server::Start(std::string* err) {
     if (threads < 8) threads = 8;
   }
   pool_.reset(new ThreadPool(threads));
+  io_pool_.reset(new ThreadPool(0, 512));
   if (!poller_->Add(listener_, &listener_tag_)) {
     *err = "cannot watch the listening socket: " + NetLastErrorText();
     return false;

@@ -63,6 +63,9 @@ class Server {
   // ---- used while serving requests
   const ServerConfig& config() const { return config_; }
   ThreadPool& pool() { return *pool_; }
+  // Extensions' asynchronous client I/O (WriteClient HSE_IO_ASYNC, ASYNC_READ_CLIENT, async
+  // TransmitFile): elastic, so clients that stall never starve the request pool.
+  ThreadPool& io_pool() { return *io_pool_; }
   AccessLog* access_log() { return access_log_.get(); }
   bool stopping() const { return stopping_.load(std::memory_order_relaxed); }
   const NetAddress& bound() const { return bound_; }
@@ -140,6 +143,7 @@ class Server {
   std::string cwd_;
   std::unique_ptr<AccessLog> access_log_;
   std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<ThreadPool> io_pool_;
   std::unique_ptr<Poller> poller_;
   socket_t listener_ = kInvalidSocket;
   NetAddress bound_;

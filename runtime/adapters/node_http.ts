@@ -279,7 +279,9 @@ export async function serveNodeRequest(ecb: ECB, handler: NodeRequestHandler, op
         reading = false;
         if (this.destroyed || this.readableEnded) return;
         if (chunk.length === 0) {
-          if (!ecb.aborted) this.complete = true;
+          // An aborted request never ends normally: its body fails instead (see onAbort below).
+          if (ecb.aborted) return;
+          this.complete = true;
           this.push(null);
         } else {
           meter.add(chunk.length);
@@ -318,6 +320,7 @@ export async function serveNodeRequest(ecb: ECB, handler: NodeRequestHandler, op
     const offAbort = ecb.onAbort(() => {
       // The web server dropped the request (client gone, deadline passed): what Node does
       // when the connection closes — 'aborted' on an unfinished request, then 'close' on both.
+      // IncomingMessage's own destroy() emits 'aborted', then 'error' (ECONNRESET) to a listener.
       if (!req.complete && !req.destroyed) req.destroy(Object.assign(new Error('aborted'), { code: 'ECONNRESET' }));
       socket.destroy();
       settle(HSE_STATUS_ERROR);

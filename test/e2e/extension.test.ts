@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bridgeLog, packed, rawExchange, serveFolders, sleep, type Host } from '../helpers';
+import { bridgeLog, packed, rawExchange, serveFolders, sleep, waitFor, type Host } from '../helpers';
 
 let host: Host;
 
@@ -97,17 +97,14 @@ describe('echo', () => {
 });
 
 /** Resolves once the process has exited (gone, or a zombie waiting to be reaped). */
-async function waitForExit(pid: number): Promise<void> {
-  for (let i = 0; i < 200; i++) {
+function waitForExit(pid: number): Promise<boolean> {
+  return waitFor(() => {
     try {
-      const state = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.[0];
-      if (state === 'Z') return;
+      return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.[0] === 'Z';
     } catch {
-      return;
+      return true;
     }
-    await sleep(10);
-  }
-  throw new Error(`process ${pid} did not exit`);
+  }, `process ${pid} to exit`);
 }
 
 describe('worker failures', () => {
@@ -129,8 +126,10 @@ describe('worker failures', () => {
       const r = await Promise.all([fetch(`${host.url}/control/pid`), fetch(`${host.url}/control/pid`)]);
       for (const x of r) pids.add(Number(await x.text()));
     }
+    const started = bridgeLog(packed('control'), 'control').split('sleep: started').length;
     const inflight = fetch(`${host.url}/control/sleep?ms=20000`);
-    await sleep(500);
+    // Killed once its handler runs: a request the worker never took would go to another one.
+    await waitFor(() => bridgeLog(packed('control'), 'control').split('sleep: started').length > started, 'the sleeping handler');
     for (const pid of pids) process.kill(pid, 'SIGKILL');
     const res = await inflight;
     expect(res.status).toBe(502);
@@ -138,11 +137,10 @@ describe('worker failures', () => {
     // "Next" means after the bridge noticed: both processes are gone and the bridge logged each
     // exit, so no request can still be racing a dying worker's channel.
     for (const pid of pids) await waitForExit(pid);
-    for (let i = 0; i < 200; i++) {
+    await waitFor(() => {
       const log = bridgeLog(packed('control'), 'control');
-      if ([...pids].every((pid) => log.includes(`(pid ${pid}) exited`))) break;
-      await sleep(10);
-    }
+      return [...pids].every((pid) => log.includes(`(pid ${pid}) exited`));
+    }, 'the bridge to log both exits');
     const next = await fetch(`${host.url}/control/pid`);
     expect(next.status).toBe(200);
     expect(pids.has(Number(await next.text()))).toBe(false);
@@ -154,8 +152,7 @@ describe('worker failures', () => {
     expect(responses[0]!.body.toString()).toBe('done');
     expect(responses[1]!.body.toString()).toBe('Hello from TypeScript\n');
     expect(closed).toBe(false);
-    await sleep(200);
-    expect(bridgeLog(packed('control'), 'control')).toContain('after-done: WriteClient: the request is already finished');
+    await waitFor(() => bridgeLog(packed('control'), 'control').includes('after-done: WriteClient: the request is already finished'), 'the after-done line');
   });
 });
 

@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bridgeLog, packed, rawExchange, root, serveFolders, sleep, testDist, type Host } from '../helpers';
+import { bridgeLog, packed, rawExchange, root, serveFolders, sleep, testDist, waitFor, type Host } from '../helpers';
 
 /** The 1-based line of the first line of `file` containing `marker`. */
 function lineOf(file: string, marker: string): number {
@@ -250,9 +250,12 @@ describe('advanced', () => {
     const body = await res.text();
     expect(body).toContain('500 Internal Server Error');
     expect(body).not.toContain('on purpose'); // no details unless ISAPI_DETAILED_ERRORS=1
-    await sleep(200);
     const line = lineOf('examples/advanced.ts', "throw new Error('advanced: an uncaught exception");
-    const log = bridgeLog(packed('advanced'), 'advanced');
+    // The worker's output reaches the log through the bridge's pipe reader: wait for it.
+    const log = await waitFor(() => {
+      const text = bridgeLog(packed('advanced'), 'advanced');
+      return text.includes(`examples/advanced.ts:${line}:`) ? text : null;
+    }, 'the stack trace in the log');
     expect(log).toContain('advanced: an uncaught exception, on purpose');
     expect(log).toContain(`examples/advanced.ts:${line}:`);
     expect((await fetch(`${host.url}/advanced/pid`)).status).toBe(200);
@@ -261,9 +264,7 @@ describe('advanced', () => {
   it('status, LogData and AppendLogParameter reach the access log', async () => {
     const res = await fetch(`${host.url}/advanced/log?note=hi`);
     expect(res.status).toBe(202);
-    await sleep(300);
-    const line = readFileSync(accessLog, 'utf8').split('\n').find((l) => l.includes('/advanced/log'));
-    expect(line).toBeDefined();
+    const line = await waitFor(() => readFileSync(accessLog, 'utf8').split('\n').find((l) => l.includes('/advanced/log')), 'the access log line');
     expect(line).toContain('logdata-from-advanced');
     expect(line).toContain('&advanced=hi');
     expect(line).toMatch(/ 202 /);
@@ -437,9 +438,11 @@ describe('thread-pool (ThreadPoolExtension, one worker process)', () => {
     const html = await res.text();
     expect(html).toContain('<h1>500 Internal Server Error</h1>');
     expect(html).not.toContain('on purpose');
-    await sleep(200);
     const line = lineOf('examples/thread-pool.ts', "throw new Error('Dispatch failed on purpose')");
-    const log = bridgeLog(packed('thread-pool'), 'thread-pool');
+    const log = await waitFor(() => {
+      const text = bridgeLog(packed('thread-pool'), 'thread-pool');
+      return text.includes(`examples/thread-pool.ts:${line}:`) ? text : null;
+    }, 'the Dispatch stack trace in the log');
     expect(log).toContain('Dispatch GET /thread-pool/throw: Error: Dispatch failed on purpose');
     expect(log).toContain(`examples/thread-pool.ts:${line}:`);
     expect((await get('primes?below=1000')).json.primes).toBe(168);

@@ -6,6 +6,7 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addPeResource, readPeResource } from '../../packer/pe_resource';
@@ -26,6 +27,9 @@ const SCRIPTS: Record<string, string> = {
   echo: 'examples/echo.ts',
   control: 'test/fixtures/control.ts',
   'hono-app': 'examples/hono-app.ts',
+  // issue 16: a script that cannot start, and a client that leaves mid-upload
+  'broken-start': 'test/fixtures/broken-start.ts',
+  faults: 'test/fixtures/faults.ts',
 };
 const dist = path.join(testDist, 'win-x64');
 const configFile = path.join(dist, 'host.json');
@@ -193,7 +197,7 @@ describe.skipIf(!!skipReason)(`Windows x64 build under Wine${skipReason ? ` (ski
     it('prints the listening line and the installer wrote Windows paths into the config', () => {
       expect(serverOutput).toMatch(/serving .*host\.json at http:\/\/127\.0\.0\.1:0\/hello\/ under Wine/);
       const config = JSON.parse(readFileSync(configFile, 'utf8'));
-      expect(config.applications.map((a: { path: string }) => a.path)).toEqual(['/hello', '/echo', '/control', '/hono-app']);
+      expect(config.applications.map((a: { path: string }) => a.path)).toEqual(Object.keys(SCRIPTS).map((n) => `/${n}`));
       expect(config.applications[0].extension).toBe(`${toWinePath(folder('hello'))}\\_hello.dll`);
     });
 
@@ -314,6 +318,52 @@ describe.skipIf(!!skipReason)(`Windows x64 build under Wine${skipReason ? ` (ski
       const pids = await Promise.all(Array.from({ length: 8 }, () => fetch(`${base}/control/pid`).then((r) => r.text())));
       expect(pids).not.toContain(replaced![1]);
       expect(statuses.filter((s) => s !== 200)).toEqual([]);
+    });
+  });
+
+  describe('supervision under Wine', () => {
+    it('a script that fails at startup leaves the server up and gets 503 at once, with the reason', async () => {
+      for (let i = 0; i < 3; i++) {
+        const t0 = performance.now();
+        const r = await fetch(`${base}/broken-start/`, { signal: AbortSignal.timeout(20_000) });
+        const body = await r.text();
+        const ms = performance.now() - t0;
+        console.log(`wine: broken-start answered ${r.status} in ${ms.toFixed(1)} ms`);
+        expect(r.status).toBe(503);
+        expect(r.headers.get('retry-after')).toMatch(/^\d+$/);
+        expect(body).toContain("The application 'broken-start' is not available");
+        expect(ms).toBeLessThan(5000);
+      }
+      const log = readFileSync(path.join(folder('broken-start'), 'logs', 'broken-start.log'), 'utf8');
+      expect(log).toContain('cannot reach the database');
+      expect(log).toMatch(/failed to start: it exited \(exit code 1\) before it was ready/);
+      // The other applications of the same server are unaffected.
+      expect((await fetch(`${base}/hello/`)).status).toBe(200);
+    });
+
+    it('a client gone mid-body fails ReadClient with error 64 (never a short body that looks complete)', async () => {
+      const logFile = path.join(folder('faults'), 'logs', 'faults.log');
+      await new Promise<void>((resolve, reject) => {
+        const sock = net.connect(port, '127.0.0.1', () => {
+          sock.write('POST /faults/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 4194304\r\n\r\n');
+          sock.write(Buffer.alloc(1 << 20, 1), () => setTimeout(() => (sock.destroy(), resolve()), 200));
+        });
+        sock.on('error', reject);
+      });
+      let line: string | undefined;
+      for (let i = 0; i < 150 && !line; i++) {
+        line = (existsSync(logFile) ? readFileSync(logFile, 'utf8') : '').split('\n').find((l) => l.includes('ecb-upload'));
+        if (!line) await sleep(100);
+      }
+      expect(line).toMatch(/ecb-upload ExtensionError errno=64 aborted=true onAbort=true/);
+    });
+
+    it('SIGTERM to `isapi serve --wine` stops gracefully: the workers drain and exit on their own', async () => {
+      expect((await fetch(`${base}/hello/`)).status).toBe(200);
+      await stopServer();
+      const log = readFileSync(path.join(folder('hello'), 'logs', 'hello.log'), 'utf8');
+      // The bridge's TerminateExtension ran: each worker was asked to stop and exited with 0.
+      expect(log).toMatch(/worker \d+ \(pid \d+\) stopped: exit code 0/);
     });
   });
 

@@ -13,7 +13,6 @@ struct SpawnOptions {
   std::string executable;
   std::vector<std::pair<std::string, std::string>> env;  // added to the bridge's environment
   channel::NativeHandle channelHandle;                   // inherited by the worker, and only it
-  std::string logPath;                                   // worker stdout+stderr are appended here
 };
 
 class Process {
@@ -31,6 +30,11 @@ class Process {
   // IIS's "Private Memory Limit" counts for w3wp). 0 when unknown.
   size_t private_memory() const;
   bool running() const { return pid_ > 0 && !exited_; }
+  // The worker's stdout and stderr, merged, through a pipe only the bridge reads (so output
+  // is always drained, and the log can be rotated: no other process holds it open).
+  // Blocks; <= 0 once every writer has gone (the worker and anything it started exited).
+  long read_output(char* buf, size_t size);
+  void close_output();
 
  private:
   long pid_ = -1;
@@ -38,6 +42,9 @@ class Process {
   std::string exitDescription_;
 #ifdef _WIN32
   void* process_ = nullptr;
+  void* output_ = nullptr;
+#else
+  int output_ = -1;
 #endif
 };
 

@@ -48,14 +48,17 @@ bool Process::spawn(const SpawnOptions& opts, std::string& error) {
   for (auto& s : envStore) envp.push_back(s.data());
   envp.push_back(nullptr);
 
-  int logFd = ::open(opts.logPath.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  close_output();
+  int pipeFds[2] = {-1, -1};
+  if (::pipe2(pipeFds, O_CLOEXEC) != 0) {
+    error = std::string("cannot create the worker's output pipe: ") + std::strerror(errno);
+    return false;
+  }
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  if (logFd >= 0) {
-    posix_spawn_file_actions_adddup2(&fa, logFd, 1);
-    posix_spawn_file_actions_adddup2(&fa, logFd, 2);
-  }
+  posix_spawn_file_actions_adddup2(&fa, pipeFds[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, pipeFds[1], 2);
   // dup2 onto fd 3 clears close-on-exec for the worker's end only; every other descriptor the
   // web server holds is CLOEXEC or closed in the child.
   posix_spawn_file_actions_adddup2(&fa, opts.channelHandle, 3);
@@ -78,14 +81,30 @@ bool Process::spawn(const SpawnOptions& opts, std::string& error) {
   int rc = posix_spawn(&pid, opts.executable.c_str(), &fa, &attr, argv, envp.data());
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
-  if (logFd >= 0) ::close(logFd);
+  ::close(pipeFds[1]);
   if (rc != 0) {
+    ::close(pipeFds[0]);
     error = "cannot start worker " + opts.executable + ": " + std::strerror(rc);
     return false;
   }
+  output_ = pipeFds[0];
   pid_ = pid;
   exited_ = false;
   return true;
+}
+
+long Process::read_output(char* buf, size_t size) {
+  if (output_ < 0) return -1;
+  for (;;) {
+    ssize_t n = ::read(output_, buf, size);
+    if (n < 0 && errno == EINTR) continue;
+    return long(n);
+  }
+}
+
+void Process::close_output() {
+  if (output_ >= 0) ::close(output_);
+  output_ = -1;
 }
 
 void Process::kill() {

@@ -122,12 +122,18 @@ bool Process::spawn(const SpawnOptions& opts, std::string& error) {
   std::wstring cmdline = L"\"" + exe + L"\"";
   std::wstring env = environment_block(opts.env);
 
-  // stdin is NUL; stdout and stderr share one append-only handle on the log file. Only these
-  // two handles are inherited, whatever else the web server process holds.
+  // stdin is NUL; stdout and stderr share the write end of a pipe the bridge drains. Only
+  // these two handles are inherited, whatever else the web server process holds.
+  close_output();
   HANDLE nul = open_inheritable(L"NUL", GENERIC_READ | GENERIC_WRITE, OPEN_EXISTING);
-  HANDLE log = opts.logPath.empty()
-                   ? INVALID_HANDLE_VALUE
-                   : open_inheritable(widen(opts.logPath).c_str(), FILE_APPEND_DATA | SYNCHRONIZE, OPEN_ALWAYS);
+  HANDLE pipeRead = nullptr, log = INVALID_HANDLE_VALUE;
+  SECURITY_ATTRIBUTES sa{sizeof sa, nullptr, TRUE};
+  if (CreatePipe(&pipeRead, &log, &sa, 0)) {
+    SetHandleInformation(pipeRead, HANDLE_FLAG_INHERIT, 0);
+  } else {
+    pipeRead = nullptr;
+    log = INVALID_HANDLE_VALUE;
+  }
   HANDLE out = log != INVALID_HANDLE_VALUE ? log : nul;
   std::vector<HANDLE> inherit;
   if (nul != INVALID_HANDLE_VALUE) inherit.push_back(nul);
@@ -168,9 +174,11 @@ bool Process::spawn(const SpawnOptions& opts, std::string& error) {
   if (log != INVALID_HANDLE_VALUE) CloseHandle(log);
   if (nul != INVALID_HANDLE_VALUE) CloseHandle(nul);
   if (!ok) {
+    if (pipeRead) CloseHandle(pipeRead);
     error = "cannot start worker " + opts.executable + ": " + system_message(err);
     return false;
   }
+  output_ = pipeRead;
   // Assigned before it runs, so anything it starts is in the job too. Assignment can fail in
   // a process that is already in a job on old Windows versions: the worker then still runs,
   // only without the kill-on-close guarantee.
@@ -183,6 +191,20 @@ bool Process::spawn(const SpawnOptions& opts, std::string& error) {
   exited_ = false;
   exitDescription_.clear();
   return true;
+}
+
+long Process::read_output(char* buf, size_t size) {
+  if (!output_) return -1;
+  DWORD n = 0;
+  // ERROR_BROKEN_PIPE: every writer has gone. A zero-byte write reads as 0 bytes: read on.
+  while (ReadFile(output_, buf, DWORD(size), &n, nullptr))
+    if (n > 0) return long(n);
+  return -1;
+}
+
+void Process::close_output() {
+  if (output_) CloseHandle(output_);
+  output_ = nullptr;
 }
 
 void Process::kill() {

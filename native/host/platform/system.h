@@ -9,8 +9,13 @@ namespace isapi_host {
 // WaitForTerminationSignal(); SIGPIPE is ignored; stdout/stderr write "\n" as is (no CRLF
 // translation on Windows), so the "listening" line is byte-identical on every platform.
 void PrepareProcess();
-// Blocks until SIGINT or SIGTERM (Ctrl+C / console close on Windows).
+// Blocks until SIGINT or SIGTERM (Ctrl+C / console close on Windows), or until standard input
+// closes once StopWhenStdinCloses() was called.
 void WaitForTerminationSignal();
+// Makes the end of standard input a termination request (a thread reads it to its end). Under
+// Wine a POSIX signal ends a Windows program without its console handler running, so `isapi
+// serve --wine` stops the host by closing the host's stdin instead.
+void StopWhenStdinCloses();
 void UtcTime(time_t t, struct tm* out);
 // Monotonic milliseconds.
 int64_t MonotonicMs();

@@ -1,5 +1,8 @@
 // POSIX implementation of platform/system.h.
+#include <errno.h>
 #include <signal.h>
+
+#include <thread>
 #include <stdint.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,6 +32,17 @@ void WaitForTerminationSignal() {
   int sig = 0;
   while (sigwait(&set, &sig) != 0) {
   }
+}
+
+void StopWhenStdinCloses() {
+  std::thread([] {
+    char buf[256];
+    for (;;) {
+      ssize_t n = read(0, buf, sizeof buf);
+      if (n == 0 || (n < 0 && errno != EINTR)) break;
+    }
+    kill(getpid(), SIGTERM);  // blocked in every thread: WaitForTerminationSignal takes it
+  }).detach();
 }
 
 void UtcTime(time_t t, struct tm* out) { gmtime_r(&t, out); }

@@ -40,6 +40,22 @@ void PrepareProcess() {
 
 void WaitForTerminationSignal() { WaitForSingleObject(g_stop_event, INFINITE); }
 
+void StopWhenStdinCloses() {
+  HANDLE thread = CreateThread(
+      nullptr, 0,
+      [](LPVOID) -> DWORD {
+        HANDLE in = GetStdHandle(STD_INPUT_HANDLE);
+        char buf[256];
+        DWORD n = 0;
+        while (in && in != INVALID_HANDLE_VALUE && ReadFile(in, buf, sizeof buf, &n, nullptr) && n > 0) {
+        }
+        SetEvent(g_stop_event);
+        return 0;
+      },
+      nullptr, 0, nullptr);
+  if (thread) CloseHandle(thread);
+}
+
 void UtcTime(time_t t, struct tm* out) { gmtime_s(out, &t); }
 
 int64_t MonotonicMs() { return static_cast<int64_t>(GetTickCount64()); }
