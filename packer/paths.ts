@@ -18,9 +18,14 @@ export function hostTarget(): Target {
   throw new UserError(`node-isapi runs on linux-x64 and win-x64; this machine is ${process.platform}-${process.arch}`);
 }
 
-/** build/native/<target>/out: where scripts/build-native.js puts the bridge and the host. */
+/**
+ * build/native/<target>/out: where scripts/build-native.js puts the bridge and the host; with
+ * ISAPI_SANITIZE=address|thread, its sanitizer build of linux-x64 (CI).
+ */
 export function nativeDir(target: Target): string {
-  return path.join(packageRoot, 'build', 'native', target, 'out');
+  const sanitize = process.env.ISAPI_SANITIZE;
+  const dir = sanitize && target === 'linux-x64' ? `${target}-${sanitize}` : target;
+  return path.join(packageRoot, 'build', 'native', dir, 'out');
 }
 
 export function bridgeBinary(target: Target): string {

@@ -27,6 +27,7 @@ import {
   HSE_STATUS_SUCCESS,
 } from './constants';
 import { ExtensionError } from './errors';
+import { checkHeaderLines, checkHeaderName, checkHeaderValue, checkNoNul, checkStatus, checkUrl } from './header_check';
 import { RequestBody } from './request_body';
 import { RequestState } from './request_state';
 import { localServerVariable, parseAllRaw, type RawHeaders } from './server_variables';
@@ -50,6 +51,8 @@ const ERROR_MESSAGES: Record<number, string> = {
   [ERROR_NO_DATA]: 'the server variable has no value for this request',
   [ERROR_INVALID_PARAMETER]: 'the request is no longer active',
 };
+
+const URL_REFUSED = 'the server refused the URL: it leaves the mapped directory, names a device, or is not a local URL';
 
 export interface TransmitFileOptions {
   /** Status line to send first ("200 OK"): sets HSE_IO_SEND_HEADERS. */
@@ -89,15 +92,26 @@ export interface URLMapEx {
 
 export type HeaderInit = string | Record<string, string | number | readonly string[]>;
 
-/** Turns a headers object into ISAPI's "Name: value\r\n…\r\n" text. */
-export function headerText(headers: HeaderInit): string {
+/**
+ * Turns a headers object into ISAPI's "Name: value\r\n…\r\n" text, refusing (ExtensionError)
+ * any name that is not a token and any value with CR, LF or NUL. Text after a blank line in the
+ * string form is body, as ISAPI defines it, and is sent as it is.
+ */
+export function headerText(headers: HeaderInit, funcname = 'SendResponseHeaders'): string {
   let text: string;
   if (typeof headers === 'string') {
+    checkHeaderLines(headers, funcname, { body: true });
     text = headers;
+    if (text.startsWith('\r\n') || text.includes('\r\n\r\n')) return text;
   } else {
     text = '';
     for (const [name, value] of Object.entries(headers)) {
-      for (const v of Array.isArray(value) ? value : [value]) text += `${name}: ${v}\r\n`;
+      checkHeaderName(name, funcname);
+      for (const v of Array.isArray(value) ? value : [value]) {
+        const s = String(v);
+        checkHeaderValue(name, s, funcname);
+        text += `${name}: ${s}\r\n`;
+      }
     }
   }
   if (text === '' ) return '\r\n';
@@ -158,6 +172,8 @@ export class ECB extends RequestState {
    */
   async GetServerVariable(name: string, defaultValue?: string): Promise<string> {
     this.check('GetServerVariable');
+    // The server reads the name as a C string: "ALL_HTTP\0x" would quietly be ALL_HTTP.
+    checkNoNul(name, 'server variable name', 'GetServerVariable');
     const local = localServerVariable(name, this.begin, 'ALL_RAW' in this.begin.vars ? this.headers() : null);
     if (local !== null) {
       if (local !== undefined) return local;
@@ -209,22 +225,28 @@ export class ECB extends RequestState {
    * line is added when missing.
    */
   SendResponseHeaders(status = '200 OK', headers: HeaderInit = '', keepAlive = true): void {
+    checkStatus(status, 'SendResponseHeaders');
+    const text = headerText(headers);
     this.beginHeaders(status);
-    if (!this.wasAborted) this.link.addon.headers(this.link.id, status, headerText(headers), keepAlive);
+    if (!this.wasAborted) this.link.addon.headers(this.link.id, status, text, keepAlive);
   }
 
   /** Redirect(url): a 302 to `url`, sent by the server (HSE_REQ_SEND_URL_REDIRECT_RESP). */
   async Redirect(url: string): Promise<void> {
-    if (/[\r\n]/.test(url)) throw new ExtensionError(ERROR_INVALID_PARAMETER, 'a redirect URL cannot contain CR or LF', 'Redirect');
+    checkUrl(url, 'Redirect');
     if (this.headersWereSent) throw new ExtensionError(ERROR_INVALID_PARAMETER, 'the response headers were already sent', 'Redirect');
     this.headersWereSent = true;
     await this.support('Redirect', HSE_REQ_SEND_URL_REDIRECT_RESP, [], [url]);
   }
 
-  private async support(funcname: string, request: number, ints: number[] = [], strs: string[] = []): Promise<ServerSupportReply> {
+  private async support(funcname: string, request: number, ints: number[] = [], strs: string[] = [], refusal?: string): Promise<ServerSupportReply> {
     this.check(funcname);
     const r = await this.link.serverSupport(request, ints, strs);
-    if (!r.ok) throw new ExtensionError(r.error, ERROR_MESSAGES[r.error] ?? 'the server refused the call', funcname);
+    if (!r.ok) {
+      // ERROR_INVALID_PARAMETER for a live request means the server refused these arguments.
+      const message = r.error === ERROR_INVALID_PARAMETER && refusal && !this.done ? refusal : ERROR_MESSAGES[r.error];
+      throw new ExtensionError(r.error, message ?? 'the server refused the call', funcname);
+    }
     return r;
   }
 
@@ -240,12 +262,14 @@ export class ECB extends RequestState {
 
   /** MapURLToPath(url): the physical path the server maps a URL to (HSE_REQ_MAP_URL_TO_PATH). */
   async MapURLToPath(url: string): Promise<string> {
-    return (await this.support('MapURLToPath', HSE_REQ_MAP_URL_TO_PATH, [], [url])).out;
+    checkNoNul(url, 'URL', 'MapURLToPath');
+    return (await this.support('MapURLToPath', HSE_REQ_MAP_URL_TO_PATH, [], [url], URL_REFUSED)).out;
   }
 
   /** MapURLToPathEx(url): path, access flags and match lengths (HSE_REQ_MAP_URL_TO_PATH_EX). */
   async MapURLToPathEx(url: string): Promise<URLMapEx> {
-    const r = await this.support('MapURLToPathEx', HSE_REQ_MAP_URL_TO_PATH_EX, [], [url]);
+    checkNoNul(url, 'URL', 'MapURLToPathEx');
+    const r = await this.support('MapURLToPathEx', HSE_REQ_MAP_URL_TO_PATH_EX, [], [url], URL_REFUSED);
     return { PhysicalPath: r.out, Flags: r.ints[0] ?? 0, MatchingPathLength: r.ints[1] ?? 0, MatchingURLLength: r.ints[2] ?? 0 };
   }
 
@@ -266,7 +290,8 @@ export class ECB extends RequestState {
 
   /** SendURL(url): the server answers with another local URL instead (HSE_REQ_SEND_URL). */
   async SendURL(url: string): Promise<void> {
-    await this.support('SendURL', HSE_REQ_SEND_URL, [], [url]);
+    checkUrl(url, 'SendURL');
+    await this.support('SendURL', HSE_REQ_SEND_URL, [], [url], URL_REFUSED);
     this.headersWereSent = true;
   }
 
@@ -282,6 +307,11 @@ export class ECB extends RequestState {
    */
   async TransmitFile(path: string, o: TransmitFileOptions = {}): Promise<void> {
     const flags = (o.flags ?? 0) | (o.status ? HSE_IO_SEND_HEADERS : 0);
+    checkNoNul(path, 'path', 'TransmitFile');
+    if (flags & HSE_IO_SEND_HEADERS) {
+      checkStatus(o.status || '200 OK', 'TransmitFile');
+      checkHeaderLines(o.head ?? '', 'TransmitFile', { body: true });
+    }
     await this.support('TransmitFile', HSE_REQ_TRANSMIT_FILE, [flags, o.offset ?? 0, o.length ?? 0], [path, o.status ?? '', o.head ?? '', o.tail ?? '']);
     this.headersWereSent = true;
   }
@@ -291,7 +321,10 @@ export class ECB extends RequestState {
    * to the client. Resolves when the child request is complete (HSE_REQ_EXEC_URL).
    */
   async ExecURL(url: string, o: ExecURLOptions = {}): Promise<void> {
-    await this.support('ExecURL', HSE_REQ_EXEC_URL, [o.flags ?? 0], [url, o.method ?? '', o.headers ?? '', o.body ?? '']);
+    checkUrl(url, 'ExecURL');
+    if (o.method) checkHeaderName(o.method, 'ExecURL');
+    if (o.headers) checkHeaderLines(o.headers, 'ExecURL', { body: false });
+    await this.support('ExecURL', HSE_REQ_EXEC_URL, [o.flags ?? 0], [url, o.method ?? '', o.headers ?? '', o.body ?? ''], URL_REFUSED);
     this.headersWereSent = true;
   }
 

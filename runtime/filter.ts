@@ -17,7 +17,16 @@ import {
   SF_NOTIFY_URL_MAP,
 } from './constants';
 import { FilterError } from './errors';
+import { checkHeaderLines, checkHeaderName, checkHeaderValue, checkStatus } from './header_check';
 import { headerVariable, parseAllRaw } from './server_variables';
+
+// "Name:" (ISAPI's colon is optional here) or one of PREPROC's pseudo headers "url", "method",
+// "version": the name must be a token and the value free of CR, LF and NUL.
+function checkFilterHeader(name: string, value: string, funcname: string): void {
+  const bare = name.endsWith(':') ? name.slice(0, -1) : name;
+  checkHeaderName(bare, funcname, FilterError);
+  checkHeaderValue(bare, value, funcname, FilterError);
+}
 
 /** Change codes of the reply (native/channel/wire.h FilterChange). */
 const enum Change {
@@ -105,11 +114,13 @@ export class HeaderData {
 
   /** SetHeader(name, value): replaces it; an empty value deletes it; "url" rewrites the URL. */
   SetHeader(name: string, value: string): void {
+    checkFilterHeader(name, value, 'SetHeader');
     this.overlay.set(name.toLowerCase(), value);
     this.fc._change(Change.SetHeader, name, value);
   }
 
   AddHeader(name: string, value: string): void {
+    checkFilterHeader(name, value, 'AddHeader');
     const key = name.toLowerCase();
     const before = this.overlay.get(key) ?? this.known?.get(key);
     this.overlay.set(key, before ? `${before}, ${value}` : value);
@@ -316,16 +327,20 @@ export class FilterContext {
 
   /** AddResponseHeaders("Name: value\r\n…"): added to the response this request gets. */
   AddResponseHeaders(headers: string): void {
+    checkHeaderLines(headers, 'AddResponseHeaders', { body: false }, FilterError);
     this._change(Change.AddResponseHeaders, headers.endsWith('\r\n') ? headers : headers + '\r\n', '');
   }
 
   /** SendResponseHeader(status, headers): SF_REQ_SEND_RESPONSE_HEADER. */
   SendResponseHeader(status: string, headers = ''): void {
+    checkStatus(status, 'SendResponseHeader', FilterError);
+    checkHeaderLines(headers, 'SendResponseHeader', { body: true }, FilterError);
     this._change(Change.SendResponseHeader, status, headers);
   }
 
   /** AddHeadersOnDenial(headers): SF_REQ_ADD_HEADERS_ON_DENIAL. */
   AddHeadersOnDenial(headers: string): void {
+    checkHeaderLines(headers, 'AddHeadersOnDenial', { body: false }, FilterError);
     this._change(Change.AddHeadersOnDenial, headers, '');
   }
 

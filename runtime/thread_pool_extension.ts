@@ -29,6 +29,7 @@ import {
   type URLMapEx,
 } from './ecb';
 import { ExtensionError, InternalReloadException } from './errors';
+import { checkStatus, checkUrl } from './header_check';
 import { SimpleExtension, type ExtensionVersionInfo, type HandlerResult } from './extension';
 import { headerVariable, type RawHeaders } from './server_variables';
 
@@ -299,11 +300,15 @@ export class ThreadECB extends RequestState implements DispatchECB {
   }
 
   SendResponseHeaders(status = '200 OK', headers: HeaderInit = '', keepAlive = true): void {
+    // Checked on this thread, so the handler gets the ExtensionError where it made the call.
+    checkStatus(status, 'SendResponseHeaders');
+    const text = headerText(headers);
     this.beginHeaders(status);
-    this.side.post(this.rid, 'SendResponseHeaders', [status, headerText(headers), keepAlive], this.HttpStatusCode, this.LogData);
+    this.side.post(this.rid, 'SendResponseHeaders', [status, text, keepAlive], this.HttpStatusCode, this.LogData);
   }
 
   async Redirect(url: string): Promise<void> {
+    checkUrl(url, 'Redirect');
     if (this.headersWereSent) throw new ExtensionError(ERROR_INVALID_PARAMETER, 'the response headers were already sent', 'Redirect');
     const p = this.call<void>('Redirect', [url]);
     this.headersWereSent = true;

@@ -29,6 +29,18 @@ function run(target, extra) {
   process.stdout.write(`done in ${((Date.now() - started) / 1000).toFixed(1)} s → ${path.relative(root, out)}/out\n`);
 }
 
+// ISAPI_SANITIZE=address|thread: a sanitizer build of the Linux host and bridge, beside the
+// normal one (build/native/linux-x64-<kind>); packer/paths.ts and the tests pick it up.
+const sanitize = process.env.ISAPI_SANITIZE ?? '';
+if (sanitize) {
+  if (!['address', 'thread'].includes(sanitize)) {
+    console.error(`native: ISAPI_SANITIZE must be address or thread, not '${sanitize}'`);
+    process.exit(1);
+  }
+  run(`linux-x64-${sanitize}`, [`--CDISAPI_SANITIZE=${sanitize}`, '--CDCMAKE_BUILD_TYPE=RelWithDebInfo']);
+  process.exit(0);
+}
+
 run(process.platform === 'win32' ? 'win-x64' : 'linux-x64', []);
 
 if (process.platform === 'linux') {

@@ -9,7 +9,20 @@ export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 // One folder per vitest run (set by test/global-setup.ts), so concurrent runs never share packs.
 export const testDist = process.env.ISAPI_TEST_DIST ?? path.join(root, 'build', 'test-dist', 'default');
 export const isapiCli = path.join(root, 'bin', 'isapi.cjs');
-export const hostExe = path.join(root, 'build', 'native', 'linux-x64', 'out', 'isapi-host');
+// ISAPI_SANITIZE=address|thread: the sanitizer build (scripts/build-native.js, .ci/sanitizers.sh).
+const nativeOut = path.join(root, 'build', 'native', process.env.ISAPI_SANITIZE ? `linux-x64-${process.env.ISAPI_SANITIZE}` : 'linux-x64', 'out');
+export const hostExe = path.join(nativeOut, 'isapi-host');
+
+/**
+ * With a sanitizer build, the host's environment preloads the sanitizer runtime: the workers it
+ * starts inherit it, and they load the (sanitized) bridge as their Node-API addon.
+ */
+export function sanitizerEnv(): NodeJS.ProcessEnv {
+  const kind = process.env.ISAPI_SANITIZE;
+  if (!kind) return {};
+  const lib = spawnSync('gcc', [`-print-file-name=${kind === 'thread' ? 'libtsan.so' : 'libasan.so'}`], { encoding: 'utf8' }).stdout.trim();
+  return { LD_PRELOAD: lib };
+}
 
 export function runCli(args: string[], opts: { cwd?: string } = {}) {
   const r = spawnSync(process.execPath, [isapiCli, ...args], { cwd: opts.cwd ?? root, encoding: 'utf8' });
@@ -34,7 +47,7 @@ export interface Host {
 /** Starts isapi-host with the given arguments plus --port 0, resolving once it listens. */
 export function startHost(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Host> {
   const proc = spawn(hostExe, ['--port', '0', ...args], {
-    env: { ...process.env, ISAPI_WORKERS: '2', ...env },
+    env: { ...process.env, ISAPI_WORKERS: '2', ...sanitizerEnv(), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

@@ -16,6 +16,7 @@
 #include "bridge_log.h"
 #include "bridge_state.h"
 #include "isapi.h"
+#include "response_check.h"
 #include "wire.h"
 #include "worker.h"
 
@@ -385,12 +386,26 @@ ISAPI_EXPORT DWORD WINAPI HttpFilterProc(HTTP_FILTER_CONTEXT* pfc, DWORD type, V
     isapi::channel::FrameReader rd(reinterpret_cast<const uint8_t*>(next.second.data()), next.second.size());
     DWORD status = rd.u32();
     uint32_t n = rd.u32();
+    struct Change {
+      isapi::channel::FilterChange op;
+      std::string a, b;
+    };
+    std::vector<Change> changes;
     for (uint32_t i = 0; i < n && rd.ok(); ++i) {
       auto op = isapi::channel::FilterChange(rd.u32());
       std::string a(rd.str());
       std::string b(rd.str());
-      if (rd.ok()) apply_change(pfc, type, pv, op, a, b);
+      if (!rd.ok()) break;
+      // Checked before any is applied: a reply that could split a header is refused whole,
+      // and the request fails (500) instead.
+      std::string problem = filter_change_problem(op, a, b);
+      if (!problem.empty()) {
+        log_line("refused a filter's changes (the request fails with 500): " + problem);
+        return SF_STATUS_REQ_ERROR;
+      }
+      changes.push_back(Change{op, std::move(a), std::move(b)});
     }
+    for (const Change& c : changes) apply_change(pfc, type, pv, c.op, c.a, c.b);
     return status ? status : SF_STATUS_REQ_NEXT_NOTIFICATION;
   }
 }

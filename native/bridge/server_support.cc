@@ -1,6 +1,7 @@
 #include "server_support.h"
 
 #include "request_io.h"
+#include "response_check.h"
 
 #include <cstring>
 
@@ -41,11 +42,54 @@ struct ExecUrlStorage {
   HSE_EXEC_URL_INFO info{};
 };
 
+// The server reads these arguments as C strings: a NUL would end them early without anyone
+// noticing (a URL cut short, a header text without its end), so it is refused instead.
+bool has_nul(const ServerSupportCall& c) {
+  for (std::string_view s : c.strs)
+    if (s.find('\0') != std::string_view::npos) return true;
+  return false;
+}
+
+ServerSupportResult refused() {
+  ServerSupportResult r;
+  r.error = ERROR_INVALID_PARAMETER;
+  return r;
+}
+
+bool has_control(std::string_view s) {
+  for (unsigned char c : s)
+    if (c < 0x20 || c == 0x7f) return true;
+  return false;
+}
+
 }  // namespace
 
 ServerSupportResult server_support(const InflightPtr& reqp, const ServerSupportCall& call, std::unique_lock<std::mutex>& lock) {
   InflightRequest& req = *reqp;
   EXTENSION_CONTROL_BLOCK* ecb = req.ecb;
+  // Checked here as well as in the runtime: the worker runs arbitrary code.
+  if (call.request != HSE_REQ_EXEC_URL && has_nul(call)) return refused();
+  switch (call.request) {
+    case HSE_REQ_SEND_URL:
+    case HSE_REQ_SEND_URL_REDIRECT_RESP:
+      if (has_control(arg(call, 0))) return refused();  // a URL with CR/LF would split the Location
+      break;
+    case HSE_REQ_TRANSMIT_FILE:
+      // With HSE_IO_SEND_HEADERS the status and head make the response header.
+      if ((num(call, 0) & HSE_IO_SEND_HEADERS) &&
+          (!status_problem(arg(call, 1)).empty() || !header_block_problem(arg(call, 2)).empty()))
+        return refused();
+      break;
+    case HSE_REQ_EXEC_URL:
+      // strs: url, method, child headers (text), entity body (bytes: may hold NULs).
+      for (size_t i = 0; i < 3 && i < call.strs.size(); ++i)
+        if (call.strs[i].find('\0') != std::string_view::npos) return refused();
+      if (has_control(arg(call, 0)) || has_control(arg(call, 1)) || !header_block_problem(arg(call, 2)).empty())
+        return refused();
+      break;
+    default:
+      break;
+  }
   switch (call.request) {
     case HSE_REQ_IS_KEEP_CONN:
     case HSE_REQ_IS_CONNECTED:

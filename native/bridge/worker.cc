@@ -5,6 +5,7 @@
 
 #include "bridge_log.h"
 #include "request_io.h"
+#include "response_check.h"
 #include "server_support.h"
 #include "worker_pool.h"
 
@@ -371,6 +372,14 @@ void Worker::handle(const channel::FrameHeader& h, std::string_view payload, con
       std::string status(rd.str());
       std::string headers(rd.str());
       uint32_t keepConn = rd.u32();
+      if (!req->ended() && rd.ok() && refuse_unsafe_response(ecb, status, headers)) {  // a 500, never a split
+        req->headersSent = true;
+        lock.unlock();
+        abort(h.id);
+        lock.lock();
+        complete_locked(*req, HSE_STATUS_ERROR, lock);
+        break;
+      }
       headers += mergedBody;
       if (req->ended() || !rd.ok()) break;
       HSE_SEND_HEADER_EX_INFO info{};

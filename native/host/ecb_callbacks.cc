@@ -12,6 +12,7 @@
 #include "request_context.h"
 #include "server.h"
 #include "server_variables.h"
+#include "url_path.h"
 #include "vdir_map.h"
 
 namespace isapi_host {
@@ -148,7 +149,11 @@ BOOL RequestContext::MapUrlToPath(LPVOID buffer, LPDWORD size) {
   }
   // The URL is the NUL-terminated string in the buffer; *size is the buffer's size for the result.
   std::string url(static_cast<char*>(buffer));
-  std::string path = server->MapUrlToPath(url);
+  std::string path;
+  if (uint32_t e = server->MapUrlToPath(url, UrlForm::kEncoded, &path)) {
+    SetLastError(e);
+    return FALSE;
+  }
   if (filters && filters->Wants(SF_NOTIFY_URL_MAP)) filters->UrlMap(url, &path);
   DWORD needed = static_cast<DWORD>(path.size() + 1);
   if (*size < needed) {
@@ -169,7 +174,12 @@ BOOL RequestContext::MapUrlToPathEx(LPVOID buffer, LPDWORD size, LPDWORD data_ty
   HSE_URL_MAPEX_INFO* info = reinterpret_cast<HSE_URL_MAPEX_INFO*>(data_type);
   const Vdir* v = nullptr;
   size_t matched_url = 0, matched_path = 0;
-  std::string path = server->MapUrlToPath(static_cast<char*>(buffer), &v, &matched_url, &matched_path);
+  std::string path;
+  if (uint32_t e = server->MapUrlToPath(static_cast<char*>(buffer), UrlForm::kEncoded, &path, &v,
+                                        &matched_url, &matched_path)) {
+    SetLastError(e);
+    return FALSE;
+  }
   if (path.size() + 1 > sizeof info->lpszPath) {
     if (size) *size = static_cast<DWORD>(path.size() + 1);
     SetLastError(ERROR_INSUFFICIENT_BUFFER);
@@ -395,7 +405,10 @@ DWORD RequestContext::RunChild(const ExecRequest& x) {
   if (depth_ >= kMaxChildDepth) return ERROR_INVALID_PARAMETER;
   HttpRequestHead h = head;
   std::string url = x.has_url ? x.url : (head.query.empty() ? head.raw_path : head.raw_path + "?" + head.query);
-  if (!SetRequestUrl(&h, url) || HasDotDotSegment(h.path)) return ERROR_INVALID_PARAMETER;
+  if (!SetRequestUrl(&h, url)) return ERROR_INVALID_PARAMETER;
+  std::string canon;
+  if (uint32_t e = CanonicalUrlPath(h.path, UrlForm::kDecoded, &canon)) return e;
+  h.path = canon;
   if (!x.method.empty()) h.method = x.method;
   if (!x.headers.empty()) {
     std::vector<HttpHeader> extra;
@@ -430,7 +443,7 @@ DWORD RequestContext::RunChild(const ExecRequest& x) {
     std::lock_guard<std::mutex> lock(child_mu_);
     child_done_ = false;
   }
-  std::string translated = server->MapUrlToPath(h.path);
+  std::string translated = server->PathTranslated(h.path);
   RequestContext* child = new RequestContext(server, conn, v, std::move(h), 0, MonotonicMs(),
                                              std::move(translated), this);
   if (x.has_entity) child->preread_.assign(x.entity.begin(), x.entity.end());
@@ -525,12 +538,18 @@ BOOL RequestContext::ServerSupportFunction(DWORD request, LPVOID buffer, LPDWORD
         SetLastError(ERROR_INVALID_PARAMETER);
         return FALSE;
       }
-      // Lengths stop at the first NUL: some extensions count the terminator in cch.
+      // By length: some extensions count the terminator in cch (one trailing NUL is dropped);
+      // any other NUL is carried to SendHeaders, which refuses it in the header lines and sends
+      // it in the body. Never a silent cut at the first NUL.
       size_t slen = 0, hlen = 0;
-      if (info->pszStatus)
-        slen = info->cchStatus ? strnlen(info->pszStatus, info->cchStatus) : strlen(info->pszStatus);
-      if (info->pszHeader)
-        hlen = info->cchHeader ? strnlen(info->pszHeader, info->cchHeader) : strlen(info->pszHeader);
+      if (info->pszStatus) {
+        slen = info->cchStatus ? info->cchStatus : strlen(info->pszStatus);
+        if (slen && info->pszStatus[slen - 1] == 0) slen--;
+      }
+      if (info->pszHeader) {
+        hlen = info->cchHeader ? info->cchHeader : strlen(info->pszHeader);
+        if (hlen && info->pszHeader[hlen - 1] == 0) hlen--;
+      }
       return SendHeaders(info->pszStatus, slen, info->pszHeader ? info->pszHeader : "", hlen, true,
                          info->fKeepConn != FALSE);
     }

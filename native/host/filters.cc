@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 
 #include "access_log.h"
@@ -579,10 +580,9 @@ void* FilterSession::AllocMem(DWORD size) {
 
 bool FilterSession::SendFilterResponseHeader(const char* status, const char* headers) {
   std::string st = status && *status ? std::string(status) : std::string("200 OK");
-  size_t cut = st.find_first_of("\r\n");
-  if (cut != std::string::npos) st.resize(cut);
   int code = atoi(st.c_str());
-  if (code < 100 || code > 999) {
+  // A status with CR/LF is refused, not cut: the rest could be a second header (R3).
+  if (code < 100 || code > 999 || !IsValidStatusText(st)) {
     SetLastError(ERROR_INVALID_PARAMETER);
     return false;
   }
@@ -599,6 +599,12 @@ bool FilterSession::SendFilterResponseHeader(const char* status, const char* hea
   if (code == 401 && !denial_headers_.empty()) {
     bool e2;
     ParseHeaderLines(denial_headers_.data(), denial_headers_.size(), &hv, &e2);
+  }
+  std::string bad = CheckResponseHeaderList(hv);
+  if (!bad.empty()) {
+    fprintf(stderr, "isapi-host: a filter's SF_REQ_SEND_RESPONSE_HEADER refused: %s\n", bad.c_str());
+    SetLastError(ERROR_INVALID_PARAMETER);
+    return false;
   }
   ResponseFraming fr = FramingOf(hv);
   bool head_only = head_ && head_->method == "HEAD";

@@ -1,5 +1,6 @@
 #include "http_parser.h"
 
+#include <cctype>
 #include <cstring>
 
 namespace isapi_host {
@@ -38,6 +39,39 @@ int HexVal(char c) {
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
+}
+
+// RFC 9112 §3.2 / RFC 3986 §3.2.2: Host = uri-host [ ":" port ], uri-host an IP-literal
+// ("[" IPv6 or IPvFuture "]"), an IPv4 address or a reg-name (unreserved, pct-encoded,
+// sub-delims). Anything else is a 400: a Host such as "a b" or "a/b@c" reaching HTTP_HOST would
+// let a client forge links the application builds from it.
+bool IsValidHost(const std::string& h) {
+  size_t i = 0;
+  if (!h.empty() && h[0] == '[') {
+    size_t close = h.find(']');
+    if (close == std::string::npos || close == 1) return false;
+    for (size_t k = 1; k < close; k++) {
+      unsigned char c = static_cast<unsigned char>(h[k]);
+      if (!(isxdigit(c) || c == ':' || c == '.' || ((c | 0x20) == 'v'))) return false;
+    }
+    i = close + 1;
+  } else {
+    for (; i < h.size() && h[i] != ':'; i++) {
+      unsigned char c = static_cast<unsigned char>(h[i]);
+      if (isalnum(c) || strchr("-._~!$&'()*+,;=", c)) continue;
+      if (c == '%' && i + 2 < h.size() && isxdigit(static_cast<unsigned char>(h[i + 1])) &&
+          isxdigit(static_cast<unsigned char>(h[i + 2]))) {
+        i += 2;
+        continue;
+      }
+      return false;
+    }
+  }
+  if (i == h.size()) return true;
+  if (h[i] != ':') return false;
+  for (size_t k = i + 1; k < h.size(); k++)
+    if (h[k] < '0' || h[k] > '9') return false;
+  return true;
 }
 
 // Parses the comma-separated tokens of a Connection header.
@@ -205,7 +239,7 @@ int ParseRequestHead(const char* data, size_t len, HttpRequestHead* head) {
     size_t path_start = tgt.find_first_of("/?", auth_start);
     authority = tgt.substr(auth_start, path_start == std::string::npos ? std::string::npos
                                                                        : path_start - auth_start);
-    if (authority.empty() || authority.find('@') != std::string::npos) return 400;
+    if (authority.empty() || !IsValidHost(authority)) return 400;
     has_authority = true;
     tgt = path_start == std::string::npos ? "/" : tgt.substr(path_start);
     if (tgt[0] == '?') tgt = "/" + tgt;
@@ -246,6 +280,7 @@ int ParseRequestHead(const char* data, size_t len, HttpRequestHead* head) {
 
     if (IEquals(h.name, "host")) {
       host_count++;
+      if (!IsValidHost(h.value)) return 400;
       head->host = h.value;
     } else if (IEquals(h.name, "content-length")) {
       if (h.value.empty() || h.value.size() > 18) return 400;
@@ -275,7 +310,18 @@ int ParseRequestHead(const char* data, size_t len, HttpRequestHead* head) {
   if (head->chunked && head->minor_version == 0) return 400;
   if (host_count > 1) return 400;
   if (head->minor_version == 1 && host_count == 0 && !has_authority) return 400;
-  if (has_authority) head->host = authority;
+  if (has_authority) {
+    // RFC 9112 §3.2.2: the target's authority replaces the Host header (HTTP_HOST, HEADER_Host
+    // and ALL_HTTP say the same as SERVER_NAME); ALL_RAW keeps the bytes as sent.
+    head->host = authority;
+    bool replaced = false;
+    for (HttpHeader& hh : head->headers)
+      if (IEquals(hh.name, "host")) {
+        hh.value = authority;
+        replaced = true;
+      }
+    if (!replaced) head->headers.push_back(HttpHeader{"Host", authority});
+  }
   head->keep_alive = head->minor_version == 1 ? !conn_close : (conn_keep_alive && !conn_close);
   if (has_expect) {
     if (!IEquals(expect, "100-continue")) return 417;

@@ -6,6 +6,7 @@
 #include <ctime>
 
 #include "platform/system.h"
+#include "url_path.h"
 
 namespace isapi_host {
 
@@ -118,6 +119,106 @@ size_t ParseHeaderLines(const char* text, size_t len, std::vector<HttpHeader>* o
   return len;
 }
 
+namespace {
+bool IsTokenChar(unsigned char c) {
+  if ((c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z')) return true;
+  return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != nullptr;
+}
+bool IsToken(const std::string& s) {
+  if (s.empty()) return false;
+  for (unsigned char c : s)
+    if (!IsTokenChar(c)) return false;
+  return true;
+}
+// field-value characters (RFC 9110 §5.5): HTAB, SP, VCHAR, obs-text.
+bool IsFieldValue(const std::string& s) {
+  for (unsigned char c : s)
+    if (c != '\t' && (c < 0x20 || c == 0x7f)) return false;
+  return true;
+}
+std::string Printable(const std::string& s) {
+  std::string r;
+  for (unsigned char c : s.substr(0, 60)) {
+    if (c >= 0x20 && c < 0x7f) r += static_cast<char>(c);
+    else {
+      char b[8];
+      snprintf(b, sizeof b, "\\x%02x", c);
+      r += b;
+    }
+  }
+  return r;
+}
+}  // namespace
+
+size_t ParseResponseHeaderLines(const char* text, size_t len, std::vector<HttpHeader>* out,
+                                bool* ended, std::string* error) {
+  size_t i = 0;
+  *ended = false;
+  error->clear();
+  while (i < len) {
+    const char* nl = static_cast<const char*>(memchr(text + i, '\n', len - i));
+    size_t line_end = nl ? static_cast<size_t>(nl - text) : len;
+    size_t next = nl ? line_end + 1 : len;
+    std::string line(text + i, line_end - i);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    i = next;
+    if (line.empty()) {
+      *ended = nl != nullptr;
+      return i;
+    }
+    size_t colon = line.find(':');
+    if (colon == std::string::npos) {
+      if (error->empty()) *error = "a header line without ':' (" + Printable(line) + ")";
+      continue;
+    }
+    HttpHeader h;
+    h.name = line.substr(0, colon);
+    while (!h.name.empty() && (h.name.back() == ' ' || h.name.back() == '\t')) h.name.pop_back();
+    std::string value = line.substr(colon + 1);
+    size_t vb = value.find_first_not_of(" \t");
+    size_t ve = value.find_last_not_of(" \t");
+    h.value = vb == std::string::npos ? "" : value.substr(vb, ve - vb + 1);
+    if (error->empty() && !IsToken(h.name))
+      *error = "header name '" + Printable(h.name) + "' is not a token";
+    else if (error->empty() && !IsFieldValue(h.value))
+      *error = "header '" + Printable(h.name) + "' has a control character (CR, NUL...) in its value";
+    out->push_back(std::move(h));
+  }
+  return len;
+}
+
+std::string CheckResponseHeaderList(const std::vector<HttpHeader>& headers) {
+  int64_t length = -1;
+  bool te = false;
+  for (const HttpHeader& h : headers) {
+    if (!IsToken(h.name)) return "header name '" + Printable(h.name) + "' is not a token";
+    if (!IsFieldValue(h.value))
+      return "header '" + Printable(h.name) + "' has a control character (CR, LF, NUL...) in its value";
+    if (IEquals(h.name, "Content-Length")) {
+      if (h.value.empty() || h.value.size() > 18 ||
+          h.value.find_first_not_of("0123456789") != std::string::npos)
+        return "Content-Length '" + Printable(h.value) + "' is not a number of at most 18 digits";
+      int64_t n = std::stoll(h.value);
+      if (length >= 0 && n != length) return "two different Content-Length headers";
+      length = n;
+    } else if (IEquals(h.name, "Transfer-Encoding")) {
+      te = true;
+    }
+  }
+  if (te && length >= 0) return "both Content-Length and Transfer-Encoding";
+  return "";
+}
+
+bool IsValidStatusText(const std::string& st) {
+  if (st.size() < 3 || !isdigit(static_cast<unsigned char>(st[0])) ||
+      !isdigit(static_cast<unsigned char>(st[1])) || !isdigit(static_cast<unsigned char>(st[2])))
+    return false;
+  if (st.size() > 3 && st[3] != ' ') return false;
+  for (unsigned char c : st)
+    if (c != '\t' && (c < 0x20 || c == 0x7f)) return false;
+  return true;
+}
+
 std::string ComposeResponseHead(const std::string& status, const std::vector<HttpHeader>& headers,
                                 bool keep_alive, bool http10) {
   bool has_server = false, has_date = false;
@@ -157,11 +258,13 @@ ResponseFraming FramingOf(const std::vector<HttpHeader>& headers) {
   ResponseFraming f;
   for (const HttpHeader& h : headers) {
     if (IEquals(h.name, "Content-Length")) {
+      // At most 18 digits: 10^18 - 1 fits an int64_t, so the sum cannot overflow (UB).
       int64_t n = 0;
       bool ok = !h.value.empty();
+      int digits = 0;
       for (char ch : h.value) {
         if (ch == ' ' || ch == '\t') break;
-        if (ch < '0' || ch > '9') {
+        if (ch < '0' || ch > '9' || ++digits > 18) {
           ok = false;
           break;
         }
@@ -182,41 +285,10 @@ ResponseFraming FramingOf(const std::vector<HttpHeader>& headers) {
 }
 
 bool NormalizeUrl(const std::string& in, std::string* out) {
-  std::string path = in, query;
-  size_t q = path.find('?');
-  if (q != std::string::npos) {
-    query = path.substr(q);
-    path.resize(q);
-  }
-  std::string decoded;
-  if (!PercentDecode(path, &decoded)) return false;
-  for (char& ch : decoded)
-    if (ch == '\\') ch = '/';
-  if (decoded.empty() || decoded[0] != '/') return false;
-  std::vector<std::string> segs;
-  size_t i = 1;
-  bool trailing = false;
-  while (i <= decoded.size()) {
-    size_t j = decoded.find('/', i);
-    if (j == std::string::npos) j = decoded.size();
-    std::string seg = decoded.substr(i, j - i);
-    trailing = j < decoded.size() || seg.empty();
-    if (seg == "..") {
-      if (segs.empty()) return false;
-      segs.pop_back();
-      trailing = true;
-    } else if (seg == ".") {
-      trailing = true;
-    } else if (!seg.empty()) {
-      segs.push_back(seg);
-      trailing = j < decoded.size();
-    }
-    i = j + 1;
-  }
-  std::string r;
-  for (const std::string& s : segs) r += "/" + s;
-  if (r.empty() || trailing) r += "/";
-  *out = r + query;
+  size_t q = in.find('?');
+  std::string path;
+  if (CanonicalUrlPath(in.substr(0, q), UrlForm::kEncoded, &path) != 0) return false;
+  *out = q == std::string::npos ? path : path + in.substr(q);
   return true;
 }
 

@@ -1,6 +1,7 @@
 #include "request_context.h"
 
 #include <cctype>
+#include <cstdio>
 #include <cstring>
 
 #include "access_log.h"
@@ -268,8 +269,6 @@ bool RequestContext::SendLocked(const char* p, size_t n) {
 BOOL RequestContext::SendHeaders(const char* status, size_t status_len, const char* headers,
                                  size_t headers_len, bool ex, bool keep_conn) {
   std::string st = status ? std::string(status, status_len) : std::string("200 OK");
-  size_t cut = st.find_first_of("\r\n");
-  if (cut != std::string::npos) st.resize(cut);
   if (st.empty()) st = "200 OK";
   if (st.size() < 3 || !isdigit(static_cast<unsigned char>(st[0])) ||
       !isdigit(static_cast<unsigned char>(st[1])) || !isdigit(static_cast<unsigned char>(st[2])) ||
@@ -280,10 +279,12 @@ BOOL RequestContext::SendHeaders(const char* status, size_t status_len, const ch
   int code = (st[0] - '0') * 100 + (st[1] - '0') * 10 + (st[2] - '0');
   if (st.size() == 3) st += std::string(" ") + ReasonPhrase(code);
 
-  // Header lines (CRLF or LF), up to the first empty line; what follows is body.
+  // Header lines (CRLF or LF), up to the first empty line; what follows is body. Parsed by
+  // length: a NUL in the header lines is refused, one in the body is sent.
   std::vector<HttpHeader> hv;
   bool ended = false;
-  size_t off = ParseHeaderLines(headers, headers_len, &hv, &ended);
+  std::string bad;
+  size_t off = ParseResponseHeaderLines(headers, headers_len, &hv, &ended, &bad);
   const char* body = ended ? headers + off : nullptr;
   size_t body_len = ended ? headers_len - off : 0;
 
@@ -292,6 +293,9 @@ BOOL RequestContext::SendHeaders(const char* status, size_t status_len, const ch
     SetLastError(ERROR_INVALID_PARAMETER);
     return FALSE;
   }
+  if (!IsValidStatusText(st)) return RefuseResponseLocked("the status line has a control character (CR, LF, NUL...)");
+  if (bad.empty()) bad = CheckResponseHeaderList(hv);
+  if (!bad.empty()) return RefuseResponseLocked(bad);
   if (filters) {
     FilterSession::Verdict v = filters->SendResponse(&st, &hv);
     if (v == FilterSession::kFinished || v == FilterSession::kFinishedKeepConn) {
@@ -310,7 +314,22 @@ BOOL RequestContext::SendHeaders(const char* status, size_t status_len, const ch
       SetLastError(ERROR_NETNAME_DELETED);
       return FALSE;
     }
+    // What the filters changed obeys the same rules.
+    if (!IsValidStatusText(st)) return RefuseResponseLocked("a filter set a status line with a control character");
+    bad = CheckResponseHeaderList(hv);
+    if (!bad.empty()) return RefuseResponseLocked("after SEND_RESPONSE filters: " + bad);
     code = atoi(st.c_str());
+  }
+  // Identical repeats of Content-Length (the check refused different ones) go out once.
+  bool seen_length = false;
+  for (auto it = hv.begin(); it != hv.end();) {
+    bool length = IEquals(it->name, "Content-Length");
+    if (length && seen_length) {
+      it = hv.erase(it);
+      continue;
+    }
+    seen_length = seen_length || length;
+    ++it;
   }
   ResponseFraming fr = FramingOf(hv);
   bool http10 = head.minor_version == 0;
@@ -333,10 +352,35 @@ BOOL RequestContext::SendHeaders(const char* status, size_t status_len, const ch
   return TRUE;
 }
 
+BOOL RequestContext::RefuseResponseLocked(const std::string& why) {
+  fprintf(stderr, "isapi-host: %s: response refused (500 sent instead): %s\n",
+          vdir->library.c_str(), why.c_str());
+  std::string st = StatusLineText(500);
+  std::string body = ErrorBody(500);
+  std::vector<HttpHeader> hv;
+  hv.push_back(HttpHeader{"Content-Type", "text/html; charset=utf-8"});
+  hv.push_back(HttpHeader{"Content-Length", std::to_string(body.size())});
+  std::string r = ComposeResponseHead(st, hv, false, false);
+  if (!head_only_) r += body;
+  // The extension's later output is dropped (taken over) and the connection closes after it.
+  headers_sent_ = true;
+  taken_over_ = true;
+  keep_alive_ = false;
+  status_sent_ = 500;
+  SendLocked(r.data(), r.size());
+  SetLastError(ERROR_INVALID_PARAMETER);
+  return FALSE;
+}
+
 bool RequestContext::SendRedirect(const char* url) {
   std::string location = url ? url : "/";
-  size_t cut = location.find_first_of("\r\n");
-  if (cut != std::string::npos) location.resize(cut);
+  // A Location that would end the header line is refused, never cut (the rest could be a
+  // second header).
+  for (unsigned char c : location)
+    if (c < 0x20 || c == 0x7f) {
+      SetLastError(ERROR_INVALID_PARAMETER);
+      return false;
+    }
   std::string body = "<head><title>Object moved</title></head><body><h1>Object Moved</h1>This "
                      "object may be found <a HREF=\"" + location + "\">here</a>.</body>\r\n";
   std::string headers = "Location: " + location + "\r\nContent-Type: text/html\r\nContent-Length: " +

@@ -88,6 +88,10 @@ class RequestContext {
   bool WriteBody(const char* p, DWORD n);  // the response body bytes of WriteClient, sync or async
   BOOL SendHeaders(const char* status, size_t status_len, const char* headers, size_t headers_len,
                    bool ex, bool keep_conn);
+  // Extension output the host will not relay (it could split the response or make its framing
+  // ambiguous): a 500 goes out instead, the connection closes after it, later output is dropped.
+  // Returns FALSE with ERROR_INVALID_PARAMETER, for the caller to return.
+  BOOL RefuseResponseLocked(const std::string& why);
   bool SendRedirect(const char* url);
   BOOL DoneWithSession(LPVOID buffer);
   BOOL VectorSend(void* vector);

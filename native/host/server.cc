@@ -22,6 +22,15 @@ constexpr int kLingerMs = 2000;              // graceful close: wait this long f
 constexpr int64_t kLingerMaxBytes = 1 << 20;  // ... discarding at most this much
 constexpr int kLoopTickMs = 500;
 
+// A received or rewritten URL: canonical (dot segments resolved, '\' as '/') or refused.
+bool CanonicalizeRequestPath(HttpRequestHead* head) {
+  if (head->path == "*") return true;  // OPTIONS *
+  std::string canon;
+  if (CanonicalUrlPath(head->path, UrlForm::kDecoded, &canon) != 0) return false;
+  head->path = std::move(canon);
+  return true;
+}
+
 #ifdef _WIN32
 constexpr char kSep = '\\';
 #else
@@ -163,28 +172,28 @@ void Server::Shutdown() {
   if (access_log_) access_log_->Flush();
 }
 
-std::string Server::MapUrlToPath(const std::string& url, const Vdir** vdir_out,
-                                 size_t* matched_url, size_t* matched_path) const {
-  const Vdir* v = vdirs_.Match(url);
-  std::string base, rest;
-  if (v) {
-    base = v->physical_dir;
-    rest = url.substr(v->prefix.size());
-  } else {
-    base = root_.empty() ? cwd_ : root_;
-    rest = url;
-  }
+uint32_t Server::MapUrlToPath(const std::string& url, UrlForm form, std::string* path,
+                              const Vdir** vdir_out, size_t* matched_url,
+                              size_t* matched_path) const {
+  std::string canon;
+  if (uint32_t e = CanonicalUrlPath(url.substr(0, url.find('?')), form, &canon)) return e;
+  const Vdir* v = vdirs_.Match(canon);
+  std::string base = v ? v->physical_dir : (root_.empty() ? cwd_ : root_);
+  std::string rest = canon.substr(v ? v->prefix.size() : 0);
+  while (!rest.empty() && rest[0] == '/') rest.erase(0, 1);
+  std::string p;
+  if (uint32_t e = JoinUnderRoot(base, rest, &p)) return e;
+  if (rest.empty() && p.size() > 1 && (p.back() == '/' || p.back() == '\\')) p.pop_back();
   if (vdir_out) *vdir_out = v;
   if (matched_url) *matched_url = v ? v->prefix.size() : 0;
   if (matched_path) *matched_path = base.size() > 1 ? base.size() - 1 : base.size();
-  while (!rest.empty() && (rest[0] == '/' || rest[0] == '\\')) rest.erase(0, 1);
-#ifdef _WIN32
-  for (char& ch : rest)
-    if (ch == '/') ch = '\\';
-#endif
-  std::string p = base + rest;
-  if (rest.empty() && p.size() > 1 && (p.back() == '/' || p.back() == '\\')) p.pop_back();
-  return p;
+  *path = std::move(p);
+  return 0;
+}
+
+std::string Server::PathTranslated(const std::string& path) const {
+  std::string p;
+  return MapUrlToPath(path, UrlForm::kDecoded, &p) == 0 ? p : std::string();
 }
 
 // ---------------------------------------------------------------- event loop (loop thread)
@@ -272,6 +281,14 @@ void Server::DestroyConnection(Connection* c) {
   delete c;
 }
 
+void Server::Rearm(Connection* c) {
+  // Everything about c is read before the release: once re-armed, another loop thread may take
+  // the connection (acquire in OnReadable) and close or free it while epoll_ctl returns.
+  socket_t s = c->sock;
+  c->handoff.fetch_add(1, std::memory_order_release);
+  poller_->Rearm(s, c);
+}
+
 void Server::OnReadable(Connection* c) {
   c->handoff.load(std::memory_order_acquire);
   if (c->loop_state == Connection::LoopState::kLinger) {
@@ -280,7 +297,7 @@ void Server::OnReadable(Connection* c) {
       int64_t n = NetRecv(c->sock, buf, sizeof buf);
       if (n > 0 && (c->linger_bytes += n) < kLingerMaxBytes) continue;
       if (n == kIoWouldBlock) {
-        poller_->Rearm(c->sock, c);
+        Rearm(c);
         return;
       }
       break;  // EOF, error or too much: close now
@@ -314,7 +331,7 @@ void Server::OnReadable(Connection* c) {
   }
   c->SkipLeadingEmptyLines();
   if (n == kIoWouldBlock || c->available() == 0) {
-    poller_->Rearm(c->sock, c);
+    Rearm(c);
     return;
   }
   HeadScan scan = ScanRequestHead(c->data(), c->available(), config_.max_request_line,
@@ -324,7 +341,7 @@ void Server::OnReadable(Connection* c) {
       c->head_started = true;
       c->deadline_ms = MonotonicMs() + config_.header_timeout_ms;
     }
-    poller_->Rearm(c->sock, c);
+    Rearm(c);
     return;
   }
   {
@@ -354,10 +371,9 @@ void Server::ScanTimeouts(int64_t now) {
       c->loop_state = Connection::LoopState::kLinger;
       c->linger_bytes = 0;
       c->deadline_ms = now + kLingerMs;
-      c->handoff.fetch_add(1, std::memory_order_release);
       std::lock_guard<std::mutex> lock(idle_mu_);
       idle_.insert(c);
-      poller_->Rearm(c->sock, c);
+      Rearm(c);
     } else {
       LoopClose(c);  // idle keep-alive connection, or a linger that timed out: close silently
     }
@@ -390,8 +406,7 @@ void Server::ReturnToLoop(Connection* c, bool linger) {
     c->deadline_ms = now + (c->head_started ? config_.header_timeout_ms : config_.keepalive_timeout_ms);
   }
   idle_.insert(c);
-  c->handoff.fetch_add(1, std::memory_order_release);
-  poller_->Rearm(c->sock, c);
+  Rearm(c);
   busy_--;
 }
 
@@ -433,8 +448,8 @@ void Server::ServeConnection(Connection* c) {
     HttpRequestHead head;
     int status = ParseRequestHead(c->data(), scan.head_len, &head);
     c->Consume(scan.head_len);
-    // ".." segments (after percent-decoding) are refused for every URL: no vdir or root escape.
-    if (status == 0 && HasDotDotSegment(head.path)) status = 400;
+    // Dot segments are resolved as HTTP.sys does; a path that climbs above "/" is a 400.
+    if (status == 0 && !CanonicalizeRequestPath(&head)) status = 400;
     if (status != 0) {
       SendErrorAndClose(c, status, &head, scan.head_len, start);
       return;
@@ -457,8 +472,7 @@ Server::Outcome Server::HandleRequest(Connection* c, HttpRequestHead& head, size
       FilterSession::Verdict v = fs->PreprocHeaders(&head);
       if (v != FilterSession::kContinue) return FilterVerdict(c, head, head_bytes, start_ms, v);
       // A rewritten URL obeys the same rules as a received one.
-      if (head.path != "*" && (head.path.empty() || head.path[0] != '/' || HasDotDotSegment(head.path)))
-        return SendSimple(c, head, head_bytes, start_ms, 400);
+      if (!CanonicalizeRequestPath(&head)) return SendSimple(c, head, head_bytes, start_ms, 400);
     }
   }
   if (head.path == "/__isapi-host/health") return ServeHealth(c, head, head_bytes, start_ms);
@@ -469,7 +483,7 @@ Server::Outcome Server::HandleRequest(Connection* c, HttpRequestHead& head, size
   if (!fs) {
     if (v) {
       RequestContext* ctx = new RequestContext(this, c, v, std::move(head), head_bytes, start_ms,
-                                               MapUrlToPath(head.path));
+                                               PathTranslated(head.path));
       switch (ctx->Run()) {  // ctx may be gone now
         case RequestContext::Outcome::kKeepAlive: return Outcome::kKeepAlive;
         case RequestContext::Outcome::kClose: return Outcome::kClose;
@@ -481,7 +495,7 @@ Server::Outcome Server::HandleRequest(Connection* c, HttpRequestHead& head, size
   }
 
   // ---- with filters: URL_MAP, AUTHENTICATION, AUTH_COMPLETE (isapi-abi.md §5 order)
-  std::string physical = MapUrlToPath(head.path);
+  std::string physical = PathTranslated(head.path);
   fs->SetRequest(&head, v, &physical);
   if (fs->Wants(SF_NOTIFY_URL_MAP)) {
     FilterSession::Verdict fv = fs->UrlMap(head.path, &physical);
@@ -498,10 +512,9 @@ Server::Outcome Server::HandleRequest(Connection* c, HttpRequestHead& head, size
     FilterSession::Verdict fv = fs->AuthComplete(&head);
     if (fv != FilterSession::kContinue) return FilterVerdict(c, head, head_bytes, start_ms, fv);
     if (head.path != before) {  // rewritten: map again (URL_MAP may repeat)
-      if (head.path.empty() || head.path[0] != '/' || HasDotDotSegment(head.path))
-        return SendSimple(c, head, head_bytes, start_ms, 400);
+      if (!CanonicalizeRequestPath(&head)) return SendSimple(c, head, head_bytes, start_ms, 400);
       v = vdirs_.Match(head.path);
-      physical = MapUrlToPath(head.path);
+      physical = PathTranslated(head.path);
       fs->SetRequest(&head, v, &physical);
       if (fs->Wants(SF_NOTIFY_URL_MAP)) {
         fv = fs->UrlMap(head.path, &physical);
@@ -584,6 +597,17 @@ bool Server::SendHostResponse(Connection* c, const HttpRequestHead* head, int* s
     }
     if (FramingOf(headers).close) *keep = false;
     *status = atoi(st.c_str());
+    std::string bad = IsValidStatusText(st) ? CheckResponseHeaderList(headers) : "a status line with a control character";
+    if (!bad.empty()) {
+      // A filter's change could split the response: the plain error page goes out instead.
+      fprintf(stderr, "isapi-host: response refused (500 sent instead): after SEND_RESPONSE filters: %s\n", bad.c_str());
+      *status = 500;
+      *keep = false;
+      std::string r = BuildErrorResponse(500, false, false, head && head->method == "HEAD");
+      bool ok = c->SendAll(r.data(), r.size(), config_.io_timeout_ms);
+      if (ok) *sent += r.size();
+      return ok;
+    }
   }
   std::string out = ComposeResponseHead(st, headers, *keep, head && head->minor_version == 0);
   if (!(head && head->method == "HEAD")) out += body;

@@ -27,6 +27,7 @@
 #include "platform/poller.h"
 #include "static_files.h"
 #include "thread_pool.h"
+#include "url_path.h"
 #include "vdir_map.h"
 
 namespace isapi_host {
@@ -79,12 +80,17 @@ class Server {
   // A request on c is over. keep: serve the next request; otherwise close it gracefully.
   // Runs on a pool thread.
   void AfterRequest(Connection* c, bool keep);
-  // Physical path for a URL (PATH_TRANSLATED, HSE_REQ_MAP_URL_TO_PATH). A URL inside a virtual
-  // directory maps into the directory of its library; other URLs map into --root (or the
-  // current directory without --root). *matched_url / *matched_path receive the lengths of the
-  // vdir prefix and of the physical directory (HSE_URL_MAPEX_INFO).
-  std::string MapUrlToPath(const std::string& url, const Vdir** vdir_out = nullptr,
-                           size_t* matched_url = nullptr, size_t* matched_path = nullptr) const;
+  // Physical path for a URL (HSE_REQ_MAP_URL_TO_PATH(_EX), PATH_TRANSLATED), through the one
+  // rule of url_path.h. A URL inside a virtual directory maps into the directory of its library;
+  // other URLs map into --root (or the current directory without --root). Returns 0 or the
+  // Win32 error (kUrlRefused) for a URL that would leave the mapped directory. *matched_url /
+  // *matched_path receive the lengths of the vdir prefix and of the physical directory
+  // (HSE_URL_MAPEX_INFO).
+  uint32_t MapUrlToPath(const std::string& url, UrlForm form, std::string* path,
+                        const Vdir** vdir_out = nullptr, size_t* matched_url = nullptr,
+                        size_t* matched_path = nullptr) const;
+  // PATH_TRANSLATED of a request path (decoded, canonical): "" when it cannot be mapped.
+  std::string PathTranslated(const std::string& path) const;
 
  private:
   enum class Outcome { kKeepAlive, kClose, kPending };
@@ -95,6 +101,8 @@ class Server {
   void OnReadable(Connection* c);
   void ScanTimeouts(int64_t now);
   void LoopClose(Connection* c);  // caller removed c from idle_
+  // Hands c back to the poller (release/acquire with OnReadable through c->handoff).
+  void Rearm(Connection* c);
   void CloseLoop();                // after the loop threads stopped: listener and idle connections
   // pool side
   void ServeConnection(Connection* c);

@@ -5,6 +5,7 @@
 
 #include "http_parser.h"
 #include "http_util.h"
+#include "url_path.h"
 
 namespace fs = std::filesystem;
 
@@ -44,12 +45,17 @@ StaticFile ResolveStaticFile(const std::string& root, const std::string& method,
     r.status = 405;
     return r;
   }
-  if (url_path.empty() || url_path[0] != '/' || HasDotDotSegment(url_path) ||
-      url_path.find('\\') != std::string::npos) {
+  std::string canon;
+  if (CanonicalUrlPath(url_path, UrlForm::kDecoded, &canon) != 0) {
     r.status = 400;
     return r;
   }
-  std::string p = physical ? *physical : root + url_path.substr(1);
+  std::string p;
+  if (physical) p = *physical;
+  else if (JoinUnderRoot(root, canon.substr(1), &p) != 0) {
+    r.status = 404;  // a device name or an alias of another file: nothing to serve
+    return r;
+  }
   std::error_code ec;
   fs::file_status st = fs::status(p, ec);
   if (!ec && fs::is_directory(st)) {

@@ -13,8 +13,8 @@ struct StaticFile {
 };
 
 // root: absolute directory with a trailing separator. url_path: the decoded URL path.
-// A directory serves its index.html (or 404); ".." segments were rejected by the parser already
-// and are rejected here again.
+// A directory serves its index.html (or 404). The path is mapped by url_path.h's rule: a path
+// that climbs above the root is 400, a device name or aliasing name 404.
 // physical: the file the URL maps to when filters (SF_NOTIFY_URL_MAP) decided it; nullptr: root
 // + the URL path.
 StaticFile ResolveStaticFile(const std::string& root, const std::string& method,
