@@ -28,10 +28,26 @@ function pack(script: string, out: string): Promise<void> {
   });
 }
 
+// Suites that use no packed folder: in-process unit tests and `isapi dev` (which never packs).
+const NEEDS_NO_PACKS = [/^test\/unit\//, /^test\/e2e\/dev\.test\.ts$/];
+
+/**
+ * True when the command line selects only files that need no packs (`vitest run
+ * test/unit/examples.test.ts`): packing all the scripts would cost a minute for nothing.
+ * vitest's filters are substrings of file paths; each must name such a file.
+ */
+function onlyPackFreeSuites(): boolean {
+  const args = process.argv.slice(2);
+  const filters = args.filter((a, i) => !a.startsWith('-') && a !== 'run' && a !== 'watch' && !(args[i - 1] ?? '').match(/^--(config|project|reporter|root|dir)$/));
+  const files = filters.filter((f) => !/vitest(\.mjs)?$/.test(f)).map((f) => path.relative(root, path.resolve(root, f)).split(path.sep).join('/'));
+  return files.length > 0 && files.every((f) => NEEDS_NO_PACKS.some((re) => re.test(f)));
+}
+
 export default async function setup(): Promise<() => void> {
   const testDist = path.join(root, 'build', 'test-dist', `run-${process.pid}`);
   process.env.ISAPI_TEST_DIST = testDist;
   rmSync(testDist, { recursive: true, force: true });
+  if (onlyPackFreeSuites()) return () => {};
   // Packing is mostly postject rewriting a 120 MB binary: one pack per core.
   const queue = [...SCRIPTS];
   const lane = async () => {
