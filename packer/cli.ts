@@ -1,6 +1,7 @@
 // The `isapi` command: pack, serve, help.
 import { parseArgs } from 'node:util';
 import { DEFAULT_NODE_VERSION } from './node_binary';
+import { dev } from './dev';
 import { pack } from './pack';
 import { TARGETS, type Target } from './paths';
 import { serve } from './serve';
@@ -36,9 +37,27 @@ Usage:
       under Wine, to smoke-test what you ship (apt-get install -y wine64 wine; Node 22.x workers).
       The Wine prefix is $ISAPI_WINEPREFIX, else one in ~/.cache/node-isapi (prepared once).
 
+  isapi dev <script.ts> [--port <n>] [--bind <addr>] [--vdir </path>] [--root <dir>] [--workers <n>] [--node <version>]
+      The development loop: serve the script through isapi-host and the real bridge without
+      building a single executable (workers run the bundle with the cached plain Node of
+      --node's version), rebuild on every save of the script or anything it imports, and swap
+      the workers without failing a request. Build errors are printed as file:line:column and
+      served as an error page until fixed. Detailed 500 pages are on (ISAPI_DETAILED_ERRORS=1);
+      the workers' output is printed here. A script that exports only __FilterFactory__ runs as
+      a global filter in front of --root's static files. Ctrl+C stops everything.
+      --port     TCP port (default 8080; 0 picks a free one)
+      --workers  worker processes (default 1)
+
   isapi --help | isapi <command> --help
 
 Docs: README.md and docs/ in the node-isapi package.`;
+
+function wholeNumber(v: string | undefined, what: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new UserError(`${what} must be a whole number, got '${v}'`);
+  return n;
+}
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -106,7 +125,39 @@ async function main(argv: string[]): Promise<number> {
       log,
     });
   }
-  throw new UserError(`unknown command '${command}': use pack or serve (isapi --help)`);
+  if (command === 'dev') {
+    const { values, positionals } = parseArgs({
+      args: rest,
+      allowPositionals: true,
+      options: {
+        port: { type: 'string' },
+        bind: { type: 'string' },
+        vdir: { type: 'string' },
+        root: { type: 'string' },
+        workers: { type: 'string' },
+        node: { type: 'string' },
+        target: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+    if (values.help) return console.log(HELP), 0;
+    if (positionals.length !== 1) throw new UserError('isapi dev needs exactly one script, e.g. isapi dev examples/hello.ts');
+    if (values.target && !TARGETS.includes(values.target as Target)) {
+      throw new UserError(`unknown --target '${values.target}': use ${TARGETS.join(' or ')}`);
+    }
+    return dev({
+      script: positionals[0]!,
+      port: wholeNumber(values.port, '--port'),
+      bind: values.bind,
+      vdir: values.vdir,
+      root: values.root,
+      workers: wholeNumber(values.workers, '--workers'),
+      node: values.node,
+      target: values.target as Target | undefined,
+      log,
+    });
+  }
+  throw new UserError(`unknown command '${command}': use pack, serve or dev (isapi --help)`);
 }
 
 main(process.argv.slice(2)).then(
