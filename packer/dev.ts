@@ -259,6 +259,12 @@ class DevServer {
     this.building = true;
     const t0 = Date.now();
     try {
+      // What the script exports is read by a second, shallow build (dependencies external), at
+      // the same time as the bundle.
+      const exports = scriptExports(this.script).then(
+        (e) => e,
+        (err: Error) => err,
+      );
       let result;
       try {
         result = await this.ctx!.rebuild();
@@ -277,11 +283,9 @@ class DevServer {
 
       // Which entry points, and the filter's flags: the host loads a filter at start, so a
       // change there restarts the host; anything else is a worker swap.
-      let exp: ScriptExports;
-      try {
-        exp = await scriptExports(this.script);
-      } catch (err) {
-        this.fail((err as Error).message, first);
+      const exp: ScriptExports | Error = await exports;
+      if (exp instanceof Error) {
+        this.fail(exp.message, first);
         return;
       }
       if (!exp.extension && !exp.filter) {
