@@ -30,7 +30,7 @@ import path from 'node:path';
 import { NativeAddons, scriptExports, workerBuildOptions, writeWorkerFiles, type ScriptExports } from './bundle';
 import { describeScript } from './describe';
 import { manifestFileName } from './manifest';
-import { DEFAULT_NODE_VERSION, ensureNodeBinary } from './node_binary';
+import { DEFAULT_NODE_VERSION, ensureNodeBinaryWithProgress } from './node_binary';
 import { extensionName } from './pack';
 import { bridgeBinary, cacheDir, hostBinary, hostTarget, packageRoot, type Target } from './paths';
 import { UserError } from './user_error';
@@ -175,7 +175,7 @@ class DevServer {
     mkdirSync(path.join(this.dir, 'gen'), { recursive: true });
     // The worker's process.execPath is in the dev folder, as a packed worker's is in its folder
     // (scripts find files beside themselves that way): a hard link to the cached Node, else a copy.
-    const cachedNode = ensureNodeBinary(this.target, this.nodeVersion, this.log);
+    const cachedNode = await ensureNodeBinaryWithProgress(this.target, this.nodeVersion, this.log);
     this.node = path.join(this.dir, `.node-${this.nodeVersion}`);
     if (!existsSync(this.node)) {
       const tmp = `${this.node}.${process.pid}.tmp`;
