@@ -24,10 +24,11 @@ function startDev(dir: string, args: string[]): Promise<Dev> {
 }
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
-function get(url: string): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
+/** `fresh`: a connection of its own (a filter's FINISHED closes the one it answered). */
+function get(url: string, fresh = false): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
   return new Promise((resolve, reject) => {
     http
-      .get(url, { agent }, (res) => {
+      .get(url, { agent: fresh ? false : agent }, (res) => {
         let body = '';
         res.setEncoding('utf8');
         res.on('data', (d) => (body += d));
@@ -188,6 +189,29 @@ export function __FilterFactory__() { return new Stamp(); }
       expect(r.headers['x-stamp']).toBe('one');
       filter('two');
       await waitFor(async () => (await get(d.url + 'index.html')).headers['x-stamp'] === 'two', 'the new filter', 20_000);
+      // New flags: the bridge answers GetFilterVersion when the host loads it, so dev restarts
+      // the host with them (same port).
+      writeFileSync(
+        path.join(dir, 'stamp.ts'),
+        `import { SF_NOTIFY_PREPROC_HEADERS, SF_NOTIFY_SEND_RESPONSE, SF_STATUS_REQ_FINISHED, SimpleFilter, type FilterContext, type HeaderData } from 'node-isapi';
+class Stamp extends SimpleFilter {
+  readonly filterFlags = SF_NOTIFY_SEND_RESPONSE | SF_NOTIFY_PREPROC_HEADERS;
+  async HttpFilterProc(fc: FilterContext) {
+    const h = fc.GetData() as HeaderData;
+    if (fc.NotificationType === SF_NOTIFY_PREPROC_HEADERS) {
+      if ((await h.GetHeader('url')) !== '/teapot') return;
+      fc.SendResponseHeader('418 I am a teapot', 'Content-Length: 0\\r\\n\\r\\n');
+      return SF_STATUS_REQ_FINISHED;
+    }
+    h.SetHeader('X-Stamp:', 'three');
+  }
+}
+export function __FilterFactory__() { return new Stamp(); }
+`,
+      );
+      await waitFor(async () => (await get(d.url + 'teapot', true).catch(() => ({ status: 0 }))).status === 418, 'the filter with its new flags', 30_000);
+      expect((await get(d.url + 'index.html', true)).headers['x-stamp']).toBe('three');
+      expect(d.output()).toContain('filter flags changed: restarting the host');
     } finally {
       await stop(d);
       rmSync(dir, { recursive: true, force: true });
