@@ -12,6 +12,8 @@ import * as advanced from '../../examples/advanced';
 import * as transmitFile from '../../examples/transmit-file';
 import * as express from '../../examples/express-app';
 import * as hono from '../../examples/hono-app';
+import * as fastify from '../../examples/fastify-app';
+import * as koa from '../../examples/koa-app';
 import * as securityHeaders from '../../examples/security-headers';
 import * as basicAuth from '../../examples/basic-auth';
 
@@ -187,6 +189,51 @@ describe('Hono through fetchExtension', () => {
     expect(r.status).toBe(201);
     expect(JSON.parse(r.text)).toEqual({ received: { x: [1, 2] } });
     await t.close();
+  });
+});
+
+describe('Fastify and Koa through httpExtension', () => {
+  it('Fastify routes and answers JSON', async () => {
+    const t = await testExtension(fastify, { vdir: '/fastify-app' });
+    const root = await t.request('GET', '/fastify-app/');
+    expect(root.text).toBe('Hello from Fastify\n');
+    const who = await t.request('GET', '/fastify-app/whoami?a=b', { serverVariables: { REMOTE_ADDR: '10.9.8.7' } });
+    expect(JSON.parse(who.text)).toMatchObject({ url: '/whoami?a=b', query: { a: 'b' }, ip: '10.9.8.7' });
+    await t.close();
+  });
+
+  it('Koa runs its middleware', async () => {
+    const t = await testExtension(koa, { vdir: '/koa-app' });
+    const r = await t.request('GET', '/koa-app/');
+    expect(r.status).toBe(200);
+    await t.close();
+  });
+});
+
+describe('redirector-async: HSE_STATUS_PENDING, then DoneWithSession', () => {
+  it('proxies both ways, streaming, and ends the request when the handler says so', async () => {
+    const http = await import('node:http');
+    const upstream = http.createServer(async (req, res) => {
+      let n = 0;
+      for await (const chunk of req) n += (chunk as Buffer).length;
+      res.writeHead(200, { 'Content-Type': 'text/plain' }); // no length: the extension chunks it
+      res.write(`${req.method} ${req.url} got ${n} bytes\n`);
+      res.end('end\n');
+    });
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    process.env.ISAPI_REDIRECT_TARGET = `http://127.0.0.1:${(upstream.address() as { port: number }).port}`;
+    try {
+      const script = await import('../../examples/redirector-async');
+      const t = await testExtension(script, { vdir: '/redirector-async' });
+      const r = await t.request('POST', '/redirector-async/up?x=1', { body: Buffer.alloc(300_000, 7) });
+      expect(r.status).toBe(200);
+      expect(r.headers['transfer-encoding']).toBe('chunked');
+      expect(r.text.replace(/[0-9a-f]+\r\n([^\r]*)\r\n/g, '$1')).toBe('POST /up?x=1 got 300000 bytes\nend\n');
+      await t.close();
+    } finally {
+      delete process.env.ISAPI_REDIRECT_TARGET;
+      upstream.close();
+    }
   });
 });
 
