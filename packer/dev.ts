@@ -139,6 +139,7 @@ class DevServer {
   private stopped = false;
   private changedAt = 0;
   private awaitingReady = false;
+  private startFailedGeneration = -1;
   private broken = false;
   private logOffset = 0;
   private logWatcher: FSWatcher | null = null;
@@ -469,8 +470,17 @@ class DevServer {
     const m = /^\S+ \[(bridge|worker \d+)\] (.*)$/.exec(line);
     if (!m) return;
     const [, who, text] = m as unknown as [string, string, string];
+    // A generation that cannot start is retried with backoff, printing the same output each
+    // time: once is enough (until the next save).
+    if (this.startFailedGeneration === this.generation && !/^worker \d+ ready/.test(text)) return;
     if (who !== 'bridge') {
       if (!/released [\d.]+ MiB of executable pages/.test(text)) this.log(`${who.padEnd(8)} ${text}`);
+      return;
+    }
+    if (/failed to start/.test(text) && this.awaitingReady) {
+      this.startFailedGeneration = this.generation;
+      this.log(`bridge   ${text}`);
+      this.log(`error    generation ${this.generation} does not start (its output is above); the previous one keeps serving. Fix and save.`);
       return;
     }
     if (/^worker \d+ ready/.test(text) && this.awaitingReady) {

@@ -1,7 +1,7 @@
 // Packs the examples and fixtures the end-to-end suites serve, once per run.
 import { spawn } from 'node:child_process';
 import os from 'node:os';
-import { rmSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { isapiCli, root } from './helpers';
 
@@ -31,16 +31,27 @@ function pack(script: string, out: string): Promise<void> {
 // Suites that use no packed folder: in-process unit tests and `isapi dev` (which never packs).
 const NEEDS_NO_PACKS = [/^test\/unit\//, /^test\/e2e\/dev\.test\.ts$/];
 
+function testFiles(dir: string): string[] {
+  return readdirSync(path.join(root, dir), { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? testFiles(`${dir}/${e.name}`) : e.name.endsWith('.test.ts') ? [`${dir}/${e.name}`] : [],
+  );
+}
+
 /**
  * True when the command line selects only files that need no packs (`vitest run
- * test/unit/examples.test.ts`): packing all the scripts would cost a minute for nothing.
- * vitest's filters are substrings of file paths; each must name such a file.
+ * test/unit/examples.test.ts`): packing all the scripts would cost minutes for nothing. vitest's
+ * file filters are substrings of file paths: the files an argument matches are what it selects
+ * (an argument that matches none, such as the value of -t, selects nothing).
  */
 function onlyPackFreeSuites(): boolean {
-  const args = process.argv.slice(2);
-  const filters = args.filter((a, i) => !a.startsWith('-') && a !== 'run' && a !== 'watch' && !(args[i - 1] ?? '').match(/^--(config|project|reporter|root|dir)$/));
-  const files = filters.filter((f) => !/vitest(\.mjs)?$/.test(f)).map((f) => path.relative(root, path.resolve(root, f)).split(path.sep).join('/'));
-  return files.length > 0 && files.every((f) => NEEDS_NO_PACKS.some((re) => re.test(f)));
+  const files = testFiles('test');
+  const selected = new Set<string>();
+  for (const arg of process.argv.slice(2)) {
+    if (arg.startsWith('-')) continue;
+    const rel = path.isAbsolute(arg) ? path.relative(root, arg).split(path.sep).join('/') : arg.replace(/^\.\//, '');
+    for (const f of files) if (f.includes(rel)) selected.add(f);
+  }
+  return selected.size > 0 && [...selected].every((f) => NEEDS_NO_PACKS.some((re) => re.test(f)));
 }
 
 export default async function setup(): Promise<() => void> {

@@ -49,6 +49,7 @@ function stop(dev: Dev): Promise<number | null> {
 
 const SCRIPT = `import { SimpleExtension, type ECB } from 'node-isapi';
 import { greeting } from './greeting';
+if (greeting() === 'boom') throw new Error('the script fails at start, on purpose');
 class App extends SimpleExtension {
   async HttpExtensionProc(ecb: ECB) {
     // /app/slow is in flight across a swap: it must finish on the old code.
@@ -141,6 +142,17 @@ describe('isapi dev', () => {
     greeting(`'v3'`);
     await waitFor(async () => (await get(dev.url)).body === 'v3\n', 'the fixed script to answer', 20_000);
     expect(dev.output()).toContain('(the build error is fixed)');
+  });
+
+  it('a script that fails at start is reported once, the previous code keeps serving, a fix is answered', async () => {
+    greeting(`'boom'`);
+    await waitFor(() => /error\s+generation \d+ does not start/.test(dev.output()), 'the start failure in the terminal', 20_000);
+    expect(dev.output()).toContain('the script fails at start, on purpose');
+    expect(dev.output()).toMatch(/app\.ts:3:\d+/); // source-mapped
+    expect((await get(dev.url)).body).toBe('v3\n');
+    greeting(`'v4'`);
+    await waitFor(async () => (await get(dev.url)).body === 'v4\n', 'the fixed script to answer', 20_000);
+    expect(dev.output().match(/Error: the script fails at start, on purpose/g)!.length).toBe(1);
   });
 
   it('Ctrl+C stops the host and every worker', async () => {
