@@ -21,7 +21,9 @@ Usage:
   isapi serve <folder> [--port <n>] [--bind <addr>] [--vdir </path>] [--root <dir>] [--workers <n>]
   isapi serve --dll <library> [--vdir </path>] [--port <n>] ...
       Serve a packed folder (or any native ISAPI extension library) with isapi-host, the
-      local ISAPI web server: http://127.0.0.1:8080/<name>/ by default.
+      local ISAPI web server: http://127.0.0.1:8080/<name>/ by default. A folder whose script
+      exports only __FilterFactory__ is loaded as a global filter in front of every request
+      (--root for static files); one that exports both is loaded as both.
       --port     TCP port (default 8080; 0 picks a free one)
       --bind     address to listen on (default 127.0.0.1)
       --vdir     virtual directory the extension answers (default /<name>)
@@ -30,7 +32,8 @@ Usage:
 
   isapi serve --config <file> [--port <n>] [--bind <addr>]
       Serve every application of a local host configuration file, as written by a packed
-      folder's installer (dist/<name>/install --config <file>); --port/--bind override the file's.
+      folder's installer (dist/<name>/install --config <file>), and print each one's URL;
+      --port/--bind override the file's.
 
   isapi serve --wine <folder> [same options as serve]
       Linux: serve a win-x64 folder (isapi pack --target win-x64) with the Windows isapi-host.exe
