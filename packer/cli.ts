@@ -40,7 +40,7 @@ Usage:
       under Wine, to smoke-test what you ship (apt-get install -y wine64 wine; Node 22.x workers).
       The Wine prefix is $ISAPI_WINEPREFIX, else one in ~/.cache/node-isapi (prepared once).
 
-  isapi dev <script.ts> [--port <n>] [--bind <addr>] [--vdir </path>] [--root <dir>] [--workers <n>] [--node <version>]
+  isapi dev <script.ts> [--port <n>] [--bind <addr>] [--vdir </path>] [--root <dir>] [--workers <n>] [--node <version>] [--target win-x64]
       The development loop: serve the script through isapi-host and the real bridge without
       building a single executable (workers run the bundle with the cached plain Node of
       --node's version), rebuild on every save of the script or anything it imports, and swap
@@ -50,6 +50,7 @@ Usage:
       a global filter in front of --root's static files. Ctrl+C stops everything.
       --port     TCP port (default 8080; 0 picks a free one)
       --workers  worker processes (default 1)
+      --target   win-x64 on Linux: the Windows host, bridge and node.exe workers under Wine
 
   isapi --help | isapi <command> --help
 

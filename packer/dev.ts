@@ -10,6 +10,7 @@ import { context, type BuildContext, type BuildFailure, type Message } from 'esb
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
+  constants as fsConstants,
   chmodSync,
   closeSync,
   copyFileSync,
@@ -22,6 +23,7 @@ import {
   renameSync,
   rmSync,
   statSync,
+  utimesSync,
   watch,
   writeFileSync,
   type FSWatcher,
@@ -34,6 +36,7 @@ import { DEFAULT_NODE_VERSION, ensureNodeBinaryWithProgress } from './node_binar
 import { extensionName } from './pack';
 import { bridgeBinary, cacheDir, hostBinary, hostTarget, packageRoot, type Target } from './paths';
 import { UserError } from './user_error';
+import { defaultWinePrefix, ensureWinePrefix, requireWine, toWinePath, wineHostCommand } from './wine';
 
 export interface DevOptions {
   script: string;
@@ -140,6 +143,7 @@ class DevServer {
   private changedAt = 0;
   private awaitingReady = false;
   private startFailedGeneration = -1;
+  private exeTime = 0;
   private broken = false;
   private logOffset = 0;
   private logWatcher: FSWatcher | null = null;
@@ -152,8 +156,8 @@ class DevServer {
     if (!existsSync(this.script)) throw new UserError(`${o.script}: no such file`);
     this.name = extensionName(this.script);
     this.target = o.target ?? hostTarget();
-    if (this.target !== hostTarget()) {
-      throw new UserError(`isapi dev runs ${hostTarget()} workers on this machine; --target ${this.target} is not supported by dev yet (pack it and use isapi serve${this.target === 'win-x64' ? ' --wine' : ''})`);
+    if (this.target !== hostTarget() && !(this.target === 'win-x64' && process.platform === 'linux')) {
+      throw new UserError(`isapi dev cannot run ${this.target} workers on ${hostTarget()}`);
     }
     this.nodeVersion = o.node ?? DEFAULT_NODE_VERSION;
     const id = createHash('sha256').update(this.script).digest('hex').slice(0, 10);
@@ -161,6 +165,10 @@ class DevServer {
     this.port = o.port ?? 8080;
   }
 
+  /** win-x64 on Linux: the Windows host, bridge and Node under Wine. */
+  private get wine() {
+    return this.target === 'win-x64' && process.platform === 'linux';
+  }
   private get workerPath() {
     return path.join(this.dir, this.target === 'win-x64' ? `${this.name}.exe` : this.name);
   }
@@ -176,17 +184,37 @@ class DevServer {
     mkdirSync(path.join(this.dir, 'gen'), { recursive: true });
     // The worker's process.execPath is in the dev folder, as a packed worker's is in its folder
     // (scripts find files beside themselves that way): a hard link to the cached Node, else a copy.
-    const cachedNode = await ensureNodeBinaryWithProgress(this.target, this.nodeVersion, this.log);
-    this.node = path.join(this.dir, `.node-${this.nodeVersion}`);
-    if (!existsSync(this.node)) {
-      const tmp = `${this.node}.${process.pid}.tmp`;
+    const link = (from: string, to: string, copy = false) => {
+      if (existsSync(to)) return;
+      const tmp = `${to}.${process.pid}.tmp`;
       try {
-        linkSync(cachedNode, tmp);
+        if (copy) throw new Error('a copy of its own');
+        linkSync(from, tmp);
       } catch {
-        copyFileSync(cachedNode, tmp);
+        copyFileSync(from, tmp, fsConstants.COPYFILE_FICLONE);
         chmodSync(tmp, 0o755);
       }
-      renameSync(tmp, this.node);
+      renameSync(tmp, to);
+    };
+    const hostNode = await ensureNodeBinaryWithProgress(hostTarget(), this.nodeVersion, this.log);
+    this.node = path.join(this.dir, `.node-${this.nodeVersion}`);
+    link(hostNode, this.node);
+    if (this.wine) {
+      // Windows has no #! scripts: the worker is node.exe itself, named <name>.exe. With no
+      // script and stdin NUL (as the bridge starts it) it runs an empty program, after the
+      // module NODE_OPTIONS preloads: current.cjs, which requires the generation current.json
+      // names. A save rewrites current.json and touches <name>.exe: a changed worker executable.
+      requireWine();
+      ensureWinePrefix(defaultWinePrefix(), this.log);
+      // A copy, not a link: its modification time is this session's reload signal, and a link
+      // would share it with the cache and every other dev session.
+      link(await ensureNodeBinaryWithProgress('win-x64', this.nodeVersion, this.log), this.workerPath, true);
+      writeFileSync(
+        path.join(this.dir, 'current.cjs'),
+        `'use strict';\n// isapi dev (win-x64): preloaded by the worker (NODE_OPTIONS); runs the current generation.\n` +
+          `const c = JSON.parse(require('node:fs').readFileSync(require('node:path').join(__dirname, 'current.json'), 'utf8'));\n` +
+          `process.argv = [process.argv[0], c.main, ...c.argv];\nrequire(c.main);\n`,
+      );
     }
     // The bridge is named after the script (_<name>.so finds <name> and <name>.manifest.json).
     copyFileSync(bridgeBinary(this.target), `${this.bridgePath}.tmp`);
@@ -225,6 +253,17 @@ class DevServer {
 
   /** Points the bridge's worker at a command: a new file, renamed over the old one (the bridge polls its stamp). */
   private writeWorker(args: string[], why: string): void {
+    if (this.wine) {
+      const [main, ...rest] = args;
+      const file = path.join(this.dir, 'current.json');
+      writeFileSync(`${file}.tmp`, JSON.stringify({ why, main: toWinePath(main!), argv: rest.map((a) => (path.isAbsolute(a) ? toWinePath(a) : a)) }) + '\n');
+      renameSync(`${file}.tmp`, file);
+      // The Windows bridge may see whole seconds only (mingw's stat): every touch moves the
+      // time by at least one, or two saves within a second would look like one.
+      this.exeTime = Math.max(Math.floor(Date.now() / 1000), this.exeTime + 1);
+      utimesSync(this.workerPath, this.exeTime, this.exeTime);
+      return;
+    }
     const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
     const text = `#!/bin/sh\n# isapi dev: ${why}. The bridge starts this as its worker; isapi dev rewrites it on every save.\nexec ${[this.node, ...args].map(quote).join(' ')} "$@"\n`;
     const tmp = `${this.workerPath}.${process.pid}.tmp`;
@@ -389,7 +428,16 @@ class DevServer {
 
   private startHost(): Promise<void> {
     const env: NodeJS.ProcessEnv = { ...process.env, ISAPI_DETAILED_ERRORS: '1', ISAPI_WORKERS: String(this.o.workers ?? 1) };
-    const child = spawn(hostBinary(this.target), this.hostArgs(), { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let child: ChildProcess;
+    if (this.wine) {
+      env.NODE_OPTIONS = `--require=${toWinePath(path.join(this.dir, 'current.cjs'))}`;
+      const cmd = wineHostCommand({ command: hostBinary('win-x64'), args: this.hostArgs(), env, url: '', urls: [] }, defaultWinePrefix());
+      // Under Wine a signal ends isapi-host.exe without its console handler (no drain): it runs
+      // in its own process group and stops when its stdin closes (as serve --wine does).
+      child = spawn(cmd.command, [...cmd.args, '--stop-on-stdin-close'], { env: cmd.env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+    } else {
+      child = spawn(hostBinary(this.target), this.hostArgs(), { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    }
     this.host = child;
     this.hostExited = new Promise((r) => child.once('exit', () => r()));
     return new Promise((resolve, reject) => {
@@ -424,11 +472,17 @@ class DevServer {
     });
   }
 
+  /** Asks the host to drain and stop (closing its stdin under Wine, SIGTERM otherwise). */
+  private stopHost(child: ChildProcess): void {
+    if (this.wine) child.stdin?.end();
+    else child.kill('SIGTERM');
+  }
+
   private async restartHost(): Promise<void> {
     const old = this.host;
     this.host = null;
     if (old && old.exitCode === null) {
-      old.kill('SIGTERM');
+      this.stopHost(old);
       await this.hostExited;
     }
     await this.startHost();
@@ -500,7 +554,7 @@ class DevServer {
     const host = this.host;
     if (host && host.exitCode === null) {
       // isapi-host drains: TerminateExtension runs in the workers, then they exit with it.
-      host.kill('SIGTERM');
+      this.stopHost(host);
       await this.hostExited;
     }
     await this.ctx?.dispose();

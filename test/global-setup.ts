@@ -29,7 +29,7 @@ function pack(script: string, out: string): Promise<void> {
 }
 
 // Suites that use no packed folder: in-process unit tests and `isapi dev` (which never packs).
-const NEEDS_NO_PACKS = [/^test\/unit\//, /^test\/e2e\/dev\.test\.ts$/];
+const NEEDS_NO_PACKS = [/^test\/unit\//, /^test\/e2e\/dev\.test\.ts$/, /^test\/wine\/dev\.test\.ts$/];
 
 function testFiles(dir: string): string[] {
   return readdirSync(path.join(root, dir), { withFileTypes: true }).flatMap((e) =>
