@@ -364,9 +364,17 @@ class DevServer {
       this.building = false;
       if (this.dirty && !this.stopped) {
         this.dirty = false;
-        void this.rebuild();
+        this.rebuildInBackground();
       }
     }
+  }
+
+  /** A rebuild nobody awaits: what it cannot handle (the host failed to restart) ends the session. */
+  private rebuildInBackground(): void {
+    this.rebuild().catch((err: Error) => {
+      this.log(`error    ${err?.message ?? err}`);
+      void this.stop(1);
+    });
   }
 
   /** A build error: shown here and served as the dev error page until the next good build. */
@@ -413,7 +421,7 @@ class DevServer {
     if (this.debounce) clearTimeout(this.debounce);
     this.debounce = setTimeout(() => {
       this.debounce = null;
-      void this.rebuild();
+      this.rebuildInBackground();
     }, 15);
   }
 

@@ -122,11 +122,12 @@ export function serve(o: ServeOptions): Promise<number> {
   }
   const cmd = hostCommand(o);
   const logs = cmd.logs ?? path.dirname(cmd.args[cmd.args.indexOf('--access-log') + 1]!);
-  const where = cmd.urls.length > 1 ? `:\n${cmd.urls.map((u) => `  ${u}`).join('\n')}\n` : ` at ${cmd.url}`;
   const filters = cmd.filters?.length
-    ? ` as a global filter${cmd.urls.length && cmd.args.includes('--vdir') ? ' too' : ''} (every request${o.root ? `; static files from ${o.root}` : '; add --root <dir> for static files'})`
+    ? `, as a global filter${cmd.args.includes('--vdir') ? ' too' : ''} (every request${o.root ? `; static files from ${o.root}` : '; add --root <dir> for static files'})`
     : '';
-  o.log?.(`serving ${o.config ?? o.dll ?? o.folder}${where}${filters}${o.wine ? ' under Wine' : ''} (Ctrl+C stops; logs in ${logs})`);
+  o.log?.(`serving ${o.config ?? o.dll ?? o.folder} at ${cmd.url}${o.wine ? ' under Wine' : ''}${filters} (Ctrl+C stops; logs in ${logs})`);
+  // Every other application of a --config file, one per line.
+  for (const u of cmd.urls.slice(1)) o.log?.(`    and ${u}`);
   if (o.wine) {
     // Under Wine a POSIX signal ends isapi-host.exe without its console handler running (no
     // drain, no TerminateExtension). So the host runs in its own process group (Ctrl+C in the
