@@ -566,6 +566,9 @@ class DevServer {
       await this.hostExited;
     }
     await this.ctx?.dispose();
+    // What only a running session needs goes (the Windows worker is an 85 MB copy); logs/ stays.
+    rmSync(path.join(this.dir, 'gen'), { recursive: true, force: true });
+    if (this.wine) rmSync(this.workerPath, { force: true });
     this.resolveStopped(code);
   }
 }

@@ -39,12 +39,16 @@ function get(url: string, fresh = false): Promise<{ status: number; body: string
   });
 }
 
-function stop(dev: Dev): Promise<number | null> {
-  return new Promise((resolve) => {
+/** Ctrl+C, then the session's folder in the cache goes (each test script has its own). */
+async function stop(dev: Dev): Promise<number | null> {
+  const code = await new Promise<number | null>((resolve) => {
     if (dev.proc.exitCode !== null) return resolve(dev.proc.exitCode);
-    dev.proc.once('exit', (code) => resolve(code));
+    dev.proc.once('exit', (c) => resolve(c));
     dev.proc.kill('SIGINT');
   });
+  const folder = /dev folder (\S+)/.exec(dev.output())?.[1];
+  if (folder) rmSync(folder, { recursive: true, force: true });
+  return code;
 }
 
 const SCRIPT = `import { SimpleExtension, type ECB } from 'node-isapi';

@@ -70,6 +70,8 @@ export function __ExtensionFactory__() { return new App(); }
       rmSync(prefix, { recursive: true, force: true });
     }
     rmSync(dir, { recursive: true, force: true });
+    const folder = /dev folder (\S+)/.exec(out)?.[1];
+    if (folder) rmSync(folder, { recursive: true, force: true });
   });
 
   it('serves with node.exe workers, swaps on save without a failed request, and shows a build error', async () => {
