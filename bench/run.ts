@@ -9,6 +9,8 @@
 // and what a PREPROC_HEADERS filter adds per request, on the host + C hello extension of (a):
 //   (f) + a C filter that adds one request header (native/host/test/preproc_bench_filter.c)
 //   (g) + the same filter in TypeScript, packed (bench/fixtures/preproc-filter.ts)
+// and, last, the development loop: save → first response of the new code under `isapi dev`
+// (bench/dev_loop.ts; BENCH_ONLY=dev runs only that).
 // Filter rows run BENCH_FILTER_SECONDS (default 5, at most BENCH_SECONDS) each, against a
 // baseline measured with that same duration next to them (row (a) itself when they match).
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -18,6 +20,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { DEFAULT_NODE_VERSION, ensureNodeBinary } from '../packer/node_binary';
+import { devLoop } from './dev_loop';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const out = path.join(root, 'build', 'bench');
@@ -177,6 +180,8 @@ async function transferPeak(base: string, pids: number[]): Promise<{ idle: { rss
 }
 
 async function main() {
+  // BENCH_ONLY=dev: only the development loop's figure (a few seconds, no wrk).
+  if (process.env.BENCH_ONLY === 'dev') return devLoop(root);
   need('wrk', 'apt-get install -y wrk');
   need('gcc', 'apt-get install -y gcc');
   mkdirSync(out, { recursive: true });
@@ -286,6 +291,8 @@ async function main() {
   console.log(filterRow(g, true));
   console.log(`added per request vs no filter: C ${plus(f.p50 - base.p50).trim()} ms p50 / ${plus(f.p99 - base.p99).trim()} ms p99, ` +
     `TypeScript ${plus(g.p50 - base.p50).trim()} ms p50 / ${plus(g.p99 - base.p99).trim()} ms p99`);
+
+  await devLoop(root);
 }
 
 main().catch((err) => {

@@ -1,6 +1,6 @@
 // Step 1 of a pack: esbuild bundles the user's script, its dependencies and our runtime into
 // one CommonJS file for the SEA (a SEA's main script can only require built-in modules).
-import { build, type BuildFailure, type Message, type Plugin } from 'esbuild';
+import { build, type BuildFailure, type BuildOptions, type Message, type OutputFile, type Plugin } from 'esbuild';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -14,7 +14,7 @@ export interface ScriptExports {
   names: string[];
 }
 
-function firstError(err: unknown, script: string): UserError {
+export function firstError(err: unknown, script: string): UserError {
   if (err instanceof UserError) return err;
   const errors: Message[] = (err as BuildFailure)?.errors ?? [];
   const e = errors[0];
@@ -116,6 +116,58 @@ app._compile(code, filename);
 `;
 }
 
+/** The worker's entry: our runtime's main loop around the user's module. */
+function workerEntry(script: string, name: string): string {
+  return [
+    // First, so that stack traces are mapped before any of the user's code runs.
+    `import ${JSON.stringify(path.join(packageRoot, 'runtime', 'source_map.ts'))};`,
+    `import * as user from ${JSON.stringify(path.resolve(script))};`,
+    `import { runWorker } from ${JSON.stringify(path.join(packageRoot, 'runtime', 'worker_main.ts'))};`,
+    `runWorker(user, { name: ${JSON.stringify(name)} });`,
+  ].join('\n');
+}
+
+/**
+ * esbuild's options for the worker's app (`appPath`, with its map beside it). Shared by the pack
+ * (one build) and `isapi dev` (an incremental context rebuilt on every save).
+ */
+export function workerBuildOptions(script: string, name: string, appPath: string, addons: NativeAddons): BuildOptions {
+  return {
+    stdin: { contents: workerEntry(script, name), resolveDir: path.dirname(path.resolve(script)), sourcefile: `${name}-worker-entry.js`, loader: 'js' },
+    bundle: true,
+    outfile: appPath,
+    write: false,
+    format: 'cjs',
+    platform: 'node',
+    target: 'node20',
+    // Stack traces name the TypeScript file and line (runtime/source_map.ts), from a map kept
+    // apart from the app: no sourceMappingURL comment, no sources' text (smaller).
+    sourcemap: 'external',
+    sourcesContent: false,
+    define: { __ISAPI_MAP_ASSET__: JSON.stringify(MAP_ASSET) },
+    // V8 keeps a source with any non-ASCII character as a two-byte string: escaped, the app
+    // costs half the memory (about 2 MiB less for an Express app).
+    charset: 'ascii',
+    alias: runtimeAlias,
+    plugins: [addons.plugin()],
+    logLevel: 'silent',
+    legalComments: 'none',
+  };
+}
+
+/**
+ * Writes a build's app, its map (sources made absolute) and the loader (`outFile`) that runs the
+ * app with plain node or from a SEA asset. Returns the app's size.
+ */
+export function writeWorkerFiles(outputFiles: OutputFile[], appPath: string, outFile: string): number {
+  const js = outputFiles.find((f) => f.path.endsWith('.js'))!;
+  const map = outputFiles.find((f) => f.path.endsWith('.js.map'))!;
+  writeFileSync(appPath, js.contents); // 'external': no sourceMappingURL comment for Node to act on
+  writeFileSync(`${appPath}.map`, absoluteSources(map.text, path.dirname(appPath)));
+  writeFileSync(outFile, loaderSource(path.basename(appPath)));
+  return js.contents.byteLength;
+}
+
 /** Bundles the worker: our runtime's main loop around the user's module. */
 export async function bundleWorker(
   script: string,
@@ -123,45 +175,14 @@ export async function bundleWorker(
   outFile: string,
   options: WorkerBundleOptions = {},
 ): Promise<WorkerBundle> {
-  const entry = [
-    // First, so that stack traces are mapped before any of the user's code runs.
-    `import ${JSON.stringify(path.join(packageRoot, 'runtime', 'source_map.ts'))};`,
-    `import * as user from ${JSON.stringify(path.resolve(script))};`,
-    `import { runWorker } from ${JSON.stringify(path.join(packageRoot, 'runtime', 'worker_main.ts'))};`,
-    `runWorker(user, { name: ${JSON.stringify(name)} });`,
-  ].join('\n');
   const appFile = `${name}.app.js`;
   const appPath = path.join(path.dirname(outFile), appFile);
   const addons = new NativeAddons(options.target ?? hostTarget(), options.nodeVersion ?? process.versions.node, options.log ?? (() => {}));
   try {
-    const result = await build({
-      stdin: { contents: entry, resolveDir: path.dirname(path.resolve(script)), sourcefile: `${name}-worker-entry.js`, loader: 'js' },
-      bundle: true,
-      outfile: appPath,
-      write: false,
-      format: 'cjs',
-      platform: 'node',
-      target: 'node20',
-      // Stack traces name the TypeScript file and line (runtime/source_map.ts), from a map kept
-      // apart from the app: no sourceMappingURL comment, no sources' text (smaller).
-      sourcemap: 'external',
-      sourcesContent: false,
-      define: { __ISAPI_MAP_ASSET__: JSON.stringify(MAP_ASSET) },
-      // V8 keeps a source with any non-ASCII character as a two-byte string: escaped, the app
-      // costs half the memory (about 2 MiB less for an Express app).
-      charset: 'ascii',
-      alias: runtimeAlias,
-      plugins: [addons.plugin()],
-      logLevel: 'silent',
-      legalComments: 'none',
-    });
-    const js = result.outputFiles.find((f) => f.path.endsWith('.js'))!;
-    const map = result.outputFiles.find((f) => f.path.endsWith('.js.map'))!;
-    writeFileSync(appPath, js.contents); // 'external': no sourceMappingURL comment for Node to act on
-    writeFileSync(`${appPath}.map`, absoluteSources(map.text, path.dirname(appPath)));
-    writeFileSync(outFile, loaderSource(appFile));
+    const result = await build(workerBuildOptions(script, name, appPath, addons));
+    const bytes = writeWorkerFiles(result.outputFiles!, appPath, outFile);
     return {
-      bytes: js.contents.byteLength,
+      bytes,
       assets: { [APP_ASSET]: appPath, [MAP_ASSET]: `${appPath}.map`, ...addons.assets },
       addons: addons.names,
     };
@@ -241,7 +262,7 @@ function inspectAddon(file: string): { platform: 'linux' | 'win32' | 'other'; ab
   return { platform, abi: m ? Number(m[1]) : null };
 }
 
-class NativeAddons {
+export class NativeAddons {
   readonly assets: Record<string, string> = {};
   readonly names: string[] = [];
   private readonly packed = new Map<string, PackedAddon>();

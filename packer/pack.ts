@@ -6,7 +6,7 @@ import path from 'node:path';
 import { bundleWorker, scriptExports } from './bundle';
 import { describeScript } from './describe';
 import { describeFile, manifestFileName, type Manifest } from './manifest';
-import { DEFAULT_NODE_VERSION, ensureNodeBinary } from './node_binary';
+import { DEFAULT_NODE_VERSION, ensureNodeBinaryWithProgress } from './node_binary';
 import { bridgeBinary, hostTarget, packageRoot, TARGETS, type Target } from './paths';
 import { buildSea } from './sea';
 import { setPeVersion, type VersionInfo } from './pe_resource';
@@ -152,8 +152,8 @@ export async function pack(o: PackOptions): Promise<PackResult> {
       `${(r.bytes / 1024).toFixed(0)} KiB${r.addons.length ? `, native addons: ${r.addons.join(', ')}` : ''}`,
     );
 
-    const hostNode = await step('node', () => ensureNodeBinary(hostTarget(), nodeVersion, log), () => `${hostTarget()} v${nodeVersion}`);
-    const targetNode = target === hostTarget() ? hostNode : ensureNodeBinary(target, nodeVersion, log);
+    const hostNode = await step('node', () => ensureNodeBinaryWithProgress(hostTarget(), nodeVersion, log), () => `${hostTarget()} v${nodeVersion}`);
+    const targetNode = target === hostTarget() ? hostNode : await ensureNodeBinaryWithProgress(target, nodeVersion, log);
     const described = await step('describe', () => describeScript(hostNode, bundleFile, path.relative(process.cwd(), script)), (d) =>
       [d.extension && 'extension', d.filter && `filter (flags 0x${d.filterFlags.toString(16)})`].filter(Boolean).join(' + '),
     );

@@ -30,6 +30,10 @@ export interface HostCommand {
   args: string[];
   env: NodeJS.ProcessEnv;
   url: string;
+  /** Every application's URL (serve --config may list several); url is the first. */
+  urls: string[];
+  /** Filters loaded for every request (global filters), by library. */
+  filters?: string[];
   /** Where the access log goes, as this machine sees it (the args may be Windows paths). */
   logs?: string;
 }
@@ -45,6 +49,8 @@ function folderHostCommand(o: ServeOptions): HostCommand {
   let library: string;
   let vdir: string;
   let logDir: string;
+  let extension = true;
+  let filter = false;
   if (o.dll) {
     library = path.resolve(o.dll);
     if (!existsSync(library)) throw new UserError(`${o.dll}: no such file`);
@@ -66,17 +72,25 @@ function folderHostCommand(o: ServeOptions): HostCommand {
     if (!bridge) throw new UserError(`${o.folder}'s manifest names no bridge`);
     library = path.join(folder, bridge);
     vdir = o.vdir ?? `/${manifest.name}`;
+    // What the script exports decides how the host loads the bridge: an extension at its
+    // virtual directory, a global filter in front of everything (static files included), or both.
+    extension = manifest.entryPoints?.extension ?? true;
+    filter = manifest.entryPoints?.filter ?? false;
+    if (!extension && !filter) extension = true;
     logDir = path.join(folder, 'logs');
   }
   if (!vdir.startsWith('/')) vdir = '/' + vdir;
   mkdirSync(logDir, { recursive: true });
   const port = o.port ?? 8080;
   const bind = o.bind ?? '127.0.0.1';
-  const args = ['--port', String(port), '--bind', bind, '--vdir', `${vdir}=${library}`, '--access-log', path.join(logDir, 'access.log')];
+  const args = ['--port', String(port), '--bind', bind, '--access-log', path.join(logDir, 'access.log')];
+  if (extension) args.push('--vdir', `${vdir}=${library}`);
+  if (filter) args.push('--filter', library);
   if (o.root) args.push('--root', path.resolve(o.root));
   const env = { ...process.env };
   if (o.workers) env.ISAPI_WORKERS = String(o.workers);
-  return { command: hostBinary(target), args, env, url: `http://${bind}:${port}${vdir === '/' ? '/' : vdir + '/'}` };
+  const url = `http://${bind}:${port}${extension ? (vdir === '/' ? '/' : vdir + '/') : '/'}`;
+  return { command: hostBinary(target), args, env, url, urls: [url], filters: filter ? [library] : [] };
 }
 
 /** `isapi serve --config <file>`: every application of the file in one isapi-host. */
@@ -96,7 +110,8 @@ function configHostCommand(o: ServeOptions): HostCommand {
   // isapi-host has one environment: the file's variables (checked for conflicts) override ours.
   const env = { ...process.env, ...inv.env };
   if (o.workers) env.ISAPI_WORKERS = String(o.workers);
-  return { command: o.wine ? hostBinary('win-x64') : command, args: inv.args, env, url: `http://${inv.bind}:${inv.port}${inv.applications[0] === '/' ? '/' : inv.applications[0] + '/'}` };
+  const urls = inv.applications.map((a) => `http://${inv.bind}:${inv.port}${a === '/' ? '/' : a + '/'}`);
+  return { command: o.wine ? hostBinary('win-x64') : command, args: inv.args, env, url: urls[0]!, urls };
 }
 
 export function serve(o: ServeOptions): Promise<number> {
@@ -106,7 +121,13 @@ export function serve(o: ServeOptions): Promise<number> {
     ensureWinePrefix(o.winePrefix ?? defaultWinePrefix(), o.log);
   }
   const cmd = hostCommand(o);
-  o.log?.(`serving ${o.config ?? o.dll ?? o.folder} at ${cmd.url}${o.wine ? ' under Wine' : ''} (Ctrl+C stops; logs in ${cmd.logs ?? path.dirname(cmd.args[cmd.args.indexOf('--access-log') + 1]!)})`);
+  const logs = cmd.logs ?? path.dirname(cmd.args[cmd.args.indexOf('--access-log') + 1]!);
+  const filters = cmd.filters?.length
+    ? `, as a global filter${cmd.args.includes('--vdir') ? ' too' : ''} (every request${o.root ? `; static files from ${o.root}` : '; add --root <dir> for static files'})`
+    : '';
+  o.log?.(`serving ${o.config ?? o.dll ?? o.folder} at ${cmd.url}${o.wine ? ' under Wine' : ''}${filters} (Ctrl+C stops; logs in ${logs})`);
+  // Every other application of a --config file, one per line.
+  for (const u of cmd.urls.slice(1)) o.log?.(`    and ${u}`);
   if (o.wine) {
     // Under Wine a POSIX signal ends isapi-host.exe without its console handler running (no
     // drain, no TerminateExtension). So the host runs in its own process group (Ctrl+C in the

@@ -127,6 +127,7 @@ export function ensureWinePrefix(prefix: string, log: (line: string) => void = (
     // The registry reaches the disk when the prefix's wineserver exits.
     spawnSync(tools.wineserver, ['-w'], { env, stdio: 'ignore', timeout: 60_000 });
     writeFileSync(path.join(prefix, MARKER), 'winecfg -v win10\n');
+    log(`prepared the Wine prefix in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   } finally {
     rmSync(lock, { recursive: true, force: true });
   }
@@ -320,6 +321,8 @@ export function wineHostCommand(cmd: HostCommand, prefix: string): HostCommand {
     args: [toWinePath(cmd.command), ...windowsHostArgs(cmd.args)],
     env: wineEnv(prefix, cmd.env),
     url: cmd.url,
+    urls: cmd.urls,
+    filters: cmd.filters,
     logs: cmd.logs ?? (log >= 0 ? path.dirname(cmd.args[log + 1]!) : undefined),
   };
 }

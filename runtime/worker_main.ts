@@ -20,11 +20,16 @@ import { FilterContext, type Filter, type FilterLink, type FilterQueryOp } from 
 // routed just before deciding to drain still arrives and is answered.
 const DRAIN_GRACE_MS = 250;
 
-interface WorkerOptions {
+export interface WorkerOptions {
   /** The script's name, for messages. */
   name: string;
   /** Show exception details in 500 responses (development only; never on by default). */
   detailedErrors?: boolean;
+  /**
+   * In-process use (node-isapi/testing): called instead of process.exit when the worker would
+   * end, and the process-wide unhandledRejection hook is left alone (the test runner owns it).
+   */
+  exit?: (code: number) => void;
 }
 
 /** What the packer records in the manifest (ISAPI_DESCRIBE=1 prints it and exits). */
@@ -71,13 +76,18 @@ export function runWorker(user: UserModule, options: WorkerOptions): void {
     process.stderr.write(`${options.name}: ${(err as Error).message}\n`);
     process.exit(2);
   }
-  start(addon, user, options).catch((err) => {
+  startWorker(addon, user, options).catch((err) => {
     process.stderr.write(`${options.name}: the extension failed to start: ${(err as Error)?.stack ?? err}\n`);
     process.exit(1);
   });
 }
 
-async function start(addon: BridgeAddon, user: UserModule, options: WorkerOptions): Promise<void> {
+/**
+ * The worker loop on an open addon. runWorker() gives it the bridge; node-isapi/testing gives it
+ * an in-process stand-in, so tests run exactly this code.
+ */
+export async function startWorker(addon: BridgeAddon, user: UserModule, options: WorkerOptions): Promise<void> {
+  const exit = options.exit ?? ((code: number) => process.exit(code));
   if (typeof user.__ExtensionFactory__ !== 'function' && typeof user.__FilterFactory__ !== 'function') {
     throw new Error(`${options.name} exports neither __ExtensionFactory__ nor __FilterFactory__`);
   }
@@ -129,16 +139,18 @@ async function start(addon: BridgeAddon, user: UserModule, options: WorkerOption
         await extension?.TerminateExtension?.(HSE_TERM_ADVISORY_UNLOAD);
         await filter?.TerminateFilter?.(HSE_TERM_ADVISORY_UNLOAD);
       } finally {
-        process.exit(0);
+        exit(0);
       }
     }, DRAIN_GRACE_MS);
   };
 
   // A stray rejection outside any request must not take every in-flight request down with
   // the process: log it (with the source-mapped stack) and keep serving.
-  process.on('unhandledRejection', (err) => {
-    process.stderr.write(`${options.name}: unhandled rejection: ${(err as Error)?.stack ?? err}\n`);
-  });
+  if (!options.exit) {
+    process.on('unhandledRejection', (err) => {
+      process.stderr.write(`${options.name}: unhandled rejection: ${(err as Error)?.stack ?? err}\n`);
+    });
+  }
 
   const begin = (id: number, req: RequestBegin) => {
     lastActivity = Date.now();
@@ -249,7 +261,7 @@ async function start(addon: BridgeAddon, user: UserModule, options: WorkerOption
         stopWhenIdle();
         return;
       case In.Closed:
-        process.exit(0);
+        exit(0);
     }
   });
   addon.ready();

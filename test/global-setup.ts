@@ -1,7 +1,7 @@
 // Packs the examples and fixtures the end-to-end suites serve, once per run.
 import { spawn } from 'node:child_process';
 import os from 'node:os';
-import { rmSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { isapiCli, root } from './helpers';
 
@@ -30,10 +30,37 @@ function pack(script: string, out: string): Promise<void> {
   });
 }
 
+// Suites that use no packed folder: in-process unit tests and `isapi dev` (which never packs).
+const NEEDS_NO_PACKS = [/^test\/unit\//, /^test\/e2e\/dev\.test\.ts$/, /^test\/wine\/dev\.test\.ts$/];
+
+function testFiles(dir: string): string[] {
+  return readdirSync(path.join(root, dir), { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? testFiles(`${dir}/${e.name}`) : e.name.endsWith('.test.ts') ? [`${dir}/${e.name}`] : [],
+  );
+}
+
+/**
+ * True when the command line selects only files that need no packs (`vitest run
+ * test/unit/examples.test.ts`): packing all the scripts would cost minutes for nothing. vitest's
+ * file filters are substrings of file paths: the files an argument matches are what it selects
+ * (an argument that matches none, such as the value of -t, selects nothing).
+ */
+function onlyPackFreeSuites(): boolean {
+  const files = testFiles('test');
+  const selected = new Set<string>();
+  for (const arg of process.argv.slice(2)) {
+    if (arg.startsWith('-')) continue;
+    const rel = path.isAbsolute(arg) ? path.relative(root, arg).split(path.sep).join('/') : arg.replace(/^\.\//, '');
+    for (const f of files) if (f.includes(rel)) selected.add(f);
+  }
+  return selected.size > 0 && [...selected].every((f) => NEEDS_NO_PACKS.some((re) => re.test(f)));
+}
+
 export default async function setup(): Promise<() => void> {
   const testDist = path.join(root, 'build', 'test-dist', `run-${process.pid}`);
   process.env.ISAPI_TEST_DIST = testDist;
   rmSync(testDist, { recursive: true, force: true });
+  if (onlyPackFreeSuites()) return () => {};
   // Packing is mostly postject rewriting a 120 MB binary: one pack per core. ISAPI_TEST_PACK
   // (names, comma-separated) packs only those, for runs of a few suites (.ci/sanitizers.sh).
   const only = process.env.ISAPI_TEST_PACK?.split(',').map((n) => n.trim());
