@@ -53,6 +53,25 @@ bool complete_locked(InflightRequest& req, DWORD hseStatus, std::unique_lock<std
   return true;
 }
 
+void send_whole_response_locked(InflightRequest& req, int status, const std::string& statusLine,
+                                const std::string& contentType, const std::string& body, int retryAfterSeconds) {
+  std::string headers = "Content-Type: " + contentType + "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+  if (retryAfterSeconds > 0) headers += "Retry-After: " + std::to_string(retryAfterSeconds) + "\r\n";
+  headers += "\r\n";
+  // The body goes with the headers (text after the header block is body): one call, and no
+  // WriteClient that could collide with an asynchronous read still outstanding.
+  headers += body;
+  HSE_SEND_HEADER_EX_INFO info{};
+  info.pszStatus = statusLine.c_str();
+  info.cchStatus = DWORD(statusLine.size());
+  info.pszHeader = headers.c_str();
+  info.cchHeader = DWORD(headers.size());
+  info.fKeepConn = TRUE;
+  req.ecb->dwHttpStatusCode = DWORD(status);
+  req.ecb->ServerSupportFunction(req.ecb->ConnID, HSE_REQ_SEND_RESPONSE_HEADER_EX, &info, nullptr, nullptr);
+  req.headersSent = true;
+}
+
 void fail_request(InflightRequest& req, int status, const char* reason, const std::string& detail,
                   int retryAfterSeconds) {
   std::unique_lock<std::mutex> lock(req.mu);
@@ -60,23 +79,8 @@ void fail_request(InflightRequest& req, int status, const char* reason, const st
   DWORD hse = HSE_STATUS_SUCCESS;
   if (!req.headersSent) {
     std::string statusLine = std::to_string(status) + " " + reason;
-    std::string body = statusLine + "\n" + detail + "\n";
-    std::string headers = "Content-Type: text/plain; charset=utf-8\r\nContent-Length: " +
-                          std::to_string(body.size()) + "\r\n";
-    if (retryAfterSeconds > 0) headers += "Retry-After: " + std::to_string(retryAfterSeconds) + "\r\n";
-    headers += "\r\n";
-    // The body goes with the headers (text after the header block is body): one call, and no
-    // WriteClient that could collide with an asynchronous read still outstanding.
-    headers += body;
-    HSE_SEND_HEADER_EX_INFO info{};
-    info.pszStatus = statusLine.c_str();
-    info.cchStatus = DWORD(statusLine.size());
-    info.pszHeader = headers.c_str();
-    info.cchHeader = DWORD(headers.size());
-    info.fKeepConn = TRUE;
-    req.ecb->dwHttpStatusCode = DWORD(status);
-    req.ecb->ServerSupportFunction(req.ecb->ConnID, HSE_REQ_SEND_RESPONSE_HEADER_EX, &info, nullptr, nullptr);
-    req.headersSent = true;
+    send_whole_response_locked(req, status, statusLine, "text/plain; charset=utf-8", statusLine + "\n" + detail + "\n",
+                               retryAfterSeconds);
   } else {
     // Part of a response already went out: the only honest signal left is to cut the connection.
     hse = HSE_STATUS_ERROR;

@@ -96,6 +96,11 @@ using InflightPtr = std::shared_ptr<InflightRequest>;
 // completes. Caller holds req->mu (released and retaken). Returns true if this call ended it.
 bool complete_locked(InflightRequest& req, DWORD hseStatus, std::unique_lock<std::mutex>& lock);
 
+// Sends a complete response (status, Content-Type, Content-Length, Retry-After if > 0, body)
+// in one SEND_RESPONSE_HEADER_EX. Caller holds req.mu and has checked !req.headersSent.
+void send_whole_response_locked(InflightRequest& req, int status, const std::string& statusLine,
+                                const std::string& contentType, const std::string& body, int retryAfterSeconds);
+
 // Sends a complete error response if nothing was sent yet, then completes the request.
 // Used for a dead worker (502), a deadline (504) and no worker available (503).
 void fail_request(InflightRequest& req, int status, const char* reason, const std::string& detail,

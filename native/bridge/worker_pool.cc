@@ -97,18 +97,7 @@ std::string WorkerPool::unavailable_reason_locked(int& retryAfter) const {
 void WorkerPool::answer_offline(const InflightPtr& req, const std::string& html) {
   std::unique_lock<std::mutex> lock(req->mu);
   if (req->ended() || req->headersSent) return;
-  std::string status = "503 Service Unavailable";
-  std::string headers = "Content-Type: text/html; charset=utf-8\r\nContent-Length: " + std::to_string(html.size()) +
-                        "\r\nRetry-After: 5\r\n\r\n" + html;
-  HSE_SEND_HEADER_EX_INFO info{};
-  info.pszStatus = status.c_str();
-  info.cchStatus = DWORD(status.size());
-  info.pszHeader = headers.data();
-  info.cchHeader = DWORD(headers.size());
-  info.fKeepConn = TRUE;
-  req->ecb->dwHttpStatusCode = 503;
-  req->ecb->ServerSupportFunction(req->ecb->ConnID, HSE_REQ_SEND_RESPONSE_HEADER_EX, &info, nullptr, nullptr);
-  req->headersSent = true;
+  send_whole_response_locked(*req, 503, "503 Service Unavailable", "text/html; charset=utf-8", html, 5);
   complete_locked(*req, HSE_STATUS_SUCCESS, lock);
 }
 

@@ -93,18 +93,29 @@ bool IEquals(const std::string& a, const std::string& b) {
   return true;
 }
 
+namespace {
+// The next line of header text from *pos (LF or CRLF ended; the last may lack one). False at
+// the end of the text.
+bool NextHeaderLine(const char* text, size_t len, size_t* pos, std::string* line, bool* had_newline) {
+  if (*pos >= len) return false;
+  const char* nl = static_cast<const char*>(memchr(text + *pos, '\n', len - *pos));
+  size_t line_end = nl ? static_cast<size_t>(nl - text) : len;
+  line->assign(text + *pos, line_end - *pos);
+  if (!line->empty() && line->back() == '\r') line->pop_back();
+  *pos = nl ? line_end + 1 : len;
+  *had_newline = nl != nullptr;
+  return true;
+}
+}  // namespace
+
 size_t ParseHeaderLines(const char* text, size_t len, std::vector<HttpHeader>* out, bool* ended) {
   size_t i = 0;
   *ended = false;
-  while (i < len) {
-    const char* nl = static_cast<const char*>(memchr(text + i, '\n', len - i));
-    size_t line_end = nl ? static_cast<size_t>(nl - text) : len;
-    size_t next = nl ? line_end + 1 : len;
-    std::string line(text + i, line_end - i);
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    i = next;
+  std::string line;
+  bool had_newline = false;
+  while (NextHeaderLine(text, len, &i, &line, &had_newline)) {
     if (line.empty()) {
-      *ended = nl != nullptr;
+      *ended = had_newline;
       return i;
     }
     size_t colon = line.find(':');
@@ -155,15 +166,11 @@ size_t ParseResponseHeaderLines(const char* text, size_t len, std::vector<HttpHe
   size_t i = 0;
   *ended = false;
   error->clear();
-  while (i < len) {
-    const char* nl = static_cast<const char*>(memchr(text + i, '\n', len - i));
-    size_t line_end = nl ? static_cast<size_t>(nl - text) : len;
-    size_t next = nl ? line_end + 1 : len;
-    std::string line(text + i, line_end - i);
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    i = next;
+  std::string line;
+  bool had_newline = false;
+  while (NextHeaderLine(text, len, &i, &line, &had_newline)) {
     if (line.empty()) {
-      *ended = nl != nullptr;
+      *ended = had_newline;
       return i;
     }
     size_t colon = line.find(':');
