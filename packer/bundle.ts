@@ -399,12 +399,16 @@ function rebuildAddon(
   const tmp = mkdtempSync(`${dir}.tmp-`);
   try {
     cpSync(pkgDir, tmp, { recursive: true, filter: (src) => !/[\\/](build|node_modules)$/.test(src) || src === pkgDir });
+    // A rebuild takes minutes: in a terminal, node-gyp's own lines (one per compiled file) are the
+    // progress; elsewhere they are kept for the error message.
+    const live = process.stderr.isTTY === true;
     const r = spawnSync(process.execPath, [gyp, 'rebuild', '--release', `--target=${nodeVersion}`, `--nodedir=${headers}`, `--jobs=max`], {
       cwd: tmp,
       encoding: 'utf8',
       env: { ...process.env, npm_config_nodedir: headers },
+      stdio: live ? ['ignore', 2, 2] : 'pipe',
     });
-    if (r.status !== 0) throw fail(((r.stderr || r.stdout) ?? '').trim().split('\n').slice(-3).join(' / '));
+    if (r.status !== 0) throw fail(live ? `node-gyp failed (its output is above)` : ((r.stderr || r.stdout) ?? '').trim().split('\n').slice(-3).join(' / '));
     renameSync(tmp, dir);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
