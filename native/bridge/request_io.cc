@@ -44,22 +44,11 @@ void send_to_worker(const InflightPtr& req, const std::string& frame, std::uniqu
   lock.lock();
 }
 
-// The client went away (a write or read failed): the worker is told, so 'aborted' fires and
-// it stops producing, and the request ends now instead of at its deadline.
-void client_gone_locked(const InflightPtr& req, std::unique_lock<std::mutex>& lock) {
-  std::shared_ptr<Worker> w = req->worker;
-  if (w) {
-    lock.unlock();
-    w->abort(req->id);
-    lock.lock();
-  }
-  complete_locked(*req, HSE_STATUS_ERROR, lock);
-}
-
-void write_done(const InflightPtr& req, DWORD cbIO, DWORD error, std::unique_lock<std::mutex>& lock) {
-  if (req->ended()) return issue_done_if_idle_locked(*req, lock);
-  if (error != 0) return client_gone_locked(req, lock);
-  (void)cbIO;
+// io_completed issues a deferred DONE_WITH_SESSION after these continuations: an ended request
+// needs nothing more here.
+void write_done(const InflightPtr& req, DWORD error, std::unique_lock<std::mutex>& lock) {
+  if (req->ended()) return;
+  if (error != 0) return abort_locked(req, lock);  // the client went away
   if (!req->outQueue.empty()) {
     req->ackOwed += req->outQueue.front().size();
     req->outQueue.pop_front();
@@ -74,13 +63,13 @@ void write_done(const InflightPtr& req, DWORD cbIO, DWORD error, std::unique_loc
 }
 
 void read_done(const InflightPtr& req, DWORD cbIO, DWORD error, std::unique_lock<std::mutex>& lock) {
-  if (req->ended()) return issue_done_if_idle_locked(*req, lock);
+  if (req->ended()) return;
   bool end = false;
   if (error != 0 || (cbIO == 0 && !req->chunkedBody)) {
     // A Content-Length body cut short, or a failed read: the client left mid-body.
     log_line("request " + std::to_string(req->id) + ": the client went away after " +
              std::to_string(req->bodySent) + " body bytes (error " + std::to_string(error) + ")");
-    return client_gone_locked(req, lock);
+    return abort_locked(req, lock);
   }
   std::string frame;
   if (cbIO == 0) {
@@ -123,8 +112,8 @@ void kick_locked(const InflightPtr& req, std::unique_lock<std::mutex>& lock) {
           DWORD n = DWORD(data->size());
           return ecb->WriteClient(ecb->ConnID, data->data(), &n, HSE_IO_ASYNC) != FALSE;
         },
-        [req](DWORD cbIO, DWORD error, std::unique_lock<std::mutex>& lock) { write_done(req, cbIO, error, lock); });
-    if (!ok) client_gone_locked(req, lock);
+        [req](DWORD, DWORD error, std::unique_lock<std::mutex>& lock) { write_done(req, error, lock); });
+    if (!ok) abort_locked(req, lock);
     return;
   }
   if (req->phase == RequestPhase::Finishing) {
@@ -143,11 +132,21 @@ void kick_locked(const InflightPtr& req, std::unique_lock<std::mutex>& lock) {
           return ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_ASYNC_READ_CLIENT, buf, &size, &type) != FALSE;
         },
         [req](DWORD cbIO, DWORD error, std::unique_lock<std::mutex>& lock) { read_done(req, cbIO, error, lock); });
-    if (!ok) client_gone_locked(req, lock);
+    if (!ok) abort_locked(req, lock);
   }
 }
 
 }  // namespace
+
+void abort_locked(const InflightPtr& req, std::unique_lock<std::mutex>& lock) {
+  std::shared_ptr<Worker> w = req->worker;
+  if (w) {
+    lock.unlock();
+    w->abort(req->id);
+    lock.lock();
+  }
+  complete_locked(*req, HSE_STATUS_ERROR, lock);
+}
 
 void register_io_completion(InflightRequest& req) {
   req.ecb->ServerSupportFunction(req.ecb->ConnID, HSE_REQ_IO_COMPLETION, reinterpret_cast<LPVOID>(&io_completed),

@@ -22,6 +22,10 @@ void register_io_completion(InflightRequest& req);
 bool begin_async_locked(const InflightPtr& req, std::unique_lock<std::mutex>& lock,
                         std::function<bool()> issue, AsyncContinuation done);
 
+// Ends the request with an error now (the client went away, or the server refused its
+// response) and tells the worker (Abort), so 'aborted' fires there and it stops producing.
+void abort_locked(const InflightPtr& req, std::unique_lock<std::mutex>& lock);
+
 // Issues DONE_WITH_SESSION if the request is completed, not yet done, and idle.
 void issue_done_if_idle_locked(InflightRequest& req, std::unique_lock<std::mutex>& lock);
 

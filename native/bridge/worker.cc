@@ -91,6 +91,8 @@ void Worker::ping() {
   send(frame);
 }
 
+void Worker::mark_alive() { lastPong_ = std::chrono::steady_clock::now().time_since_epoch().count(); }
+
 std::chrono::steady_clock::duration Worker::since_pong() const {
   return std::chrono::steady_clock::now().time_since_epoch() - std::chrono::steady_clock::duration(lastPong_.load());
 }
@@ -322,14 +324,14 @@ void Worker::handle(const channel::FrameHeader& h, std::string_view payload, con
       return;
     }
     log_line("worker " + std::to_string(slot_) + " ready (pid " + std::to_string(pid) + ")");
-    lastPong_ = std::chrono::steady_clock::now().time_since_epoch().count();
+    mark_alive();
     wasReady_ = true;
     state_ = WorkerState::Ready;
     pool_.on_ready(*this);
     return;
   }
   if (h.type == Msg::Pong) {
-    lastPong_ = std::chrono::steady_clock::now().time_since_epoch().count();
+    mark_alive();
     return;
   }
   if (h.type == Msg::Log) {
@@ -374,10 +376,7 @@ void Worker::handle(const channel::FrameHeader& h, std::string_view payload, con
       uint32_t keepConn = rd.u32();
       if (!req->ended() && rd.ok() && refuse_unsafe_response(ecb, status, headers)) {  // a 500, never a split
         req->headersSent = true;
-        lock.unlock();
-        abort(h.id);
-        lock.lock();
-        complete_locked(*req, HSE_STATUS_ERROR, lock);
+        abort_locked(req, lock);
         break;
       }
       headers += mergedBody;
@@ -394,12 +393,8 @@ void Worker::handle(const channel::FrameHeader& h, std::string_view payload, con
       // Headers (and the body merged into them) go synchronously: they are the first bytes of
       // the response, so the connection's buffer has room for them.
       req->ackOwed += mergedBody.size();
-      if (!ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_SEND_RESPONSE_HEADER_EX, &info, nullptr, nullptr)) {
-        lock.unlock();
-        abort(h.id);
-        lock.lock();
-        complete_locked(*req, HSE_STATUS_ERROR, lock);
-      }
+      if (!ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_SEND_RESPONSE_HEADER_EX, &info, nullptr, nullptr))
+        abort_locked(req, lock);  // the client went away
       break;
     }
     case Msg::Write: {

@@ -83,6 +83,7 @@ class Worker : public std::enable_shared_from_this<Worker> {
   InflightPtr find(uint32_t id);
   void on_channel_closed();
   void output_loop();
+  void mark_alive();  // a Ready or a Pong: the event loop answered
 
   WorkerPool& pool_;
   const int slot_;

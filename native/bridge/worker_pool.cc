@@ -67,6 +67,16 @@ void WorkerPool::start_failed_locked(size_t slot, const std::string& why, const 
   }
 }
 
+void WorkerPool::clear_failures_locked(bool restartNow) {
+  coolDownUntil_ = {};
+  startFailureTimes_.clear();
+  for (auto& s : slots_) {
+    s.startFailures = 0;
+    s.restartPending = restartNow;
+    s.restartAt = Clock::now();
+  }
+}
+
 bool WorkerPool::can_wait_locked() const {
   if (stopping_ || Clock::now() < coolDownUntil_) return false;
   for (auto& s : slots_)
@@ -134,13 +144,7 @@ void WorkerPool::check_app_offline_locked(std::unique_lock<std::mutex>& lock) {
     offline_ = false;
     offlineHtml_.clear();
     exeStamp_ = file_stamp(cfg_.workerExe);  // whatever was deployed meanwhile is what starts now
-    coolDownUntil_ = {};
-    startFailureTimes_.clear();
-    for (auto& s : slots_) {
-      s.startFailures = 0;
-      s.restartPending = true;
-      s.restartAt = Clock::now();
-    }
+    clear_failures_locked(true);
     log_line("app_offline.htm removed: starting fresh workers");
   }
 }
@@ -294,12 +298,7 @@ void WorkerPool::start_reload_locked(std::unique_lock<std::mutex>& lock) {
   log_line("reloading all workers: " + reason);
   // A new generation starts with a clean record: a fixed script redeployed after a crash loop
   // is started at once, without waiting for the backoff or the rapid-fail cool-down.
-  coolDownUntil_ = {};
-  startFailureTimes_.clear();
-  for (auto& s : slots_) {
-    s.startFailures = 0;
-    s.restartPending = false;
-  }
+  clear_failures_locked(false);
   for (size_t i = 0; i < workers_.size(); ++i) replace_slot_locked(i, lock);
 }
 

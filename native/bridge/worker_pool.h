@@ -87,6 +87,9 @@ class WorkerPool {
   // Whether a request can wait for a worker that is (re)starting normally; false while every
   // slot is failing to start or rapid-fail protection holds: then requests get 503 at once.
   bool can_wait_locked() const;
+  // Forgets the start failures and the cool-down (a new generation); with restartNow, every
+  // slot is started on the next tick.
+  void clear_failures_locked(bool restartNow);
   void fail_unavailable(const InflightPtr& req, const std::string& reason, int retryAfter);
   std::string unavailable_reason_locked(int& retryAfter) const;
   void answer_pending_if_hopeless_locked(std::unique_lock<std::mutex>& lock);
