@@ -7,7 +7,7 @@
 // request in flight fails. A build error is printed as file:line:column and served as the dev
 // error page (by a small worker built from our runtime) until the script builds again.
 import { context, type BuildContext, type BuildFailure, type Message } from 'esbuild';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
   constants as fsConstants,
@@ -33,6 +33,7 @@ import { NativeAddons, scriptExports, workerBuildOptions, writeWorkerFiles, type
 import { describeScript } from './describe';
 import { manifestFileName } from './manifest';
 import { DEFAULT_NODE_VERSION, ensureNodeBinaryWithProgress } from './node_binary';
+import { spawnHost, stopHost } from './host_process';
 import { extensionName } from './pack';
 import { bridgeBinary, cacheDir, hostBinary, hostTarget, packageRoot, type Target } from './paths';
 import { UserError } from './user_error';
@@ -436,16 +437,14 @@ class DevServer {
 
   private startHost(): Promise<void> {
     const env: NodeJS.ProcessEnv = { ...process.env, ISAPI_DETAILED_ERRORS: '1', ISAPI_WORKERS: String(this.o.workers ?? 1) };
-    let child: ChildProcess;
+    let cmd: { command: string; args: string[]; env: NodeJS.ProcessEnv };
     if (this.wine) {
       env.NODE_OPTIONS = `--require=${toWinePath(path.join(this.dir, 'current.cjs'))}`;
-      const cmd = wineHostCommand({ command: hostBinary('win-x64'), args: this.hostArgs(), env, url: '', urls: [] }, defaultWinePrefix());
-      // Under Wine a signal ends isapi-host.exe without its console handler (no drain): it runs
-      // in its own process group and stops when its stdin closes (as serve --wine does).
-      child = spawn(cmd.command, [...cmd.args, '--stop-on-stdin-close'], { env: cmd.env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+      cmd = wineHostCommand({ command: hostBinary('win-x64'), args: this.hostArgs(), env, url: '', urls: [] }, defaultWinePrefix());
     } else {
-      child = spawn(hostBinary(this.target), this.hostArgs(), { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      cmd = { command: hostBinary(this.target), args: this.hostArgs(), env };
     }
+    const { child } = spawnHost(cmd, this.wine, 'pipe');
     this.host = child;
     this.hostExited = new Promise((r) => child.once('exit', () => r()));
     return new Promise((resolve, reject) => {
@@ -480,10 +479,9 @@ class DevServer {
     });
   }
 
-  /** Asks the host to drain and stop (closing its stdin under Wine, SIGTERM otherwise). */
+  /** Asks the host to drain and stop (see spawnHost). */
   private stopHost(child: ChildProcess): void {
-    if (this.wine) child.stdin?.end();
-    else child.kill('SIGTERM');
+    stopHost(child, this.wine);
   }
 
   private async restartHost(): Promise<void> {

@@ -1,5 +1,6 @@
 // `isapi serve`: runs isapi-host (native/host) on a packed folder or a plain ISAPI library.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
+import { spawnHost } from './host_process';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { HostConfigError, hostInvocation } from '../installer/local_config';
@@ -128,20 +129,8 @@ export function serve(o: ServeOptions): Promise<number> {
   o.log?.(`serving ${o.config ?? o.dll ?? o.folder} at ${cmd.url}${o.wine ? ' under Wine' : ''}${filters} (Ctrl+C stops; logs in ${logs})`);
   // Every other application of a --config file, one per line.
   for (const u of cmd.urls.slice(1)) o.log?.(`    and ${u}`);
-  if (o.wine) {
-    // Under Wine a POSIX signal ends isapi-host.exe without its console handler running (no
-    // drain, no TerminateExtension). So the host runs in its own process group (Ctrl+C in the
-    // terminal reaches only this process) and stops gracefully when its stdin closes: on
-    // SIGINT/SIGTERM here, or when this process dies.
-    const child = spawn(cmd.command, [...cmd.args, '--stop-on-stdin-close'], { stdio: ['pipe', 'inherit', 'inherit'], env: cmd.env, detached: true });
-    const stop = () => child.stdin!.end();
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-    return new Promise((resolve) => child.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0))));
-  }
-  const child = spawn(cmd.command, cmd.args, { stdio: 'inherit', env: cmd.env });
-  const forward = (sig: NodeJS.Signals) => () => child.kill(sig);
-  process.on('SIGINT', forward('SIGINT'));
-  process.on('SIGTERM', forward('SIGTERM'));
+  const { child, stop } = spawnHost(cmd, !!o.wine, 'inherit');
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
   return new Promise((resolve) => child.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0))));
 }
