@@ -222,6 +222,23 @@ export async function waitFor<T>(cond: () => T | Promise<T>, what: string, timeo
   }
 }
 
+/**
+ * Sends a request head and the first part of its body, waits until `arrived()` says the server
+ * is reading it (a log line, say), then leaves: closes the connection mid-body.
+ */
+export async function leaveMidUpload(port: number, head: string, part: Buffer, arrived: () => boolean): Promise<void> {
+  const sock = net.connect(port, '127.0.0.1');
+  const failed = new Promise<never>((_, reject) => sock.on('error', reject));
+  await Promise.race([new Promise<void>((resolve) => sock.once('connect', () => resolve())), failed]);
+  sock.write(head);
+  sock.write(part);
+  await Promise.race([waitFor(arrived, 'the server to read the body'), failed]);
+  sock.destroy();
+}
+
+/** Occurrences of `needle` in `text`. */
+export const count = (text: string, needle: string) => text.split(needle).length - 1;
+
 /** The pids of a process's direct children (the bridge's workers, for a host). */
 export function childPids(pid: number): number[] {
   const out: number[] = [];

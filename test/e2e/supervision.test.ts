@@ -7,7 +7,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bridgeLog, childPids, packed, root, runCli, startHost, waitFor, type Host } from '../helpers';
+import { bridgeLog, childPids, count, leaveMidUpload, packed, root, runCli, startHost, waitFor, type Host } from '../helpers';
 
 /** A private copy of a packed folder, so a test can redeploy it or fill its logs. */
 function privateCopy(name: string): string {
@@ -26,8 +26,6 @@ async function timed(url: string, init?: RequestInit) {
   const body = await res.text();
   return { status: res.status, headers: res.headers, body, ms: performance.now() - t0 };
 }
-
-const count = (text: string, needle: string) => text.split(needle).length - 1;
 
 function percentile(values: number[], p: number): number {
   if (values.length === 0) return NaN;
@@ -176,51 +174,43 @@ describe('faults of a running application', () => {
     expect(workers().filter((p) => !before.includes(p)).length).toBeGreaterThanOrEqual(1);
   }, 60_000);
 
-  /** Sends a request head and part of its body, then leaves. */
-  function leaveMidUpload(head: string, part: Buffer): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const sock = net.connect(host.port, '127.0.0.1', () => {
-        sock.write(head);
-        sock.write(part, () => {
-          // Give the bytes time to cross, then go: the server must see a client that left.
-          setTimeout(() => {
-            sock.destroy();
-            resolve();
-          }, 100);
-        });
-      });
-      sock.on('error', reject);
-    });
-  }
+  /** The lines an upload route wrote about how it ended ('<kind>-upload …', not 'receiving'). */
+  const outcomes = (kind: string) => log().split('\n').filter((l) => l.includes(`${kind}-upload`) && !l.includes(': receiving'));
+
+  /** Leaves after the server has read the first bytes of the body at `kind` ('ecb', 'node', 'fetch'). */
+  const leaveAt = async (kind: string, head: string, part: Buffer) => {
+    const before = count(log(), `${kind}-upload: receiving`);
+    await leaveMidUpload(host.port, head, part, () => count(log(), `${kind}-upload: receiving`) > before);
+  };
 
   const uploadHead = (url: string, length: number) =>
     `POST ${url} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: ${length}\r\n\r\n`;
 
   it('a client gone mid-body fails ReadClient with ExtensionError 64, sets ecb.aborted and fires onAbort', async () => {
-    await leaveMidUpload(uploadHead('/faults/upload', 4 << 20), Buffer.alloc(1 << 20, 1));
-    const line = await waitFor(() => log().split('\n').find((l) => l.includes('ecb-upload')), 'the ecb-upload line');
+    await leaveAt('ecb', uploadHead('/faults/upload', 4 << 20), Buffer.alloc(1 << 20, 1));
+    const line = await waitFor(() => outcomes('ecb')[0], 'the ecb-upload line');
     expect(line).toMatch(/ecb-upload ExtensionError errno=64 aborted=true onAbort=true bytes=\d+: ReadClient: the client went away/);
     expect(Number(/bytes=(\d+)/.exec(line)![1])).toBeLessThan(4 << 20);
   });
 
   it('the same for a chunked upload cut short', async () => {
     const head = 'POST /faults/upload?chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n';
-    const before = count(log(), 'ecb-upload');
-    await leaveMidUpload(head, Buffer.from(`10000\r\n${'c'.repeat(0x10000)}\r\n10000\r\n${'c'.repeat(100)}`));
-    await waitFor(() => count(log(), 'ecb-upload') > before, 'a second ecb-upload line');
-    expect(log().split('\n').filter((l) => l.includes('ecb-upload')).pop()).toContain('errno=64 aborted=true onAbort=true');
+    const before = outcomes('ecb').length;
+    await leaveAt('ecb', head, Buffer.from(`10000\r\n${'c'.repeat(0x10000)}\r\n10000\r\n${'c'.repeat(100)}`));
+    await waitFor(() => outcomes('ecb').length > before, 'a second ecb-upload line');
+    expect(outcomes('ecb').pop()).toContain('errno=64 aborted=true onAbort=true');
   });
 
   it("httpExtension apps see 'aborted' and 'error' (ECONNRESET) and never 'end', as on Node's own server", async () => {
-    await leaveMidUpload(uploadHead('/faults/node/upload', 4 << 20), Buffer.alloc(1 << 20, 1));
-    const line = await waitFor(() => log().split('\n').find((l) => l.includes('node-upload')), 'the node-upload line');
+    await leaveAt('node', uploadHead('/faults/node/upload', 4 << 20), Buffer.alloc(1 << 20, 1));
+    const line = await waitFor(() => outcomes('node')[0], 'the node-upload line');
     expect(line).toMatch(/node-upload events=aborted,error:ECONNRESET bytes=\d+ complete=false/);
     expect(line).not.toContain('end');
   });
 
   it("the fetch adapter's request body stream errors", async () => {
-    await leaveMidUpload(uploadHead('/faults/fetch/upload', 4 << 20), Buffer.alloc(1 << 20, 1));
-    const line = await waitFor(() => log().split('\n').find((l) => l.includes('fetch-upload')), 'the fetch-upload line');
+    await leaveAt('fetch', uploadHead('/faults/fetch/upload', 4 << 20), Buffer.alloc(1 << 20, 1));
+    const line = await waitFor(() => outcomes('fetch')[0], 'the fetch-upload line');
     expect(line).toContain('the client went away');
   });
 
@@ -245,14 +235,10 @@ describe('through a READ_RAW_DATA filter', () => {
   afterAll(() => host?.stop());
 
   it('a client gone mid-body is still an abort, never a short body', async () => {
-    await new Promise<void>((resolve, reject) => {
-      const sock = net.connect(host.port, '127.0.0.1', () => {
-        sock.write('POST /faults/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 4194304\r\n\r\n');
-        sock.write(Buffer.alloc(1 << 20, 1), () => setTimeout(() => (sock.destroy(), resolve()), 100));
-      });
-      sock.on('error', reject);
-    });
-    const line = await waitFor(() => bridgeLog(folder, 'faults').split('\n').find((l) => l.includes('ecb-upload')), 'the ecb-upload line');
+    const log = () => bridgeLog(folder, 'faults');
+    await leaveMidUpload(host.port, 'POST /faults/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 4194304\r\n\r\n',
+      Buffer.alloc(1 << 20, 1), () => log().includes('ecb-upload: receiving'));
+    const line = await waitFor(() => log().split('\n').find((l) => l.includes('ecb-upload') && !l.includes(': receiving')), 'the ecb-upload line');
     expect(line).toMatch(/ecb-upload ExtensionError errno=64 aborted=true onAbort=true/);
     // The filter rewrote the body it saw (and the server still serves).
     const r = await timed(`${host.url}/faults/upload`, { method: 'POST', body: 'a secret' });

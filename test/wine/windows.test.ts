@@ -6,7 +6,6 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { splitCommandLine } from '../../installer/iis';
@@ -14,7 +13,7 @@ import { addPeResource, readPeResource, readPeVersionStrings } from '../../packe
 import { ensureNodeBinary, DEFAULT_NODE_VERSION } from '../../packer/node_binary';
 import { nativeDir } from '../../packer/paths';
 import { ensureWinePrefix, findWine, killWine, runWine, runWineAsync, temporaryWinePrefix, toWinePath } from '../../packer/wine';
-import { isapiCli, rawExchange, root, sleep, testDist } from '../helpers';
+import { isapiCli, leaveMidUpload, rawExchange, root, sleep, testDist, waitFor } from '../helpers';
 
 const OBJDUMP = 'x86_64-w64-mingw32-objdump';
 const hasObjdump = spawnSync(OBJDUMP, ['--version']).status === 0;
@@ -366,18 +365,10 @@ describe.skipIf(!!skipReason)(`Windows x64 build under Wine${skipReason ? ` (ski
 
     it('a client gone mid-body fails ReadClient with error 64 (never a short body that looks complete)', async () => {
       const logFile = path.join(folder('faults'), 'logs', 'faults.log');
-      await new Promise<void>((resolve, reject) => {
-        const sock = net.connect(port, '127.0.0.1', () => {
-          sock.write('POST /faults/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 4194304\r\n\r\n');
-          sock.write(Buffer.alloc(1 << 20, 1), () => setTimeout(() => (sock.destroy(), resolve()), 200));
-        });
-        sock.on('error', reject);
-      });
-      let line: string | undefined;
-      for (let i = 0; i < 150 && !line; i++) {
-        line = (existsSync(logFile) ? readFileSync(logFile, 'utf8') : '').split('\n').find((l) => l.includes('ecb-upload'));
-        if (!line) await sleep(100);
-      }
+      const log = () => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : '');
+      await leaveMidUpload(port, 'POST /faults/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 4194304\r\n\r\n',
+        Buffer.alloc(1 << 20, 1), () => log().includes('ecb-upload: receiving'));
+      const line = await waitFor(() => log().split('\n').find((l) => l.includes('ecb-upload') && !l.includes(': receiving')), 'the ecb-upload line', 15_000);
       expect(line).toMatch(/ecb-upload ExtensionError errno=64 aborted=true onAbort=true/);
     });
 
