@@ -116,7 +116,8 @@ describe('faults of a running application', () => {
           await res.arrayBuffer();
           outcomes.push({ route, status: res.status, start, end: performance.now() });
         } catch (err) {
-          failures.push(`${route}: ${(err as Error).message}`);
+          const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+          failures.push(`${route}: ${(err as Error).message}${cause ? ` (${cause.code ?? cause.message})` : ''}`);
         }
       }
     };
