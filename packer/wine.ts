@@ -40,7 +40,10 @@ function onPath(name: string): string | undefined {
 
 /** wine and wineserver, or undefined when Wine is not installed. */
 export function findWine(): WineTools | undefined {
-  const wine = process.env.ISAPI_WINE || onPath('wine') || onPath('wine64');
+  // The 64-bit loader first: with wine32 installed, plain `wine` is the 32-bit loader, which
+  // fails ("could not load kernel32.dll") in a prefix made before wine32 was installed. Every
+  // program run here is x64.
+  const wine = process.env.ISAPI_WINE || onPath('wine64') || ['/usr/lib/wine/wine64'].find((f) => existsSync(f)) || onPath('wine');
   if (!wine) return undefined;
   const wineserver =
     process.env.ISAPI_WINESERVER || onPath('wineserver') || ['/usr/lib/wine/wineserver64', '/usr/lib/wine/wineserver'].find((f) => existsSync(f));
