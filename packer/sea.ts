@@ -1,8 +1,9 @@
 // Steps 2 and 3 of a pack: the SEA blob, made by the target's exact Node version running on
 // this machine, then injected with postject into a copy of the target's Node binary.
 import { spawnSync } from 'node:child_process';
-import { closeSync, copyFileSync, chmodSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, chmodSync, openSync, readFileSync, readSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
+import { addElfNote } from './elf_note';
 import { addPeResource, flipSeaFuse, setPeVersion, type VersionInfo } from './pe_resource';
 import { UserError } from './user_error';
 
@@ -55,6 +56,23 @@ export async function buildSea(o: SeaOptions): Promise<void> {
       return;
     }
   }
+  // Linux targets: the blob goes in as an ELF note, natively too (postject: ~4 s).
+  if (isElf(o.targetNode) && !process.env.ISAPI_USE_POSTJECT) {
+    const image = readFileSync(o.targetNode);
+    flipSeaFuse(image, SENTINEL_FUSE);
+    const injected = addElfNote(image, 'NODE_SEA_BLOB', readFileSync(blob));
+    if (injected) {
+      const fd = openSync(o.output, 'w', 0o755);
+      try {
+        writeSync(fd, injected.head);
+        writeSync(fd, injected.tail);
+      } finally {
+        closeSync(fd);
+      }
+      chmodSync(o.output, 0o755);
+      return;
+    }
+  }
   copyFileSync(o.targetNode, o.output);
   chmodSync(o.output, 0o755);
   // postject is CommonJS and slow to load (WebAssembly): load it only when packing.
@@ -70,12 +88,15 @@ export async function buildSea(o: SeaOptions): Promise<void> {
   }
 }
 
-function isPe(file: string): boolean {
+function magic(file: string, bytes: number): string {
   const fd = openSync(file, 'r');
   try {
-    const head = Buffer.alloc(2);
-    return readSync(fd, head, 0, 2, 0) === 2 && head.toString('latin1') === 'MZ';
+    const head = Buffer.alloc(bytes);
+    return readSync(fd, head, 0, bytes, 0) === bytes ? head.toString('latin1') : '';
   } finally {
     closeSync(fd);
   }
 }
+
+const isPe = (file: string) => magic(file, 2) === 'MZ';
+const isElf = (file: string) => magic(file, 4) === '\x7fELF';
