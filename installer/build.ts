@@ -1,5 +1,6 @@
 // Pack-time: bundles the installer program with the user's script (for its `install` export
-// and custom verbs) into one CommonJS file for the installer's SEA. The entry only imports the
+// and custom verbs) into one CommonJS file, carried as an asset of the worker executable and
+// run when install / install.exe starts it (packer/sea_main.ts). The entry only imports the
 // script; it never calls __ExtensionFactory__ or __FilterFactory__.
 import { build, type BuildFailure } from 'esbuild';
 import path from 'node:path';

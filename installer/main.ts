@@ -1,7 +1,8 @@
-// The installer program: `install` / `install.exe` in a packed folder (a Node SEA built from
-// the user's script plus this file). It reads the script's `install` export and custom
-// verbs (never calling its factories), plans, then applies the plan to IIS or to the local
-// host's config file. Verbs: install (default), remove (uninstall), status, doctor, custom.
+// The installer program: `install` / `install.exe` in a packed folder, a native launcher that
+// runs the worker executable (which carries the user's script plus this file) in installer
+// mode. It reads the script's `install` export and custom verbs (never calling its factories),
+// plans, then applies the plan to IIS or to the local host's config file. Verbs: install
+// (default), remove (uninstall), status, doctor, custom.
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { InstallContext, ResolvedInstallParameters } from '../runtime/install_params';
@@ -416,7 +417,7 @@ function replaceIis(folder: PackedFolder, site: string, next: IisRecord | undefi
   writeState(folder, withRecord(state, findIis(state, site), next));
 }
 
-/** The SEA's entry calls this with the user's module. */
+/** The installer bundle's entry (installer/build.ts) calls this with the user's module. */
 export function installerMain(user: Record<string, unknown>): void {
   runInstaller(user).then(
     (code) => process.exit(code),

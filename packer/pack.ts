@@ -1,14 +1,15 @@
 // `isapi pack <script>`: bundle → SEA blob → inject into the target's Node → place the bridge
-// → write the manifest. Everything happens in a temporary folder beside the output, renamed
+// and the installer's launcher → write the manifest. Everything happens in a temporary folder beside the output, renamed
 // into place at the end: a failed pack leaves no half-written folder.
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { bundleWorker, scriptExports } from './bundle';
 import { describeScript } from './describe';
 import { describeFile, manifestFileName, type Manifest } from './manifest';
 import { DEFAULT_NODE_VERSION, ensureNodeBinaryWithProgress } from './node_binary';
-import { bridgeBinary, hostTarget, packageRoot, TARGETS, type Target } from './paths';
+import { bridgeBinary, hostTarget, nativeDir, packageRoot, TARGETS, type Target } from './paths';
 import { buildSea } from './sea';
+import { INSTALLER_ASSET, seaMainSource, WORKER_ASSET } from './sea_main';
 import { setPeVersion, type VersionInfo } from './pe_resource';
 import { bundleInstaller } from '../installer/build';
 import { UserError } from './user_error';
@@ -60,6 +61,15 @@ function placeFolder(staging: string, folder: string, name: string, files: strin
   for (const f of previous) {
     if (!files.includes(f) && f !== manifestName && !f.includes('/') && !f.includes('\\')) rmSync(path.join(folder, f), { force: true });
   }
+}
+
+/** install / install.exe: native/launcher, built beside the bridge by `npm run build:native`. */
+function launcherBinary(target: Target): string {
+  const file = path.join(nativeDir(target), target === 'win-x64' ? 'isapi-launcher.exe' : 'isapi-launcher');
+  if (!existsSync(file)) {
+    throw new UserError(`the ${target} installer launcher is not built (${path.relative(process.cwd(), file)} is missing): run \`npm run build:native\``);
+  }
+  return file;
 }
 
 /** hello.ts → hello; names become file names and a URL path, so keep them plain. */
@@ -171,28 +181,34 @@ export async function pack(o: PackOptions): Promise<PackResult> {
             comments: `packed by node-isapi ${nodeIsapiVersion()} with Node ${nodeVersion}`,
           }
         : undefined;
+    // One executable, two programs (packer/sea_main.ts): the worker, and the installer (the
+    // same script plus installer/main.ts, which reads its `install` export and custom verbs and
+    // never runs its factories). install / install.exe is the small native launcher that starts
+    // this executable as the installer, so the folder carries one copy of Node.
+    const installerBundle = path.join(work, `${name}.installer.cjs`);
+    await step('installer', () => bundleInstaller(script, name, installerBundle), (r) => `${(r.bytes / 1024).toFixed(0)} KiB`);
     const workerFile = path.join(staging, win ? `${name}.exe` : name);
+    const installerFile = path.join(staging, win ? 'install.exe' : 'install');
+    if (installerFile === workerFile) throw new UserError(`a script named '${name}' would overwrite the folder's installer: rename the script`);
+    const seaMain = path.join(work, `${name}.sea-main.cjs`);
+    writeFileSync(seaMain, seaMainSource());
     await step('sea', () =>
       buildSea({
-        main: bundleFile, blobMaker: hostNode, targetNode, output: workerFile, workDir: work, sameplatform: target === hostTarget(), assets: bundled.assets,
+        main: seaMain, blobMaker: hostNode, targetNode, output: workerFile, workDir: work, sameplatform: target === hostTarget(),
+        assets: { ...bundled.assets, [WORKER_ASSET]: bundleFile, [INSTALLER_ASSET]: installerBundle },
         version: version(path.basename(workerFile), `${app.product} (node-isapi worker)`, 'app'),
       }),
       () => path.basename(workerFile),
     );
-
-    // The installer: a second SEA from the same script plus installer/main.ts (reads the
-    // script's `install` export and custom verbs; never runs its factories).
-    const installerBundle = path.join(work, `${name}.installer.js`);
-    await step('installer', () => bundleInstaller(script, name, installerBundle), (r) => `${(r.bytes / 1024).toFixed(0)} KiB`);
-    const installerFile = path.join(staging, win ? 'install.exe' : 'install');
-    if (installerFile === workerFile) throw new UserError(`a script named '${name}' would overwrite the folder's installer: rename the script`);
-    await step('sea', () =>
-      buildSea({
-        main: installerBundle, blobMaker: hostNode, targetNode, output: installerFile, workDir: work, sameplatform: target === hostTarget(),
-        version: version('install.exe', `${app.product} installer (node-isapi)`, 'app'),
-      }),
-      () => path.basename(installerFile),
-    );
+    copyFileSync(launcherBinary(target), installerFile);
+    chmodSync(installerFile, 0o755);
+    const installerVersion = version('install.exe', `${app.product} installer (node-isapi)`, 'app');
+    if (installerVersion) {
+      // The launcher is built with a placeholder version resource (native/launcher/launcher.rc).
+      const stamped = setPeVersion(readFileSync(installerFile), installerVersion);
+      if (stamped) writeFileSync(installerFile, stamped.image);
+      else log(`warning: install.exe keeps the launcher's own version resource (unexpected PE layout)`);
+    }
 
     const bridgeFile = path.join(staging, `_${name}${win ? '.dll' : '.so'}`);
     copyFileSync(bridge, bridgeFile);
