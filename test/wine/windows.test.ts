@@ -161,6 +161,17 @@ describe.skipIf(!!skipReason)(`Windows x64 build under Wine${skipReason ? ` (ski
       expect(imports.filter((d) => !SYSTEM_DLL.test(d))).toEqual([]);
     });
 
+    it('install.exe is the small launcher: system DLLs only, runs as the invoker (as node.exe did), arguments reach the installer as typed', () => {
+      const file = path.join(folder('hello'), 'install.exe');
+      expect(statSync(file).size).toBeLessThan(1 << 20);
+      expect(objdump(file).imports.filter((d) => !SYSTEM_DLL.test(d))).toEqual([]);
+      expect(readFileSync(file).toString('latin1')).toContain('<requestedExecutionLevel level="asInvoker" uiAccess="false"/>');
+      const site = `a "quoted" \\ site\\ ü  two spaces`;
+      const r = runWine(file, ['--iis', '--dry-run', '--site', site], { prefix });
+      expect(r.stderr).toContain(`install: --site '${site}' contains a quote, '%' or a line break`);
+      expect(r.code).toBe(1);
+    });
+
     it('the packed folder holds _<name>.dll, <name>.exe, install.exe and the manifest; the worker carries the blob', () => {
       const f = folder('hello');
       for (const file of ['_hello.dll', 'hello.exe', 'install.exe', 'hello.manifest.json']) expect(existsSync(path.join(f, file))).toBe(true);
