@@ -9,8 +9,10 @@
 // and what a PREPROC_HEADERS filter adds per request, on the host + C hello extension of (a):
 //   (f) + a C filter that adds one request header (native/host/test/preproc_bench_filter.c)
 //   (g) + the same filter in TypeScript, packed (bench/fixtures/preproc-filter.ts)
-// and, last, the development loop: save → first response of the new code under `isapi dev`
-// (bench/dev_loop.ts; BENCH_ONLY=dev runs only that).
+// then the development loop: save → first response of the new code under `isapi dev`
+// (bench/dev_loop.ts; BENCH_ONLY=dev runs only that), and, last, the packed folder of hello on
+// linux-x64 and win-x64: its size next to Node's own and the warm pack time (bench/pack_figures.ts;
+// BENCH_ONLY=pack runs only that).
 // Filter rows run BENCH_FILTER_SECONDS (default 5, at most BENCH_SECONDS) each, against a
 // baseline measured with that same duration next to them (row (a) itself when they match).
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -21,6 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { DEFAULT_NODE_VERSION, ensureNodeBinary } from '../packer/node_binary';
 import { devLoop } from './dev_loop';
+import { packFigures } from './pack_figures';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const out = path.join(root, 'build', 'bench');
@@ -182,6 +185,8 @@ async function transferPeak(base: string, pids: number[]): Promise<{ idle: { rss
 async function main() {
   // BENCH_ONLY=dev: only the development loop's figure (a few seconds, no wrk).
   if (process.env.BENCH_ONLY === 'dev') return devLoop(root);
+  // BENCH_ONLY=pack: only the packed folder's size and the warm pack time (seconds, no wrk).
+  if (process.env.BENCH_ONLY === 'pack') return packFigures(root);
   need('wrk', 'apt-get install -y wrk');
   need('gcc', 'apt-get install -y gcc');
   mkdirSync(out, { recursive: true });
@@ -293,6 +298,7 @@ async function main() {
     `TypeScript ${plus(g.p50 - base.p50).trim()} ms p50 / ${plus(g.p99 - base.p99).trim()} ms p99`);
 
   await devLoop(root);
+  await packFigures(root);
 }
 
 main().catch((err) => {
