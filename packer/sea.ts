@@ -1,5 +1,7 @@
 // Steps 2 and 3 of a pack: the SEA blob, made by the target's exact Node version running on
-// this machine, then injected with postject into a copy of the target's Node binary.
+// this machine, then injected into a copy of the target's Node binary: as an ELF note
+// (elf_note.ts) or a PE resource (pe_resource.ts), written here; postject for a layout those
+// do not handle, or with ISAPI_USE_POSTJECT=1.
 import { spawnSync } from 'node:child_process';
 import { closeSync, copyFileSync, chmodSync, openSync, readFileSync, readSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';

@@ -5,7 +5,8 @@ import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, statS
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { readElfNote } from '../../packer/elf_note';
+import { addElfNote, readElfNote } from '../../packer/elf_note';
+import { DEFAULT_NODE_VERSION, ensureNodeBinary } from '../../packer/node_binary';
 import { packed, runCli } from '../helpers';
 
 describe('isapi pack', () => {
@@ -36,6 +37,18 @@ describe('isapi pack', () => {
     expect(readElfNote(worker, 'NODE_SEA_BLOB')?.length).toBeGreaterThan(100_000);
     const total = Object.values<{ size: number }>(manifest.files).reduce((n, f) => n + f.size, 0);
     expect(total).toBeLessThanOrEqual(130e6);
+  });
+
+  it('the ELF injection refuses a second blob and leaves other files to postject', () => {
+    const once = addElfNote(readFileSync(ensureNodeBinary('linux-x64', DEFAULT_NODE_VERSION)), 'NODE_SEA_BLOB', Buffer.from('blob'))!;
+    const image = Buffer.concat([once.head, once.tail]);
+    // The program headers moved to the page-aligned tail; nothing before it moved.
+    const phoff = Number(image.readBigUInt64LE(0x20));
+    expect(phoff % 4096).toBe(0);
+    expect(phoff).toBeGreaterThanOrEqual(once.head.length);
+    expect(readElfNote(image, 'NODE_SEA_BLOB')?.toString()).toBe('blob');
+    expect(() => addElfNote(image, 'NODE_SEA_BLOB', Buffer.from('again'))).toThrow(/already has a NODE_SEA_BLOB note/);
+    expect(addElfNote(Buffer.from('MZ not an ELF file at all, padded out to more than sixty-four bytes....'), 'X', Buffer.alloc(1))).toBeUndefined();
   });
 
   it('install runs the worker as the installer: arguments exactly as given, its output and its exit code', () => {
