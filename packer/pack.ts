@@ -65,7 +65,7 @@ function placeFolder(staging: string, folder: string, name: string, files: strin
 
 /** install / install.exe: native/launcher, built beside the bridge by `npm run build:native`. */
 function launcherBinary(target: Target): string {
-  const file = path.join(nativeDir(target), target === 'win-x64' ? 'isapi-launcher.exe' : 'isapi-launcher');
+  const file = path.join(nativeDir(target), target.startsWith('win-') ? 'isapi-launcher.exe' : 'isapi-launcher');
   if (!existsSync(file)) {
     throw new UserError(`the ${target} installer launcher is not built (${path.relative(process.cwd(), file)} is missing): run \`npm run build:native\``);
   }
