@@ -53,8 +53,7 @@ export async function buildSea(o: SeaOptions): Promise<void> {
     if (injected) {
       flipSeaFuse(injected.image, SENTINEL_FUSE);
       const image = (o.version && setPeVersion(injected.image, o.version)?.image) || injected.image;
-      writeFileSync(o.output, image, { mode: 0o755 });
-      chmodSync(o.output, 0o755);
+      writeExecutable(o.output, [image]);
       return;
     }
   }
@@ -64,14 +63,7 @@ export async function buildSea(o: SeaOptions): Promise<void> {
     flipSeaFuse(image, SENTINEL_FUSE);
     const injected = addElfNote(image, 'NODE_SEA_BLOB', readFileSync(blob));
     if (injected) {
-      const fd = openSync(o.output, 'w', 0o755);
-      try {
-        writeSync(fd, injected.head);
-        writeSync(fd, injected.tail);
-      } finally {
-        closeSync(fd);
-      }
-      chmodSync(o.output, 0o755);
+      writeExecutable(o.output, [injected.head, injected.tail]);
       return;
     }
   }
@@ -88,6 +80,25 @@ export async function buildSea(o: SeaOptions): Promise<void> {
   } finally {
     console.warn = warn;
   }
+}
+
+/**
+ * Writes the executable 128 KiB at a time, as cp does. One write of the whole 120 MB fills the
+ * page cache with large folios (Linux 6.x), and every later page fault in the mapped
+ * executable then maps a whole folio: a worker served from the packed folder kept ~40 MiB more
+ * of its executable resident (express-app idle: 79 MiB against 39 MiB written this way).
+ */
+function writeExecutable(file: string, parts: Buffer[]): void {
+  const CHUNK = 128 * 1024;
+  const fd = openSync(file, 'w', 0o755);
+  try {
+    for (const part of parts) {
+      for (let at = 0; at < part.length; ) at += writeSync(fd, part, at, Math.min(CHUNK, part.length - at));
+    }
+  } finally {
+    closeSync(fd);
+  }
+  chmodSync(file, 0o755);
 }
 
 function magic(file: string, bytes: number): string {
