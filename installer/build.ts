@@ -3,10 +3,21 @@
 // script; it never calls __ExtensionFactory__ or __FilterFactory__.
 import { build, type BuildFailure } from 'esbuild';
 import path from 'node:path';
-import { packageRoot } from '../packer/paths';
+import { NativeAddons } from '../packer/native_addons';
+import { hostTarget, packageRoot, type Target } from '../packer/paths';
 import { UserError } from '../packer/user_error';
 
-export async function bundleInstaller(script: string, name: string, outFile: string): Promise<{ bytes: number }> {
+/**
+ * The script's native addons are packed into the installer as into the worker (its top-level
+ * imports run at install time): pass `assets` to the installer's SEA.
+ */
+export async function bundleInstaller(
+  script: string,
+  name: string,
+  outFile: string,
+  options: { target?: Target; nodeVersion?: string; log?: (line: string) => void } = {},
+): Promise<{ bytes: number; assets: Record<string, string> }> {
+  const addons = new NativeAddons(options.target ?? hostTarget(), options.nodeVersion ?? process.versions.node, options.log ?? (() => {}));
   const entry = [
     `import * as user from ${JSON.stringify(path.resolve(script))};`,
     `import { installerMain } from ${JSON.stringify(path.join(packageRoot, 'installer', 'main.ts'))};`,
@@ -22,10 +33,11 @@ export async function bundleInstaller(script: string, name: string, outFile: str
       target: 'node20',
       alias: { 'node-isapi': path.join(packageRoot, 'runtime', 'index.ts') },
       logLevel: 'silent',
+      plugins: [addons.plugin()],
       metafile: true,
       legalComments: 'none',
     });
-    return { bytes: Object.values(result.metafile!.outputs)[0]!.bytes };
+    return { bytes: Object.values(result.metafile!.outputs)[0]!.bytes, assets: addons.assets };
   } catch (err) {
     const e = (err as BuildFailure)?.errors?.[0];
     const where = e?.location ? `${e.location.file}:${e.location.line}:${e.location.column + 1}` : script;

@@ -436,7 +436,7 @@ class DevServer {
   }
 
   private startHost(): Promise<void> {
-    const env: NodeJS.ProcessEnv = { ...process.env, ISAPI_DETAILED_ERRORS: '1', ISAPI_WORKERS: String(this.o.workers ?? 1) };
+    const env: NodeJS.ProcessEnv = { NODE_ENV: 'development', ...process.env, ISAPI_DETAILED_ERRORS: '1', ISAPI_WORKERS: String(this.o.workers ?? 1) };
     let cmd: { command: string; args: string[]; env: NodeJS.ProcessEnv };
     if (this.wine) {
       env.NODE_OPTIONS = `--require=${toWinePath(path.join(this.dir, 'current.cjs'))}`;
