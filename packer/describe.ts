@@ -17,10 +17,10 @@ export type { ScriptDescription };
 /** The lines of a failed run worth showing: the error and where it was thrown, not Node's code frame. */
 function failure(output: string, status: number | null): string {
   const lines = output.trim().split('\n');
-  const err = lines.findIndex((l) => /^(\w+: )?[A-Z]\w*(Error|Exception)\b|^\w+: .*(Error|Exception)\b|^Uncaught\b/.test(l));
+  const err = lines.findIndex((l) => /^(Uncaught )?([A-Z]\w*)?(Error|Exception)\b/.test(l));
   if (err < 0) return lines.slice(0, 6).join('\n  ') || `exit code ${status}`;
   const frames = lines.slice(err + 1).filter((l) => /^\s+at /.test(l));
-  const user = frames.filter((l) => !/node_modules|node:internal|\.app\.js|[\\/]runtime[\\/]/.test(l));
+  const user = frames.filter((l) => !/node_modules|\(node:|\.app\.js|\.bundle\.cjs|[\\/]runtime[\\/]/.test(l));
   return [lines[err]!, ...(user.length ? user : frames).slice(0, 3).map((l) => l.trim())].join('\n  ');
 }
 
