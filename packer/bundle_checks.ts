@@ -120,7 +120,8 @@ export function unbundledRequires(metafile: Metafile, workDir: string = process.
       );
     }
     for (const imp of metafile.inputs[key]!.imports) {
-      if (!imp.external || isBuiltin(imp.path) || path.isAbsolute(imp.path)) continue;
+      // A glob ('./locale/**/*.js', from a template) lists its files as imports of their own.
+      if (!imp.external || isBuiltin(imp.path) || path.isAbsolute(imp.path) || imp.path.includes('*')) continue;
       const literal = [`'${imp.path}'`, `"${imp.path}"`, `\`${imp.path}\``].map((q) => src.indexOf(q)).filter((n) => n >= 0);
       const where = literal.length ? `:${lineCol(src, Math.min(...literal))}` : '';
       warnings.push(
