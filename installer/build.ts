@@ -3,6 +3,7 @@
 // script; it never calls __ExtensionFactory__ or __FilterFactory__.
 import { build, type BuildFailure } from 'esbuild';
 import path from 'node:path';
+import { importMetaOptions } from '../packer/bundle';
 import { NativeAddons } from '../packer/native_addons';
 import { hostTarget, packageRoot, type Target } from '../packer/paths';
 import { UserError } from '../packer/user_error';
@@ -34,6 +35,8 @@ export async function bundleInstaller(
       alias: { 'node-isapi': path.join(packageRoot, 'runtime', 'index.ts') },
       logLevel: 'silent',
       plugins: [addons.plugin()],
+      // The script's top-level code runs at install time too: import.meta as in the worker.
+      ...importMetaOptions(script),
       metafile: true,
       legalComments: 'none',
     });

@@ -144,6 +144,10 @@ function workerEntry(script: string, name: string): string {
  * in that folder; run by plain Node on the build machine (the describe step, isapi dev), the
  * script's own folder and file. `url` is `filename` as a file: URL.
  */
+export function importMetaOptions(script: string): Pick<BuildOptions, 'define' | 'banner'> {
+  return { define: { 'import.meta': '__isapi_import_meta' }, banner: { js: importMetaBanner(script) } };
+}
+
 function importMetaBanner(script: string): string {
   const abs = path.resolve(script);
   return (
@@ -172,8 +176,8 @@ export function workerBuildOptions(script: string, name: string, appPath: string
     // apart from the app: no sourceMappingURL comment, no sources' text (smaller).
     sourcemap: 'external',
     sourcesContent: false,
-    define: { __ISAPI_MAP_ASSET__: JSON.stringify(MAP_ASSET), 'import.meta': '__isapi_import_meta' },
-    banner: { js: importMetaBanner(script) },
+    define: { __ISAPI_MAP_ASSET__: JSON.stringify(MAP_ASSET), ...importMetaOptions(script).define },
+    banner: importMetaOptions(script).banner,
     metafile: true,
     // V8 keeps a source with any non-ASCII character as a two-byte string: escaped, the app
     // costs half the memory (about 2 MiB less for an Express app).
