@@ -12,7 +12,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { findWine, killWine, temporaryWinePrefix } from '../../packer/wine';
+import { findWine, killWine, temporaryWinePrefix, toWinePath } from '../../packer/wine';
 import { isapiCli, root, waitFor } from '../helpers';
 
 const project = mkdtempSync(path.join(os.tmpdir(), 'isapi-addons-project-'));
@@ -32,6 +32,9 @@ class Addons extends SimpleExtension {
       // Native functions, not utf-8-validate's JavaScript fallback (its catch when the addon fails).
       native: [crc32, isValidUTF8].map((f) => String(f).includes('[native code]')),
       platform: process.platform,
+      // The production defaults and import.meta hold on Windows too.
+      nodeEnv: process.env.NODE_ENV,
+      dirname: import.meta.dirname,
     });
     ecb.SendResponseHeaders('200 OK', { 'Content-Type': 'application/json' });
     await ecb.WriteClient(body);
@@ -55,9 +58,11 @@ function run(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: numbe
 
 /** `isapi serve [--wine] <folder>`, resolved with the application's URL once the host listens. */
 async function serve(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ url: string; proc: ChildProcess; output: () => string }> {
+  const inherited = { ...process.env };
+  delete inherited.NODE_ENV; // vitest sets 'test'; the workers' default is what is checked
   const proc = spawn(process.execPath, [isapiCli, 'serve', ...args, '--port', '0'], {
     cwd: project,
-    env: { ...process.env, ISAPI_WORKERS: '1', ...env },
+    env: { ...inherited, ISAPI_WORKERS: '1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -103,7 +108,7 @@ describe('native addons from npm', () => {
     try {
       const r = await fetch(s.url);
       expect(r.status).toBe(200);
-      expect(await r.json()).toEqual({ ...EXPECTED, platform: 'linux' });
+      expect(await r.json()).toEqual({ ...EXPECTED, platform: 'linux', nodeEnv: 'production', dirname: path.join(out, 'addons') });
     } finally {
       await stop(s.proc);
     }
@@ -141,7 +146,7 @@ describe('native addons from npm', () => {
       try {
         const r = await fetch(s.url);
         expect(r.status, s.output()).toBe(200);
-        expect(await r.json()).toEqual({ ...EXPECTED, platform: 'win32' });
+        expect(await r.json()).toEqual({ ...EXPECTED, platform: 'win32', nodeEnv: 'production', dirname: toWinePath(path.join(out, 'win', 'addons')) });
       } finally {
         await stop(s.proc);
       }
