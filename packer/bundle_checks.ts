@@ -1,7 +1,7 @@
 // What the bundle cannot carry, reported at pack time with the user's file and line: esbuild's
 // own warnings (shown, not silenced), a require()/import() whose module name is computed at run
-// time, and a require() esbuild could not resolve but left in place because it sits in a try
-// block. Both of the last two work beside the project's node_modules and fail once the folder is
+// time or through createRequire(), and a require() esbuild could not resolve but left in place
+// because it sits in a try block. Both of the last two work beside the project's node_modules and fail once the folder is
 // copied to a server (the packed worker has no node_modules), but both may be intentional (an
 // optional dependency, a plugin loaded from an absolute path), so they are warnings; an import
 // that cannot be resolved anywhere else is esbuild's error and stops the pack.
@@ -117,6 +117,13 @@ export function unbundledRequires(metafile: Metafile, workDir: string = process.
         `${shown}:${lineCol(src, m.index!)}: warning: \`${expr}\` names its module at run time, so it is not bundled; ` +
           `the packed worker has no node_modules, so there it can load only Node's built-in modules or a file by absolute path. ` +
           `Name the module literally (${m[1] === 'import' ? "e.g. one `await import('pkg')` per choice" : "e.g. `require('pkg')`"}) to bundle it`,
+      );
+    }
+    // A require made by createRequire() is a run-time require: esbuild bundles none of its calls.
+    for (const m of code.matchAll(/(?<![.\w$])createRequire\s*\(/g)) {
+      warnings.push(
+        `${shown}:${lineCol(src, m.index!)}: warning: modules loaded through \`createRequire()\` are not bundled; the packed worker has no node_modules, ` +
+          `so there it loads only Node's built-in modules or files by absolute path. Import them instead (\`import pkg from 'pkg'\`) to bundle them`,
       );
     }
     for (const imp of metafile.inputs[key]!.imports) {

@@ -42,6 +42,11 @@ describe('unbundledRequires', () => {
     ]);
   });
 
+  it('reports createRequire(), whose requires esbuild never bundles', async () => {
+    const w = await warningsFor(`import { createRequire } from 'node:module';\nconst req = createRequire(import.meta.url);\nexport const v = req('node:os');\n`);
+    expect(w).toEqual([expect.stringMatching(/^app\.ts:2:13: warning: modules loaded through `createRequire\(\)` are not bundled/)]);
+  });
+
   it('reports an unresolvable require kept in a try block, with the package to install', async () => {
     const w = await warningsFor(`let x; try { x = require('@scope/not-installed/sub'); } catch {}\nexport { x };\n`);
     expect(w).toEqual([expect.stringMatching(/^app\.ts:1:26: warning: "@scope\/not-installed\/sub" cannot be resolved.*npm install @scope\/not-installed\) to bundle it$/)]);
