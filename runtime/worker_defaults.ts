@@ -1,6 +1,7 @@
 // Production defaults of a worker, set before the user's module runs: the worker's entry
 // (packer/bundle.ts) imports this module right after the source-map hook, so the app's top-level
-// code (express(), a framework reading NODE_ENV once) already sees them. Only workers get these:
+// code (express(), a framework reading NODE_ENV once) already sees them. The installer's entry
+// (installer/build.ts) imports it too, since it runs the same top-level code at install time.
 // node-isapi/testing and the user's own tests do not import this file.
 //
 // - NODE_ENV is 'production' unless the environment sets it: a framework's 500 page then shows
@@ -27,7 +28,7 @@ if (process.env.ISAPI_ALLOW_LISTEN !== '1') {
     if (!logged) {
       logged = true;
       process.stderr.write(
-        `node-isapi: ${asked(args)} ignored: in a worker the web server owns the port and requests arrive through the bridge, so the app opens no port of its own (ISAPI_ALLOW_LISTEN=1 keeps listen())\n`,
+        `node-isapi: ${asked(args)} ignored: the web server owns the port and requests arrive through the bridge, so a packed app opens no port of its own (ISAPI_ALLOW_LISTEN=1 keeps listen())\n`,
       );
     }
     const callback = args.find((a): a is () => void => typeof a === 'function');

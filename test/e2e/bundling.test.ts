@@ -1,7 +1,7 @@
 // Bundling as users expect and the workers' production defaults (issue 12, items 5 and 6), with
 // an Express app written for plain Node (test/fixtures/bundling-app.ts): packed without its
 // production environment, served by the real host from an unrelated working directory.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -156,7 +156,7 @@ describe('production defaults', () => {
     }, 'both workers ready');
     expect(await refused(appPort)).toBe(true);
     expect(await refused(appPort + 1)).toBe(true);
-    const lines = log.split('\n').filter((l) => l.includes(' ignored: in a worker the web server owns the port'));
+    const lines = log.split('\n').filter((l) => l.includes(' ignored: the web server owns the port'));
     expect(lines.map((l) => /\[(worker \d+)\]/.exec(l)?.[1]).sort()).toEqual(['worker 0', 'worker 1']);
     for (const l of lines) expect(l).toContain(`node-isapi: listen(${appPort}) ignored`);
   });
@@ -166,6 +166,20 @@ describe('production defaults', () => {
     server = await serve({ BUNDLING_SECRET: 'x', BUNDLING_PORT: String(appPort), NODE_ENV: 'staging' });
     const env = (await (await fetch(`${server.url}/env`)).json()) as Record<string, unknown>;
     expect(env).toMatchObject({ nodeEnv: 'staging', expressEnv: 'staging' });
+  });
+
+  it("the installer, which runs the same top-level code, refuses with what to change, and installs once it has the environment", () => {
+    const install = (env: NodeJS.ProcessEnv, ...extra: string[]) =>
+      spawnSync(path.join(folder, 'install'), ['--config', path.join(out, 'host.json'), '--dry-run', ...extra], { env: { ...buildMachineEnv(), ...env }, encoding: 'utf8' });
+    const refused = install({}, '--json');
+    expect(refused.status).toBe(1);
+    expect(JSON.parse(refused.stdout)).toEqual({
+      exitCode: 1,
+      error: expect.stringMatching(/^the script's top-level code failed: BUNDLING_SECRET is not set\. The installer runs it .*set what it needs in this shell too, or move that code out of the top level/),
+    });
+    const ok = install({ BUNDLING_SECRET: 'x' });
+    expect(ok.status, ok.stderr).toBe(0);
+    expect(ok.stdout).toContain('dry run: nothing changed');
   });
 
   it('refuses a filter whose top-level code throws at pack time, saying exactly what to change', async () => {
