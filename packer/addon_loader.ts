@@ -1,11 +1,8 @@
-// The run-time side of native addons, bundled into the worker as the module 'isapi-native-loader':
-// an addon carried as a SEA asset is written once into a private cache folder and loaded from
-// there with process.dlopen (a .node file must be a file on disk to be loaded).
-/**
- * Run-time side: writes an addon asset once into a private cache folder and loads it. The file
- * is named by its hash and checked before use; the folder must belong to this user and be
- * closed to others (POSIX), so no other account can plant a library there.
- */
+// The run-time side of native addons, bundled into the worker as the module 'isapi-native-loader'
+// (packer/native_addons.ts): an addon carried as a SEA asset is written once into a private cache
+// folder and loaded from there with process.dlopen (a .node file must be a file on disk to be
+// loaded). The file is named by its hash and checked before use; the folder must belong to this
+// user and be closed to others (POSIX), so no other account can plant a library there.
 export const ADDON_LOADER_MODULE = String.raw`'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
