@@ -222,7 +222,7 @@ describe('the npm package, installed into a fresh project without a compiler', (
     const hello = await packIn('hello.ts', 'linux-x64');
     const expressApp = await packIn('express-app.ts', 'linux-x64');
     for (const [folder, url, check] of [
-      [hello, '/hello/world', (body: string) => expect(body).toBe('Hello from the package: GET /world\n')],
+      [hello, '/hello/world', (body: string) => expect(body).toBe('Hello from the package: GET /hello/world\n')],
       [expressApp, '/express-app/items/7', (body: string) => expect(JSON.parse(body)).toEqual({ id: '7', from: 'express' })],
     ] as const) {
       const served = await serve([folder], `isapi serve ${path.basename(folder)}`);
@@ -247,7 +247,7 @@ describe('the npm package, installed into a fresh project without a compiler', (
     prefix = temporaryWinePrefix('npm-package');
     mkdirSync(prefix, { recursive: true });
     for (const [folder, url, check] of [
-      [hello, '/hello/world', (body: string) => expect(body).toBe('Hello from the package: GET /world\n')],
+      [hello, '/hello/world', (body: string) => expect(body).toBe('Hello from the package: GET /hello/world\n')],
       [expressApp, '/express-app/items/9', (body: string) => expect(JSON.parse(body)).toEqual({ id: '9', from: 'express' })],
     ] as const) {
       const served = await serve(['--wine', folder], `isapi serve --wine ${path.basename(folder)}`, { ISAPI_WINEPREFIX: prefix });
