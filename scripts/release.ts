@@ -203,8 +203,35 @@ async function check(pkg: { version: string; files: string[]; exports: Record<st
     if (a !== b) fail(`${name}: require() and import give different exports`);
     for (const key of Object.keys(viaImport)) if (viaImport[key] !== viaRequire[key]) fail(`${name}: ${key} differs between require() and import`);
   }
+  await checkPackTimeSources(pkg.files);
   const cli = spawnSync(process.execPath, [path.join(root, 'bin', 'isapi.cjs'), '--version'], { encoding: 'utf8' });
   if (cli.status !== 0 || cli.stdout.trim() !== pkg.version) fail(`bin/isapi.cjs --version printed '${cli.stdout.trim()}${cli.stderr.trim()}', not ${pkg.version}`);
+}
+
+/**
+ * The packer bundles these TypeScript sources into every folder at the user's pack time (the
+ * worker's loop, `isapi dev`'s error worker, the installer): they, and everything they import,
+ * must be in the package.
+ */
+const PACK_TIME_ENTRIES = ['runtime/source_map.ts', 'runtime/worker_main.ts', 'runtime/index.ts', 'runtime/constants.ts', 'installer/main.ts'];
+
+async function checkPackTimeSources(files: string[]): Promise<void> {
+  const result = await build({
+    stdin: { contents: PACK_TIME_ENTRIES.map((f) => `import ${JSON.stringify(path.join(root, f))};`).join('\n'), resolveDir: root, loader: 'js' },
+    bundle: true,
+    write: false,
+    metafile: true,
+    platform: 'node',
+    packages: 'external',
+    logLevel: 'silent',
+    outfile: path.join(lib, 'pack-time-check.js'),
+  });
+  const shipped = (rel: string) => files.some((f) => (f.endsWith('/') ? rel.startsWith(f) : rel === f));
+  const missing = Object.keys(result.metafile.inputs)
+    .filter((f) => !f.startsWith('<stdin>'))
+    .map((f) => path.relative(root, path.resolve(root, f)).split(path.sep).join('/'))
+    .filter((rel) => !shipped(rel));
+  if (missing.length) fail(`the packer bundles ${missing.join(', ')} at pack time, but package.json "files" does not ship it`);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -98,6 +98,18 @@ const cjs = createRequire(import.meta.url)('node-isapi');
 console.log(JSON.stringify({ status: res.status, text: res.text, sameClass: cjs.SimpleExtension === SimpleExtension }));
 `;
 
+const LEGACY_CJS = `import { testExtension } from 'node-isapi/testing';
+import { SimpleExtension, type ECB } from 'node-isapi';
+class Hi extends SimpleExtension {
+  HttpExtensionProc(ecb: ECB) {
+    ecb.WriteClient('hi');
+  }
+}
+export const ready = testExtension(() => new Hi());
+// @ts-expect-error: not a factory
+export const wrong = testExtension('hi');
+`;
+
 const BUNDLER_TSCONFIG = {
   compilerOptions: { target: 'ES2022', module: 'ESNext', moduleResolution: 'Bundler', strict: true, noEmit: true, skipLibCheck: false, types: ['node'], verbatimModuleSyntax: true },
   files: ['hello.ts', 'express-app.ts', 'types-check.ts'],
@@ -209,6 +221,13 @@ describe('the npm package, installed into a fresh project without a compiler', (
   it('compiles the same app under moduleResolution Bundler, libraries checked', async () => {
     writeFileSync(path.join(project, 'tsconfig.bundler.json'), JSON.stringify(BUNDLER_TSCONFIG, null, 2));
     const r = await run('npx', ['tsc', '-p', 'tsconfig.bundler.json'], { cwd: project, env: env() });
+    expect(r.output).toBe('');
+    expect(r.code).toBe(0);
+  }, 120_000);
+
+  it('resolves both entry points for older CommonJS projects too (moduleResolution node10, no esModuleInterop)', async () => {
+    writeFileSync(path.join(project, 'legacy.cts'), LEGACY_CJS);
+    const r = await run('npx', ['tsc', '--noEmit', '--strict', '--module', 'commonjs', '--moduleResolution', 'node10', '--types', 'node', 'legacy.cts'], { cwd: project, env: env() });
     expect(r.output).toBe('');
     expect(r.code).toBe(0);
   }, 120_000);
