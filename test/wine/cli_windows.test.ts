@@ -4,16 +4,26 @@
 // It packs hello and an Express app into win-x64 folders from the package's prebuilt DLL and
 // host (no mingw anywhere on the PATH), and `isapi serve` runs isapi-host.exe natively, as it
 // would on Windows; Linux clients check the answers. The Wine prefix is private to this file.
-import { existsSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import net from 'node:net';
 import os from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_NODE_VERSION, ensureNodeBinary } from '../../packer/node_binary';
 import { cacheDir } from '../../packer/paths';
 import { ensureWinePrefix, findWine, killWine, runWineAsync, spawnWine, temporaryWinePrefix, toWinePath } from '../../packer/wine';
-import { compilerFreePath, folderBytes, freshProject, mb, mustRun, packPackage, projectEnv, removeAll, startServing } from '../package_helpers';
+import { root, waitFor } from '../helpers';
+import { compilerFreePath, folderBytes, freshProject, mb, mustRun, packPackage, projectEnv, removeAll } from '../package_helpers';
 
-const skipReason = findWine() ? '' : 'Wine is not installed (apt-get install -y wine64 wine)';
+// The test machine's mingw builds bcryptprimitives.c for the prefix (see there); the CLI under
+// test never sees a compiler.
+const MINGW_GCC = 'x86_64-w64-mingw32-gcc';
+const missing = [
+  !findWine() && 'Wine (apt-get install -y wine64 wine)',
+  spawnSync(MINGW_GCC, ['--version']).status !== 0 && 'mingw-w64 (apt-get install -y mingw-w64)',
+].filter(Boolean);
+const skipReason = missing.length ? `not installed: ${missing.join(', ')}` : '';
 if (skipReason) console.warn(`test/wine/cli_windows: skipping: ${skipReason}`);
 
 const HELLO = `import { SimpleExtension, type ECB } from 'node-isapi';
@@ -66,16 +76,47 @@ async function packOnWindows(script: string): Promise<string> {
   return folder;
 }
 
-/** `isapi serve <folder>` under node.exe, on a pty (its output is read from there). */
-async function serveOnWindows(folder: string) {
-  const proc = spawnWine(nodeExe, [toWinePath(cli()), 'serve', toWinePath(folder), '--port', '0', '--workers', '1'], {
+/** A port nothing listens on now, for the server under Wine. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * `isapi serve <folder>` under node.exe, on a pty (its own lines are read from there). Under
+ * Wine, what isapi-host.exe writes to the handles node.exe passes it does not reach the pty, so
+ * the port is chosen here and the server is ready when it answers.
+ */
+async function serveOnWindows(folder: string, url: string) {
+  const port = await freePort();
+  const proc = spawnWine(nodeExe, [toWinePath(cli()), 'serve', toWinePath(folder), '--port', String(port), '--workers', '1'], {
     prefix,
     cwd: project,
     env: wineEnv(),
     pty: true,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  return startServing(proc, `isapi serve ${path.basename(folder)} under node.exe`, 180_000);
+  let out = '';
+  proc.stdout!.on('data', (d) => (out += d));
+  let exited = false;
+  proc.once('exit', () => (exited = true));
+  const res = await waitFor(
+    async () => {
+      if (exited) throw new Error(`isapi serve exited under Wine:\n${out}`);
+      return fetch(`http://127.0.0.1:${port}${url}`).catch(() => undefined);
+    },
+    `isapi serve ${path.basename(folder)} under node.exe to answer`,
+    180_000,
+  ).catch((e: Error) => {
+    throw new Error(`${e.message}\n${out}`);
+  });
+  return { res, output: () => out, proc };
 }
 
 describe.skipIf(!!skipReason)(`the isapi CLI under node.exe in Wine${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {
@@ -95,6 +136,9 @@ describe.skipIf(!!skipReason)(`the isapi CLI under node.exe in Wine${skipReason 
     writeFileSync(path.join(project, 'express-app.ts'), EXPRESS);
     prefix = temporaryWinePrefix('cli-windows');
     ensureWinePrefix(prefix);
+    const dll = path.join(work, 'bcryptprimitives.dll');
+    await mustRun(MINGW_GCC, ['-O2', '-shared', '-s', '-o', dll, path.join(root, 'test', 'wine', 'bcryptprimitives.c'), '-ladvapi32'], {});
+    copyFileSync(dll, path.join(prefix, 'drive_c', 'windows', 'system32', 'bcryptprimitives.dll'));
   }, 900_000);
 
   afterAll(() => {
@@ -120,27 +164,24 @@ describe.skipIf(!!skipReason)(`the isapi CLI under node.exe in Wine${skipReason 
   it('packs hello into a win-x64 folder and serves it with isapi-host.exe', async () => {
     const folder = await packOnWindows('hello.ts');
     for (const f of ['_hello.dll', 'hello.exe', 'install.exe', 'hello.manifest.json']) expect(existsSync(path.join(folder, f)), f).toBe(true);
-    const served = await serveOnWindows(folder);
     try {
-      const res = await fetch(`http://127.0.0.1:${served.port}/hello/`);
+      const { res, output } = await serveOnWindows(folder, '/hello/');
       expect(res.status).toBe(200);
       expect(await res.text()).toBe('Hello, packed on Windows\n');
+      expect(output()).toContain('serving');
     } finally {
       killWine(prefix);
-      await served.stop();
     }
   }, 900_000);
 
   it('packs an Express app and serves it', async () => {
     const folder = await packOnWindows('express-app.ts');
-    const served = await serveOnWindows(folder);
     try {
-      const res = await fetch(`http://127.0.0.1:${served.port}/express-app/hi?name=wine`);
+      const { res } = await serveOnWindows(folder, '/express-app/hi?name=wine');
       expect(res.status).toBe(200);
       expect(await res.json()).toEqual({ hi: 'wine', platform: 'win32' });
     } finally {
       killWine(prefix);
-      await served.stop();
     }
   }, 900_000);
 });
