@@ -11,6 +11,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nativeFileNames, TARGETS } from '../../packer/paths';
 import { findWine, killWine, temporaryWinePrefix } from '../../packer/wine';
+import { waitFor } from '../helpers';
 import {
   compilerFreePath,
   fileSummary,
@@ -254,6 +255,23 @@ describe('the npm package, installed into a fresh project without a compiler', (
       }
     }
   }, 600_000);
+
+  it('isapi dev serves the script from the installed package (the runtime sources it bundles ship)', async () => {
+    const proc = spawn('node', [cli(), 'dev', 'hello.ts', '--port', '0'], { cwd: project, env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    proc.stdout!.on('data', (d) => (out += d));
+    proc.stderr!.on('data', (d) => (out += d));
+    const exited = new Promise((resolve) => proc.once('exit', resolve));
+    try {
+      const url = await waitFor(() => /^serving +\S+ at (http:\/\/\S+)/m.exec(out)?.[1], `isapi dev to serve:\n${out}`, 120_000);
+      const res = await fetch(`${url}dev`);
+      expect(res.status).toBe(200);
+      expect(await res.text()).toBe('Hello from the package: GET /hello/dev\n');
+    } finally {
+      proc.kill('SIGINT');
+      await exited;
+    }
+  }, 300_000);
 
   it('packs them for win-x64 with the prebuilt DLL and host (no mingw) and serves them under Wine', async () => {
     const hello = await packIn('hello.ts', 'win-x64');
