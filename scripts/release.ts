@@ -88,6 +88,12 @@ function copyPrebuilt(): Record<string, number> {
       chmodSync(dst, 0o755);
       total += statSync(dst).size;
     }
+    // A binary the native build makes but the package would not ship is a folder that packs
+    // in a checkout and fails once installed.
+    const extra = readdirSync(from, { withFileTypes: true })
+      .filter((e) => e.isFile() && !nativeFileNames(target).includes(e.name))
+      .map((e) => e.name);
+    if (extra.length) fail(`${target}: ${extra.join(', ')} in ${path.relative(root, from)} would not ship: add ${extra.length > 1 ? 'them' : 'it'} to nativeFileNames() in packer/paths.ts`);
     sizes[target] = total;
   }
   return sizes;
@@ -213,11 +219,14 @@ async function check(pkg: { version: string; files: string[]; exports: Record<st
  * worker's loop, `isapi dev`'s error worker, the installer): they, and everything they import,
  * must be in the package.
  */
-const PACK_TIME_ENTRIES = ['runtime/source_map.ts', 'runtime/worker_main.ts', 'runtime/index.ts', 'runtime/constants.ts', 'installer/main.ts'];
+function packTimeEntries(): string[] {
+  const runtime = walk(path.join(root, 'runtime')).filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'));
+  return [...runtime.map((f) => path.relative(root, f)), 'installer/main.ts'];
+}
 
 async function checkPackTimeSources(files: string[]): Promise<void> {
   const result = await build({
-    stdin: { contents: PACK_TIME_ENTRIES.map((f) => `import ${JSON.stringify(path.join(root, f))};`).join('\n'), resolveDir: root, loader: 'js' },
+    stdin: { contents: packTimeEntries().map((f) => `import ${JSON.stringify(path.join(root, f))};`).join('\n'), resolveDir: root, loader: 'js' },
     bundle: true,
     write: false,
     metafile: true,
