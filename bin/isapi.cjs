@@ -4,6 +4,12 @@
 const { existsSync } = require('node:fs');
 const path = require('node:path');
 const root = path.join(__dirname, '..');
+// package.json "engines" only warns at install time; an older Node would fail later, obscurely.
+const [major, minor] = process.versions.node.split('.').map(Number);
+if (major < 20 || (major === 20 && minor < 3)) {
+  console.error(`isapi: node-isapi needs Node 20.3 or later; this is Node ${process.versions.node}`);
+  process.exit(1);
+}
 const cli = path.join(root, 'build', 'isapi.cjs');
 if (!existsSync(cli)) {
   const checkout = existsSync(path.join(root, 'packer', 'cli.ts'));
