@@ -7,7 +7,7 @@ import { bundleWorker, scriptExports } from './bundle';
 import { describeScript } from './describe';
 import { describeFile, manifestFileName, type Manifest } from './manifest';
 import { DEFAULT_NODE_VERSION, ensureNodeBinaryWithProgress } from './node_binary';
-import { bridgeBinary, hostTarget, nativeDir, packageRoot, TARGETS, type Target } from './paths';
+import { bridgeBinary, hostTarget, launcherBinary, packageRoot, TARGETS, type Target } from './paths';
 import { buildSea } from './sea';
 import { INSTALLER_ASSET, seaMainSource, WORKER_ASSET } from './sea_main';
 import { setPeVersion, type VersionInfo } from './pe_resource';
@@ -61,15 +61,6 @@ function placeFolder(staging: string, folder: string, name: string, files: strin
   for (const f of previous) {
     if (!files.includes(f) && f !== manifestName && !f.includes('/') && !f.includes('\\')) rmSync(path.join(folder, f), { force: true });
   }
-}
-
-/** install / install.exe: native/launcher, built beside the bridge by `npm run build:native`. */
-function launcherBinary(target: Target): string {
-  const file = path.join(nativeDir(target), target.startsWith('win-') ? 'isapi-launcher.exe' : 'isapi-launcher');
-  if (!existsSync(file)) {
-    throw new UserError(`the ${target} installer launcher is not built (${path.relative(process.cwd(), file)} is missing): run \`npm run build:native\``);
-  }
-  return file;
 }
 
 /** hello.ts → hello; names become file names and a URL path, so keep them plain. */
@@ -164,7 +155,7 @@ export async function pack(o: PackOptions): Promise<PackResult> {
 
     const hostNode = await step('node', () => ensureNodeBinaryWithProgress(hostTarget(), nodeVersion, log), () => `${hostTarget()} v${nodeVersion}`);
     const targetNode = target === hostTarget() ? hostNode : await ensureNodeBinaryWithProgress(target, nodeVersion, log);
-    const described = await step('describe', () => describeScript(hostNode, bundleFile, path.relative(process.cwd(), script)), (d) =>
+    const described = await step('describe', () => describeScript(hostNode, bundleFile, path.relative(process.cwd(), script), { exports: exportsFound, log }), (d) =>
       [d.extension && 'extension', d.filter && `filter (flags 0x${d.filterFlags.toString(16)})`].filter(Boolean).join(' + '),
     );
     const app = appIdentity(script, name);
@@ -186,7 +177,7 @@ export async function pack(o: PackOptions): Promise<PackResult> {
     // never runs its factories). install / install.exe is the small native launcher that starts
     // this executable as the installer, so the folder carries one copy of Node.
     const installerBundle = path.join(work, `${name}.installer.cjs`);
-    await step('installer', () => bundleInstaller(script, name, installerBundle), (r) => `${(r.bytes / 1024).toFixed(0)} KiB`);
+    const installer = await step('installer', () => bundleInstaller(script, name, installerBundle, { target, nodeVersion }), (r) => `${(r.bytes / 1024).toFixed(0)} KiB`);
     const workerFile = path.join(staging, win ? `${name}.exe` : name);
     const installerFile = path.join(staging, win ? 'install.exe' : 'install');
     if (installerFile === workerFile) throw new UserError(`a script named '${name}' would overwrite the folder's installer: rename the script`);
@@ -195,7 +186,8 @@ export async function pack(o: PackOptions): Promise<PackResult> {
     await step('sea', () =>
       buildSea({
         main: seaMain, blobMaker: hostNode, targetNode, output: workerFile, workDir: work, sameplatform: target === hostTarget(),
-        assets: { ...bundled.assets, [WORKER_ASSET]: bundleFile, [INSTALLER_ASSET]: installerBundle },
+        // The installer's native addons are the worker's (same names and files): carried once.
+        assets: { ...installer.assets, ...bundled.assets, [WORKER_ASSET]: bundleFile, [INSTALLER_ASSET]: installerBundle },
         version: version(path.basename(workerFile), `${app.product} (node-isapi worker)`, 'app'),
       }),
       () => path.basename(workerFile),
