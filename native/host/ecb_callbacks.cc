@@ -373,7 +373,7 @@ void RequestContext::OnChildDone(RequestContext* child) {
 
 void RequestContext::ServeChildStatic(const HttpRequestHead& h) {
   StaticFile f = server->ResolveStatic(h.method, h.path);
-  FILE* fp = f.status == 200 ? fopen(f.path.c_str(), "rb") : nullptr;
+  FILE* fp = f.status == 200 ? OpenFileUtf8(f.path, "rb") : nullptr;
   if (!fp) {
     int code = f.status == 200 ? 404 : f.status;
     std::string body = ErrorBody(code);

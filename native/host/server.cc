@@ -51,14 +51,15 @@ Server::~Server() = default;
 bool Server::Start(std::string* err) {
   if (!NetStartup(err)) return false;
   std::error_code ec;
-  cwd_ = WithTrailingSep(fs::current_path(ec).string());
+  // UTF-8 both ways (u8path / u8string): .string() and a narrow fs::path are the ANSI code page on Windows.
+  cwd_ = WithTrailingSep(fs::current_path(ec).u8string());
   if (!config_.root.empty()) {
-    fs::path root = fs::absolute(config_.root, ec);
+    fs::path root = fs::absolute(fs::u8path(config_.root), ec);
     if (ec || !fs::is_directory(root, ec)) {
       *err = "--root " + config_.root + " is not a directory";
       return false;
     }
-    root_ = WithTrailingSep(fs::weakly_canonical(root, ec).string());
+    root_ = WithTrailingSep(fs::weakly_canonical(root, ec).u8string());
   }
   for (const auto& vd : config_.vdirs) {
     // Library paths are UTF-8 (Utf8Arguments); a narrow fs::path would read them as ANSI on Windows.
@@ -644,7 +645,7 @@ Server::Outcome Server::ServeStatic(Connection* c, const HttpRequestHead& head, 
   if (f.status != 200)
     return SendSimple(c, head, head_bytes, start_ms, f.status,
                       f.status == 405 ? "Allow: GET, HEAD\r\n" : "");
-  FILE* fp = fopen(f.path.c_str(), "rb");
+  FILE* fp = OpenFileUtf8(f.path, "rb");
   if (!fp) return SendSimple(c, head, head_bytes, start_ms, 404);
   bool keep = head.keep_alive && !head.has_body() && !stopping_.load();
   std::vector<HttpHeader> hv;
