@@ -12,6 +12,7 @@ import { APPCMD, ICACLS, handlerName, identityAccount, q, run, vdirLocation, typ
 import { DEFAULT_BIND, DEFAULT_PORT, hostInvocation, readHostConfig } from './local_config';
 import { marker } from './local';
 import { bitnessOf, peMachine } from './pe';
+import { isWindowsTarget } from '../packer/paths';
 
 export interface Check {
   name: string;
@@ -53,7 +54,7 @@ function checkWorkerLog(folder: PackedFolder): Check {
 
 function checkWorkerFile(folder: PackedFolder): Check {
   if (!folder.worker || !existsSync(folder.worker)) return { name: 'worker file', status: 'fail', detail: 'the worker executable is missing', fix: 'pack again' };
-  if (process.platform !== 'win32' && folder.target !== 'win-x64' && (statSync(folder.worker).mode & 0o111) === 0) {
+  if (process.platform !== 'win32' && !isWindowsTarget(folder.target) && (statSync(folder.worker).mode & 0o111) === 0) {
     return { name: 'worker file', status: 'fail', detail: `${folder.worker} is not executable`, fix: `chmod +x ${folder.worker}` };
   }
   return { name: 'worker file', status: 'ok', detail: path.basename(folder.worker) };
@@ -86,7 +87,7 @@ export async function doctorLocal(folder: PackedFolder, params: ResolvedInstallP
           name: 'platform',
           status: 'fail',
           detail: `this folder was packed for ${folder.target}; the local host here loads ${host} folders` +
-            (folder.target === 'win-x64' ? ` (the bridge is a ${folder.bitness}-bit DLL, machine ${peMachine(folder.bridge)})` : ''),
+            (isWindowsTarget(folder.target) ? ` (the bridge is a ${folder.bitness}-bit DLL, machine ${peMachine(folder.bridge)})` : ''),
           fix: `pack for this machine (isapi pack <script>), or run the win-x64 folder under Wine with isapi-host.exe`,
         },
   );
@@ -147,9 +148,9 @@ export function doctorIis(folder: PackedFolder, params: ResolvedInstallParameter
   const checks: Check[] = [checkFiles(folder), checkWorkerFile(folder)];
   const pool = params.appPool.name;
   const site = params.site;
-  const dllBits = folder.target === 'win-x64' ? bitnessOf(peMachine(folder.bridge)) : undefined;
-  if (folder.target !== 'win-x64') {
-    checks.push({ name: 'bitness', status: 'fail', detail: `this folder was packed for ${folder.target}: IIS loads Windows DLLs only`, fix: 'isapi pack <script> --target win-x64' });
+  const dllBits = isWindowsTarget(folder.target) ? bitnessOf(peMachine(folder.bridge)) : undefined;
+  if (!isWindowsTarget(folder.target)) {
+    checks.push({ name: 'bitness', status: 'fail', detail: `this folder was packed for ${folder.target}: IIS loads Windows DLLs only`, fix: 'isapi pack <script> --target win-x64 (or win-ia32 for a 32-bit pool)' });
   } else {
     checks.push({ name: 'bitness', status: 'ok', detail: `${folder.bridgeFile} is ${dllBits}-bit (PE header); the pool is planned ${params.appPool.bitness}-bit` });
   }

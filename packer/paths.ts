@@ -9,8 +9,17 @@ import { UserError } from './user_error';
 const here = typeof __dirname === 'string' ? __dirname : path.dirname(fileURLToPath(import.meta.url));
 export const packageRoot = path.resolve(here, '..');
 
-export type Target = 'linux-x64' | 'win-x64';
-export const TARGETS: readonly Target[] = ['linux-x64', 'win-x64'];
+/**
+ * win-ia32: for 32-bit IIS application pools (enable32BitAppOnWin64). Only the bridge the web
+ * server loads is 32-bit; the workers are win-x64's (see packer/pack.ts nativeFilesFor).
+ */
+export type Target = 'linux-x64' | 'win-x64' | 'win-ia32';
+export const TARGETS: readonly Target[] = ['linux-x64', 'win-x64', 'win-ia32'];
+
+/** A folder for Windows (IIS, or isapi-host.exe): .dll/.exe file names, PE version resources. */
+export function isWindowsTarget(target: Target): boolean {
+  return target === 'win-x64' || target === 'win-ia32';
+}
 
 export function hostTarget(): Target {
   if (process.platform === 'win32') return 'win-x64';
@@ -29,18 +38,18 @@ export function nativeDir(target: Target): string {
 }
 
 export function bridgeBinary(target: Target): string {
-  const file = path.join(nativeDir(target), target === 'win-x64' ? 'isapi-bridge.dll' : 'isapi-bridge.so');
+  const file = path.join(nativeDir(target), isWindowsTarget(target) ? 'isapi-bridge.dll' : 'isapi-bridge.so');
   if (!existsSync(file)) {
     throw new UserError(
       `the ${target} bridge is not built (${path.relative(process.cwd(), file)} is missing): run \`npm run build:native\`` +
-        (target === 'win-x64' ? ' with mingw-w64 installed (apt-get install -y mingw-w64)' : ''),
+        (isWindowsTarget(target) ? ' with mingw-w64 installed (apt-get install -y mingw-w64)' : ''),
     );
   }
   return file;
 }
 
 export function hostBinary(target: Target): string {
-  const file = path.join(nativeDir(target), target === 'win-x64' ? 'isapi-host.exe' : 'isapi-host');
+  const file = path.join(nativeDir(target), isWindowsTarget(target) ? 'isapi-host.exe' : 'isapi-host');
   if (!existsSync(file)) {
     throw new UserError(`isapi-host for ${target} is not built (${file} is missing): run \`npm run build:native\``);
   }

@@ -1,6 +1,8 @@
 #include "worker.h"
 
 #include <cstring>
+#include <filesystem>
+#include <system_error>
 #include <vector>
 
 #include "bridge_log.h"
@@ -28,6 +30,14 @@ Worker::~Worker() {
 }
 
 bool Worker::start(std::string& error) {
+  const std::string& addon = pool_.config().workerAddon;
+  std::error_code ec;
+  if (addon != pool_.config().bridgePath && !std::filesystem::exists(std::filesystem::u8path(addon), ec)) {
+    // Said here rather than by the worker's "cannot load" so the fix is in the log and on the 503 page.
+    error = "the worker's x64 addon " + addon + " is missing (this 32-bit bridge's x64 workers load it): " +
+            "copy the whole folder that `isapi pack --target win-ia32` wrote";
+    return false;
+  }
   channel::NativeHandle child;
   std::string address;
   if (!channel::create_channel(channel_, child, address, error)) return false;
@@ -37,7 +47,7 @@ bool Worker::start(std::string& error) {
   opts.channelHandle = child;
   opts.env = {{"ISAPI_CHANNEL", address},
               {"ISAPI_CHANNEL_TOKEN", token_},
-              {"ISAPI_BRIDGE", pool_.config().bridgePath},
+              {"ISAPI_BRIDGE", addon},
               {"ISAPI_WORKER_SLOT", std::to_string(slot_)}};
   startedAt_ = std::chrono::steady_clock::now();
   bool ok = process_.spawn(opts, error);

@@ -4,8 +4,10 @@
 //   u32 length | u16 type | u16 flags | u32 request id      (all little-endian)
 // Payload fields are appended in a fixed order per message type: u32 integers, and
 // byte strings as u32 length + bytes. There is no schema negotiation: both ends are
-// always the same binary (the bridge DLL is also the worker's addon), so they agree by
-// construction.
+// always built from the same source (the bridge DLL is also the worker's addon; a 32-bit
+// bridge's x64 workers load the x64 build packed beside it), so they agree by construction.
+// Nothing in a frame depends on the pointer size: sizes and ids are u32, never size_t or a
+// pointer, so a 32-bit bridge and a 64-bit worker read each other's frames.
 #pragma once
 #include <cstdint>
 #include <cstring>
