@@ -585,7 +585,11 @@ export function planIisInstall(
   if (bridgeFilters.length) {
     notes.push(
       `the filter ${bridgeFilters.map((f) => f.name).join(', ')} is this folder's bridge: it loads in every ${params.appPool.bitness}-bit pool of "${params.site}" ` +
-        `(${server.sitePools(params.site).join(', ') || 'none yet'}${params.virtualDirs.length ? `, ${params.appPool.name}` : ''}), and each starts its own workers`,
+        `(${server.sitePools(params.site).join(', ') || 'none yet'}${params.virtualDirs.length ? `, ${params.appPool.name}` : ''}), and each starts its own workers` +
+        // IIS skips a bitness32 filter in a 64-bit pool without a word: say it before it happens.
+        (params.appPool.bitness === 32
+          ? '; a 32-bit (win-ia32) filter loads only in pools with enable32BitAppOnWin64, so a site whose pools are 64-bit needs the win-x64 folder'
+          : ''),
     );
   }
   if (!params.virtualDirs.length && Object.keys(params.environment).length) {
