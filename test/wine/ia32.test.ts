@@ -31,6 +31,7 @@ const SCRIPTS: Record<string, string> = {
   hello: 'examples/hello.ts',
   echo: 'examples/echo.ts',
   'security-headers': 'examples/security-headers.ts',
+  'transmit-file': 'examples/transmit-file.ts',
 };
 // Spaces and non-ASCII in every path the host, the bridge and the workers open.
 const dist = path.join(testDist, 'win-ia32 fü');
@@ -203,6 +204,17 @@ describe.skipIf(!!skipReason)(`32-bit pools: win-ia32 under Wine${skipReason ? `
     const res = await fetch(`${base}/hello/`);
     expect(res.headers.get('x-content-type-options')).toBe('nosniff');
     expect(readFileSync(path.join(folder('security-headers'), 'logs', 'security-headers.log'), 'utf8')).toContain('_security-headers.x64.node');
+  });
+
+  it('TransmitFile of a file under a non-ASCII folder: the 32-bit bridge opens the worker\'s UTF-8 path with the wide API', async () => {
+    const text = 'sent by the web server itself: ü\n'.repeat(1000);
+    writeFileSync(path.join(folder('transmit-file'), 'data ü.txt'), text);
+    const res = await fetch(`${base}/transmit-file/${encodeURIComponent('data ü.txt')}`);
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe(text);
+    const part = await fetch(`${base}/transmit-file/${encodeURIComponent('data ü.txt')}`, { headers: { Range: 'bytes=10-19' } });
+    expect(part.status).toBe(206);
+    expect(Buffer.from(await part.arrayBuffer()).equals(Buffer.from(text).subarray(10, 20))).toBe(true);
   });
 
   it('static files and the access log in folders with spaces and non-ASCII (the 32-bit host)', async () => {
