@@ -32,6 +32,7 @@ const SCRIPTS: Record<string, string> = {
   echo: 'examples/echo.ts',
   'security-headers': 'examples/security-headers.ts',
   'transmit-file': 'examples/transmit-file.ts',
+  env: 'test/fixtures/env.ts',
 };
 // Spaces and non-ASCII in every path the host, the bridge and the workers open.
 const dist = path.join(testDist, 'win-ia32 fü');
@@ -188,6 +189,20 @@ describe.skipIf(!!skipReason)(`32-bit pools: win-ia32 under Wine${skipReason ? `
     const log = readFileSync(path.join(folder('hello'), 'logs', 'hello.log'), 'utf8');
     expect(log).toContain(`with the addon ${toWinePath(folder('hello'))}\\_hello.x64.node`);
     expect(log).toMatch(/worker 0 ready/);
+  });
+
+  // The bridge passes its own environment block on; the worker must still see a 64-bit process's
+  // values (WoW64 shows 32-bit ones to the 32-bit bridge). docs/iis-32-bit-pools.md, "Limits".
+  it('the x64 worker sees a 64-bit process\'s environment and is told to load the x64 addon', async () => {
+    const res = await fetch(`${base}/env/`);
+    expect(res.status).toBe(200);
+    const vars = Object.fromEntries((await res.text()).trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+    expect(vars.arch).toBe('x64');
+    expect(vars.PROCESSOR_ARCHITECTURE).toBe('AMD64');
+    expect(vars.PROCESSOR_ARCHITEW6432).toBe('(unset)');
+    expect(vars.ProgramFiles).toBe('C:\\Program Files');
+    expect(vars.CommonProgramFiles).toBe('C:\\Program Files\\Common Files');
+    expect(vars.ISAPI_BRIDGE).toBe(`${toWinePath(folder('env'))}\\_env.x64.node`);
   });
 
   it('POST: a request body crosses from the 32-bit bridge to the x64 worker and back byte for byte', async () => {
