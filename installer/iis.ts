@@ -20,9 +20,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { ResolvedInstallParameters } from '../runtime/install_params';
-import { isWindowsTarget } from '../packer/paths';
 import { EXIT, InstallError } from './errors';
-import type { PackedFolder } from './folder';
+import { isWindowsFolder, type PackedFolder } from './folder';
 import type { Plan, PlanItem } from './plan';
 import { findIis, type IisRecord, type IisStep, type InstallState } from './state';
 
@@ -310,7 +309,7 @@ export function vdirLocation(site: string, vdir: string): string {
 /** The folder's files a browser must never get, whatever the handler mappings: each a hidden segment. */
 export function privateFiles(folder: PackedFolder): string[] {
   // Named as on the server: a linux-x64 folder's dry run plans for its win-x64 twin.
-  const files = isWindowsTarget(folder.target) ? Object.keys(folder.manifest.files) : [`_${folder.name}.dll`, `${folder.name}.exe`, 'install.exe'];
+  const files = isWindowsFolder(folder) ? Object.keys(folder.manifest.files) : [`_${folder.name}.dll`, `${folder.name}.exe`, 'install.exe'];
   return [...files, `${folder.name}.manifest.json`, `${folder.name}.install-state.json`];
 }
 
@@ -577,7 +576,7 @@ export function planIisInstall(
   }
   const notes = server.description ? [server.description] : [];
   if (record?.complete === false) notes.push(`an earlier install stopped after ${record.steps.length} step(s) (killed or failed): this one resumes it`);
-  if (!isWindowsTarget(folder.target)) {
+  if (!isWindowsFolder(folder)) {
     notes.push(`this folder was packed for ${folder.target}; IIS needs \`isapi pack --target win-x64\`: the plan names that folder's files`);
   }
   if (rootChanges.length) notes.push(`--site-root: ${rootChanges.join('; ')}`);
