@@ -246,7 +246,7 @@ class Exchange implements TestExchange {
     this.paused = false;
     const n = this.unackedByClient;
     this.unackedByClient = 0;
-    if (n && !this.done) this.gen.send(In.WriteAck, this.id, n);
+    if (n && !this.done) this.gen.send(In.WriteAck, this.id, { bytes: n });
   }
   abort(): void {
     if (this.done || this.aborted) return;
@@ -271,7 +271,7 @@ class Exchange implements TestExchange {
     if (!this.statusLine) this.resolveHeaders();
     if (!fromWriteClient) return;
     if (this.paused) this.unackedByClient += data.length;
-    else setImmediate(() => !this.done && this.gen.send(In.WriteAck, this.id, data.length));
+    else setImmediate(() => !this.done && this.gen.send(In.WriteAck, this.id, { bytes: data.length }));
   }
 
   finish(hseStatus: number, httpStatus: number, logData: string): void {
@@ -308,11 +308,11 @@ class Exchange implements TestExchange {
         if (next.done) {
           this.bodyEnded = true;
           // The bridge marks the end of a chunked body with an empty Body message.
-          if (this.chunked) this.gen.send(In.Body, this.id, Buffer.alloc(0));
+          if (this.chunked) this.gen.send(In.Body, this.id, { data: Buffer.alloc(0) });
           return;
         }
         this.bodyAhead += next.value.length;
-        this.gen.send(In.Body, this.id, next.value);
+        this.gen.send(In.Body, this.id, { data: next.value });
       }
     } finally {
       this.bodyPumping = false;
@@ -337,10 +337,10 @@ class Generation implements BridgeAddon {
     this.exited = new Promise((r) => (this.resolveExit = r));
   }
 
-  send(type: number, id: number, a?: unknown, b?: unknown, c?: unknown): void {
+  send(type: number, id: number, message?: unknown): void {
     // Messages from the bridge arrive on a later turn of the event loop, as the addon's
     // thread-safe function delivers them.
-    setImmediate(() => this.dispatch?.(type, id, a, b, c));
+    setImmediate(() => this.dispatch?.(type, id, message));
   }
 
   // ---- BridgeAddon
@@ -401,16 +401,16 @@ class Generation implements BridgeAddon {
   getVar(id: number, callId: number, name: string): void {
     const x = this.requests.get(id);
     const upper = name.toUpperCase();
-    if (!x) return this.send(In.VarReply, id, callId, ERROR_INVALID_PARAMETER, Buffer.alloc(0));
+    if (!x) return this.send(In.VarReply, id, { callId, err: ERROR_INVALID_PARAMETER, value: Buffer.alloc(0) });
     const plain = upper.startsWith('UNICODE_') ? upper.slice(8) : upper;
     const v = x.vars[plain];
-    if (v === undefined) return this.send(In.VarReply, id, callId, ERROR_INVALID_INDEX, Buffer.alloc(0));
-    this.send(In.VarReply, id, callId, 0, Buffer.from(v, upper.startsWith('UNICODE_') ? 'utf16le' : 'latin1'));
+    if (v === undefined) return this.send(In.VarReply, id, { callId, err: ERROR_INVALID_INDEX, value: Buffer.alloc(0) });
+    this.send(In.VarReply, id, { callId, err: 0, value: Buffer.from(v, upper.startsWith('UNICODE_') ? 'utf16le' : 'latin1') });
   }
   serverSupport(id: number, callId: number, request: number, ints: number[], strs: string[]): void {
     const x = this.requests.get(id);
     const reply = (r: Partial<ServerSupportReply>) =>
-      this.send(In.ServerSupportReply, id, callId, { ok: true, error: 0, ints: [], out: '', ...r });
+      this.send(In.ServerSupportReply, id, { ok: true, error: 0, ints: [], out: '', ...r, callId });
     if (!x) return reply({ ok: false, error: ERROR_INVALID_PARAMETER });
     this.host.serverSupport(x, request, ints, strs).then(reply, (err: Error) => {
       this.host.log.push(`ServerSupportFunction(${request}) failed: ${err.message}`);
@@ -418,7 +418,7 @@ class Generation implements BridgeAddon {
     });
   }
   filterCall(id: number, callId: number, op: number, name: string): void {
-    this.send(In.FilterCallReply, id, callId, this.host.filterQuery(id, op, name));
+    this.send(In.FilterCallReply, id, { ...this.host.filterQuery(id, op, name), callId });
   }
   filterReply(id: number, status: number, changes: Array<[number, string | Uint8Array, string | Uint8Array]>): void {
     const resolve = this.filterCalls.get(id);

@@ -75,7 +75,7 @@ ISAPI_EXPORT DWORD WINAPI HttpExtensionProc(EXTENSION_CONTROL_BLOCK* ecb) {
     if (found) begin.vars.emplace_back(kPrefetched[i], values[i]);
   }
   begin.preloaded = std::string_view(reinterpret_cast<const char*>(ecb->lpbData), ecb->cbAvailable);
-  isapi::channel::encode_request(req->beginFrame, req->id, begin);
+  isapi::channel::encode(req->beginFrame, req->id, begin);
   // The rest of the body is read asynchronously once the worker has taken the request
   // (request_io.cc): this thread never waits for the client or the worker.
   req->chunkedBody = ecb->cbTotalBytes == 0xFFFFFFFFu;

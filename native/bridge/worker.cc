@@ -14,8 +14,16 @@ namespace isapi::bridge {
 // At most this much body is folded into a header send; the rest goes as separate writes.
 constexpr size_t kMergeLimit = 64 * 1024;
 
-using channel::FrameWriter;
 using channel::Msg;
+namespace msg = channel::msg;
+
+// Encodes one message into a frame of its own.
+template <class M>
+static std::string frame_of(uint32_t id, const M& m) {
+  std::string frame;
+  channel::encode(frame, id, m);
+  return frame;
+}
 
 Worker::~Worker() {
   channel_.shutdown();
@@ -37,6 +45,7 @@ bool Worker::start(std::string& error) {
   opts.channelHandle = child;
   opts.env = {{"ISAPI_CHANNEL", address},
               {"ISAPI_CHANNEL_TOKEN", token_},
+              {"ISAPI_CHANNEL_PROTOCOL", std::to_string(channel::kProtocolVersion)},
               {"ISAPI_BRIDGE", pool_.config().bridgePath},
               {"ISAPI_WORKER_SLOT", std::to_string(slot_)}};
   startedAt_ = std::chrono::steady_clock::now();
@@ -86,9 +95,9 @@ std::string Worker::output_tail() {
 }
 
 void Worker::ping() {
-  std::string frame;
-  FrameWriter(frame, Msg::Ping, 0).u32(++pingSeq_).finish();
-  send(frame);
+  msg::Ping ping;
+  ping.seq = ++pingSeq_;
+  send(frame_of(0, ping));
 }
 
 void Worker::mark_alive() { lastPong_ = std::chrono::steady_clock::now().time_since_epoch().count(); }
@@ -162,9 +171,7 @@ void Worker::forget(uint32_t id) {
 
 void Worker::abort(uint32_t id) {
   forget(id);
-  std::string frame;
-  FrameWriter(frame, Msg::Abort, id).finish();
-  send(frame);
+  send(frame_of(id, msg::Abort{}));
 }
 
 size_t Worker::load() {
@@ -183,9 +190,7 @@ std::vector<InflightPtr> Worker::snapshot() {
 void Worker::request_shutdown() {
   if (state_ != WorkerState::Draining) drainingSince_ = std::chrono::steady_clock::now();
   state_ = WorkerState::Draining;
-  std::string frame;
-  FrameWriter(frame, Msg::Shutdown, 0).finish();
-  send(frame);
+  send(frame_of(0, msg::Shutdown{}));
 }
 
 std::string Worker::reap(int timeoutMs) {
@@ -229,8 +234,9 @@ void Worker::read_loop() {
       if (frames[first].first.type == Msg::ResponseHeaders) {
         while (i + 1 < frames.size() && frames[i + 1].first.type == Msg::Write &&
                frames[i + 1].first.id == frames[first].first.id && body.size() < kMergeLimit) {
-          channel::FrameReader wr(reinterpret_cast<const uint8_t*>(frames[i + 1].second.data()), frames[i + 1].second.size());
-          std::string_view data = wr.str();
+          msg::Write write;
+          if (!channel::decode(frames[i + 1].second, write)) break;
+          std::string_view data = write.data;
           // Header text ends at its first NUL (servers honour that; some extensions count the
           // terminator): binary bodies go as WriteClient calls of their own.
           if (data.find('\0') != std::string_view::npos) break;
@@ -297,73 +303,105 @@ void Worker::on_channel_closed() {
 }
 
 static void send_support_reply(Worker& w, uint32_t id, uint32_t callId, const ServerSupportResult& r) {
-  std::string frame;
-  FrameWriter f(frame, Msg::ServerSupportReply, id);
-  f.u32(callId).u32(r.ok ? 1 : 0).u32(r.error).u32(uint32_t(r.ints.size()));
-  for (uint32_t v : r.ints) f.u32(v);
-  f.str(r.out).finish();
-  w.send(frame);
+  msg::ServerSupportReply reply;
+  reply.callId = callId;
+  reply.ok = r.ok;
+  reply.error = r.error;
+  reply.ints = r.ints;
+  reply.out = r.out;
+  w.send(frame_of(id, reply));
 }
 
 static void send_var_reply(Worker& w, uint32_t id, uint32_t callId, uint32_t err, std::string_view value) {
-  std::string frame;
-  FrameWriter(frame, Msg::VarReply, id).u32(callId).u32(err).str(value).finish();
-  w.send(frame);
+  msg::VarReply reply;
+  reply.callId = callId;
+  reply.err = err;
+  reply.value = value;
+  w.send(frame_of(id, reply));
+}
+
+void Worker::refuse_malformed(Msg type) {
+  log_line("worker " + std::to_string(slot_) + " sent a malformed " + channel::message_name(type) +
+           " message (a worker from a different pack?); stopping it");
+  process_.kill();
+}
+
+void Worker::on_ready(std::string_view payload) {
+  msg::Ready ready;
+  const bool decoded = channel::decode(payload, ready);
+  // The protocol comes first in every version's Ready, so a mismatch is named even when the
+  // rest of the message has another shape.
+  if (ready.protocol != channel::kProtocolVersion) {
+    log_line("worker " + std::to_string(slot_) + " speaks channel protocol " + std::to_string(ready.protocol) +
+             " but this bridge speaks " + std::to_string(channel::kProtocolVersion) +
+             ": the folder mixes files from different packs (pack it again); stopping the worker");
+    process_.kill();
+    return;
+  }
+  if (!decoded || ready.token != token_) {
+    log_line("worker " + std::to_string(slot_) + " sent a bad Ready message (wrong token); stopping it");
+    process_.kill();
+    return;
+  }
+  log_line("worker " + std::to_string(slot_) + " ready (pid " + std::to_string(ready.pid) + ")");
+  mark_alive();
+  wasReady_ = true;
+  state_ = WorkerState::Ready;
+  pool_.on_ready(*this);
 }
 
 void Worker::handle(const channel::FrameHeader& h, std::string_view payload, const std::string& mergedBody) {
-  channel::FrameReader rd(reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
-  if (h.type == Msg::Ready) {
-    uint32_t protocol = rd.u32();
-    uint32_t pid = rd.u32();
-    std::string_view token = rd.str();
-    if (!rd.ok() || protocol != channel::kProtocolVersion || token != token_) {
-      log_line("worker " + std::to_string(slot_) + " sent a bad Ready message (protocol " +
-               std::to_string(protocol) + "); stopping it");
-      process_.kill();
+  switch (h.type) {
+    case Msg::Ready:
+      on_ready(payload);
+      return;
+    case Msg::Pong:
+      mark_alive();
+      return;
+    case Msg::Log: {
+      msg::Log m;
+      if (!channel::decode(payload, m)) return refuse_malformed(h.type);
+      log_line("worker " + std::to_string(slot_) + ": " + std::string(m.line));
       return;
     }
-    log_line("worker " + std::to_string(slot_) + " ready (pid " + std::to_string(pid) + ")");
-    mark_alive();
-    wasReady_ = true;
-    state_ = WorkerState::Ready;
-    pool_.on_ready(*this);
-    return;
-  }
-  if (h.type == Msg::Pong) {
-    mark_alive();
-    return;
-  }
-  if (h.type == Msg::Log) {
-    log_line("worker " + std::to_string(slot_) + ": " + std::string(rd.str()));
-    return;
-  }
-  if (h.type == Msg::Reload) {
-    log_line("worker " + std::to_string(slot_) + " asked for a reload: " + std::string(rd.str()));
-    pool_.reload("requested by worker " + std::to_string(slot_));
-    return;
-  }
-  if (h.type == Msg::FilterCall || h.type == Msg::FilterReply) {
-    std::shared_ptr<FilterWait> wait;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = filterWaits_.find(h.id);
-      if (it != filterWaits_.end()) wait = it->second;
+    case Msg::Reload: {
+      msg::Reload m;
+      if (!channel::decode(payload, m)) return refuse_malformed(h.type);
+      log_line("worker " + std::to_string(slot_) + " asked for a reload: " + std::string(m.reason));
+      pool_.reload("requested by worker " + std::to_string(slot_));
+      return;
     }
-    if (!wait) return;  // the notification timed out; its late answer is dropped
-    std::lock_guard<std::mutex> lock(wait->mu);
-    wait->frames.emplace_back(h.type, std::string(payload));
-    wait->cv.notify_all();
-    return;
+    case Msg::FilterCall:
+    case Msg::FilterReply: {
+      // Decoded by the web-server thread that waits for the verdict (filter_entry.cc).
+      std::shared_ptr<FilterWait> wait;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        auto it = filterWaits_.find(h.id);
+        if (it != filterWaits_.end()) wait = it->second;
+      }
+      if (!wait) return;  // the notification timed out; its late answer is dropped
+      std::lock_guard<std::mutex> lock(wait->mu);
+      wait->frames.emplace_back(h.type, std::string(payload));
+      wait->cv.notify_all();
+      return;
+    }
+    default:
+      break;
   }
   InflightPtr req = find(h.id);
   if (!req) {
-    // The request already ended (deadline, client gone); its late messages are dropped.
-    if (h.type == Msg::GetVar) send_var_reply(*this, h.id, rd.u32(), ERROR_INVALID_PARAMETER, {});
+    // The request already ended (deadline, client gone); its late messages are dropped, and
+    // its calls answered with an error so the handler's promise settles.
+    if (h.type == Msg::GetVar) {
+      msg::GetVar m;
+      if (channel::decode(payload, m)) send_var_reply(*this, h.id, m.callId, ERROR_INVALID_PARAMETER, {});
+    }
     if (h.type == Msg::ServerSupport) {
+      msg::ServerSupport m;
       ServerSupportResult gone;
       gone.error = ERROR_INVALID_PARAMETER;
-      send_support_reply(*this, h.id, rd.u32(), gone);
+      if (channel::decode(payload, m)) send_support_reply(*this, h.id, m.callId, gone);
     }
     return;
   }
@@ -371,22 +409,26 @@ void Worker::handle(const channel::FrameHeader& h, std::string_view payload, con
   EXTENSION_CONTROL_BLOCK* ecb = req->ecb;
   switch (h.type) {
     case Msg::ResponseHeaders: {
-      std::string status(rd.str());
-      std::string headers(rd.str());
-      uint32_t keepConn = rd.u32();
-      if (!req->ended() && rd.ok() && refuse_unsafe_response(ecb, status, headers)) {  // a 500, never a split
+      msg::ResponseHeaders m;
+      if (!channel::decode(payload, m)) {
+        lock.unlock();
+        return refuse_malformed(h.type);
+      }
+      std::string status(m.status);
+      std::string headers(m.headers);
+      if (!req->ended() && refuse_unsafe_response(ecb, status, headers)) {  // a 500, never a split
         req->headersSent = true;
         abort_locked(req, lock);
         break;
       }
       headers += mergedBody;
-      if (req->ended() || !rd.ok()) break;
+      if (req->ended()) break;
       HSE_SEND_HEADER_EX_INFO info{};
       info.pszStatus = status.c_str();
       info.cchStatus = DWORD(status.size());
       info.pszHeader = headers.c_str();
       info.cchHeader = DWORD(headers.size());
-      info.fKeepConn = keepConn ? TRUE : FALSE;
+      info.fKeepConn = m.keepConn ? TRUE : FALSE;
       int code = std::atoi(status.c_str());
       if (code > 0) ecb->dwHttpStatusCode = DWORD(code);
       req->headersSent = true;
@@ -398,9 +440,12 @@ void Worker::handle(const channel::FrameHeader& h, std::string_view payload, con
       break;
     }
     case Msg::Write: {
-      std::string_view data = rd.str();
-      if (!rd.ok()) break;
-      queue_write_locked(req, data, lock);
+      msg::Write m;
+      if (!channel::decode(payload, m)) {
+        lock.unlock();
+        return refuse_malformed(h.type);
+      }
+      queue_write_locked(req, m.data, lock);
       break;
     }
     case Msg::Taken: {
@@ -411,30 +456,36 @@ void Worker::handle(const channel::FrameHeader& h, std::string_view payload, con
       break;
     }
     case Msg::Done: {
-      uint32_t hse = rd.u32();
-      uint32_t httpStatus = rd.u32();
-      std::string_view logData = rd.str();
+      msg::Done m;
+      if (!channel::decode(payload, m)) {
+        lock.unlock();
+        return refuse_malformed(h.type);
+      }
       if (req->ended()) break;
-      if (httpStatus) ecb->dwHttpStatusCode = httpStatus;
-      if (!logData.empty()) {
-        size_t n = std::min(logData.size(), size_t(HSE_LOG_BUFFER_LEN - 1));
-        std::memcpy(ecb->lpszLogData, logData.data(), n);
+      if (m.httpStatus) ecb->dwHttpStatusCode = m.httpStatus;
+      if (!m.logData.empty()) {
+        size_t n = std::min(m.logData.size(), size_t(HSE_LOG_BUFFER_LEN - 1));
+        std::memcpy(ecb->lpszLogData, m.logData.data(), n);
         ecb->lpszLogData[n] = 0;
       }
       lock.unlock();
       forget(h.id);
       lock.lock();
-      finish_after_writes_locked(req, hse ? hse : HSE_STATUS_SUCCESS, lock);
+      finish_after_writes_locked(req, m.hseStatus ? m.hseStatus : HSE_STATUS_SUCCESS, lock);
       break;
     }
     case Msg::GetVar: {
-      uint32_t callId = rd.u32();
-      std::string name(rd.str());
-      if (req->ended() || !rd.ok()) {
+      msg::GetVar m;
+      if (!channel::decode(payload, m)) {
         lock.unlock();
-        send_var_reply(*this, h.id, callId, ERROR_INVALID_PARAMETER, {});
+        return refuse_malformed(h.type);
+      }
+      if (req->ended()) {
+        lock.unlock();
+        send_var_reply(*this, h.id, m.callId, ERROR_INVALID_PARAMETER, {});
         break;
       }
+      std::string name(m.name);
       std::string value(1024, '\0');
       DWORD size = DWORD(value.size());
       BOOL ok = ecb->GetServerVariable(ecb->ConnID, name.data(), value.data(), &size);
@@ -448,19 +499,22 @@ void Worker::handle(const channel::FrameHeader& h, std::string_view payload, con
       size_t nul = name.rfind("UNICODE_", 0) == 0 ? 2 : 1;
       value.resize(ok && size >= nul ? size - nul : 0);
       lock.unlock();
-      send_var_reply(*this, h.id, callId, err, value);
+      send_var_reply(*this, h.id, m.callId, err, value);
       break;
     }
     case Msg::ServerSupport: {
-      uint32_t callId = rd.u32();
+      msg::ServerSupport m;
+      if (!channel::decode(payload, m)) {
+        lock.unlock();
+        return refuse_malformed(h.type);
+      }
+      uint32_t callId = m.callId;
       ServerSupportCall call;
-      call.request = rd.u32();
-      uint32_t n = rd.u32();
-      for (uint32_t i = 0; i < n && i < 16 && rd.ok(); ++i) call.ints.push_back(rd.u32());
-      uint32_t m = rd.u32();
-      for (uint32_t i = 0; i < m && i < 16 && rd.ok(); ++i) call.strs.push_back(rd.str());
+      call.request = m.request;
+      call.ints = std::move(m.ints);
+      call.strs = std::move(m.strs);
       ServerSupportResult r;
-      if (req->ended() || !rd.ok()) {
+      if (req->ended()) {
         r.error = ERROR_INVALID_PARAMETER;
       } else {
         std::weak_ptr<Worker> self = weak_from_this();
@@ -476,7 +530,12 @@ void Worker::handle(const channel::FrameHeader& h, std::string_view payload, con
       break;
     }
     case Msg::BodyCredit: {
-      body_credit_locked(req, rd.u32(), lock);
+      msg::BodyCredit m;
+      if (!channel::decode(payload, m)) {
+        lock.unlock();
+        return refuse_malformed(h.type);
+      }
+      body_credit_locked(req, m.bytes, lock);
       break;
     }
     default:
