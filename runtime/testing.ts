@@ -54,6 +54,7 @@ import {
 import type { Extension, UserModule } from './extension';
 import type { Filter } from './filter';
 import { startWorker } from './worker_main';
+import { PREFETCHED_VARIABLES } from './server_variables';
 
 // The bridge's figures (native/bridge/worker_addon.cc, request_io.cc, runtime/ecb.ts).
 const CHANNEL_HIGH_WATER = 1 << 20;
@@ -574,9 +575,9 @@ class Host {
     const totalBytes = chunked ? CHUNKED : whole.length;
     const vars = this.variables(method, url, headers, o, totalBytes);
     const preload = chunked ? Buffer.alloc(0) : whole.subarray(0, Math.min(whole.length, this.o.preloadBytes));
-    // Prefetched with the request (native/bridge/extension_entry.cc kPrefetched).
+    // Prefetched with the request, as the bridge does.
     const prefetched: Record<string, string> = {};
-    for (const n of ['URL', 'SCRIPT_NAME', 'SERVER_PROTOCOL', 'REMOTE_ADDR', 'REMOTE_PORT', 'SERVER_NAME', 'SERVER_PORT', 'HTTPS', 'UNENCODED_URL', 'ALL_RAW']) {
+    for (const n of PREFETCHED_VARIABLES) {
       if (vars[n] !== undefined) prefetched[n] = vars[n]!;
     }
     const begin: RequestBegin = {

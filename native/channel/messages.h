@@ -81,7 +81,8 @@ struct Ready {
   uint32_t protocol = 0;
   uint32_t pid = 0;
   std::string_view token;
-  template <class V, class M> static void fields(V& v, M& m) {
+  template <class V, class M>
+  static void fields(V& v, M& m) {
     v.u32("protocol", m.protocol);
     v.u32("pid", m.pid);
     v.text("token", m.token);
@@ -93,7 +94,8 @@ struct ResponseHeaders {
   static constexpr Msg kType = Msg::ResponseHeaders;
   std::string_view status, headers;
   bool keepConn = false;
-  template <class V, class M> static void fields(V& v, M& m) {
+  template <class V, class M>
+  static void fields(V& v, M& m) {
     v.text("status", m.status);
     v.text("headers", m.headers);
     v.flag("keepConn", m.keepConn);
@@ -104,7 +106,10 @@ struct ResponseHeaders {
 struct Write {
   static constexpr Msg kType = Msg::Write;
   std::string_view data;
-  template <class V, class M> static void fields(V& v, M& m) { v.bytes("data", m.data); }
+  template <class V, class M>
+  static void fields(V& v, M& m) {
+    v.bytes("data", m.data);
+  }
 };
 
 // The handler finished: HSE_REQ_DONE_WITH_SESSION with the ECB's status and log data.
@@ -112,7 +117,8 @@ struct Done {
   static constexpr Msg kType = Msg::Done;
   uint32_t hseStatus = 0, httpStatus = 0;
   std::string_view logData;
-  template <class V, class M> static void fields(V& v, M& m) {
+  template <class V, class M>
+  static void fields(V& v, M& m) {
     v.u32("hseStatus", m.hseStatus);
     v.u32("httpStatus", m.httpStatus);
     v.text("logData", m.logData);
@@ -124,7 +130,8 @@ struct GetVar {
   static constexpr Msg kType = Msg::GetVar;
   uint32_t callId = 0;
   std::string_view name;
-  template <class V, class M> static void fields(V& v, M& m) {
+  template <class V, class M>
+  static void fields(V& v, M& m) {
     v.u32("callId", m.callId);
     v.text("name", m.name);
   }
@@ -134,14 +141,20 @@ struct GetVar {
 struct Log {
   static constexpr Msg kType = Msg::Log;
   std::string_view line;
-  template <class V, class M> static void fields(V& v, M& m) { v.text("line", m.line); }
+  template <class V, class M>
+  static void fields(V& v, M& m) {
+    v.text("line", m.line);
+  }
 };
 
 // The worker consumed this many request-body bytes (flow control for request bodies).
 struct BodyCredit {
   static constexpr Msg kType = Msg::BodyCredit;
   uint32_t bytes = 0;
-  template <class V, class M> static void fields(V& v, M& m) { v.u32("bytes", m.bytes); }
+  template <class V, class M>
+  static void fields(V& v, M& m) {
+    v.u32("bytes", m.bytes);
+  }
 };
 
 // A ServerSupportFunction call (HSE_REQ_*); answered by ServerSupportReply.
@@ -150,7 +163,8 @@ struct ServerSupport {
   uint32_t callId = 0, request = 0;
   std::vector<uint32_t> ints;
   std::vector<std::string_view> strs;
-  template <class V, class M> static void fields(V& v, M& m) {
+  template <class V, class M>
+  static void fields(V& v, M& m) {
     v.u32("callId", m.callId);
     v.u32("request", m.request);
     v.u32s("ints", m.ints);
@@ -162,7 +176,10 @@ struct ServerSupport {
 struct Reload {
   static constexpr Msg kType = Msg::Reload;
   std::string_view reason;
-  template <class V, class M> static void fields(V& v, M& m) { v.text("reason", m.reason); }
+  template <class V, class M>
+  static void fields(V& v, M& m) {
+    v.text("reason", m.reason);
+  }
 };
 
 // (id = notification) A filter's query while the web server waits for its verdict.
@@ -170,7 +187,8 @@ struct FilterCall {
   static constexpr Msg kType = Msg::FilterCall;
   uint32_t callId = 0, op = 0;  // op: FilterQuery
   std::string_view name;
-  template <class V, class M> static void fields(V& v, M& m) {
+  template <class V, class M>
+  static void fields(V& v, M& m) {
     v.u32("callId", m.callId);
     v.u32("op", m.op);
     v.text("name", m.name);
@@ -182,7 +200,8 @@ struct FilterReply {
   static constexpr Msg kType = Msg::FilterReply;
   uint32_t status = 0;
   std::vector<ChangeItem> changes;
-  template <class V, class M> static void fields(V& v, M& m) {
+  template <class V, class M>
+  static void fields(V& v, M& m) {
     v.u32("status", m.status);
     v.changes("changes", m.changes);
   }
@@ -191,14 +210,18 @@ struct FilterReply {
 // The worker's JavaScript has the request: from now on it is never re-routed.
 struct Taken {
   static constexpr Msg kType = Msg::Taken;
-  template <class V, class M> static void fields(V&, M&) {}
+  template <class V, class M>
+  static void fields(V&, M&) {}
 };
 
 // The answer to Ping, sent from the worker's event loop.
 struct Pong {
   static constexpr Msg kType = Msg::Pong;
   uint32_t seq = 0;
-  template <class V, class M> static void fields(V& v, M& m) { v.u32("seq", m.seq); }
+  template <class V, class M>
+  static void fields(V& v, M& m) {
+    v.u32("seq", m.seq);
+  }
 };
 
 // ---- bridge → worker
@@ -212,7 +235,8 @@ struct Request {
   uint32_t connId = 0;
   Pairs vars;                  // prefetched server variables
   std::string_view preloaded;  // ECB lpbData[0..cbAvailable)
-  template <class V, class M> static void fields(V& v, M& m) {
+  template <class V, class M>
+  static void fields(V& v, M& m) {
     v.text("method", m.method);
     v.text("query", m.query);
     v.text("pathInfo", m.pathInfo);
@@ -229,7 +253,10 @@ struct Request {
 struct Body {
   static constexpr Msg kType = Msg::Body;
   std::string_view data;
-  template <class V, class M> static void fields(V& v, M& m) { v.bytes("data", m.data); }
+  template <class V, class M>
+  static void fields(V& v, M& m) {
+    v.bytes("data", m.data);
+  }
 };
 
 // The answer to GetVar: err is 0 or the Win32 error of GetServerVariable.
@@ -237,7 +264,8 @@ struct VarReply {
   static constexpr Msg kType = Msg::VarReply;
   uint32_t callId = 0, err = 0;
   std::string_view value;
-  template <class V, class M> static void fields(V& v, M& m) {
+  template <class V, class M>
+  static void fields(V& v, M& m) {
     v.u32("callId", m.callId);
     v.u32("err", m.err);
     v.bytes("value", m.value);
@@ -247,13 +275,15 @@ struct VarReply {
 // The client or the bridge gave up on the request.
 struct Abort {
   static constexpr Msg kType = Msg::Abort;
-  template <class V, class M> static void fields(V&, M&) {}
+  template <class V, class M>
+  static void fields(V&, M&) {}
 };
 
 // Drain and exit.
 struct Shutdown {
   static constexpr Msg kType = Msg::Shutdown;
-  template <class V, class M> static void fields(V&, M&) {}
+  template <class V, class M>
+  static void fields(V&, M&) {}
 };
 
 // The answer to ServerSupport.
@@ -264,7 +294,8 @@ struct ServerSupportReply {
   uint32_t error = 0;  // Win32 error when !ok
   std::vector<uint32_t> ints;
   std::string_view out;
-  template <class V, class M> static void fields(V& v, M& m) {
+  template <class V, class M>
+  static void fields(V& v, M& m) {
     v.u32("callId", m.callId);
     v.flag("ok", m.ok);
     v.u32("error", m.error);
@@ -281,7 +312,8 @@ struct FilterNotify {
   bool wantsReply = false;
   std::vector<std::string_view> fields_;
   Pairs vars;
-  template <class V, class M> static void fields(V& v, M& m) {
+  template <class V, class M>
+  static void fields(V& v, M& m) {
     v.u32("connection", m.connection);
     v.u32("notification", m.notification);
     v.flag("wantsReply", m.wantsReply);
@@ -297,7 +329,8 @@ struct FilterCallReply {
   bool ok = false;
   uint32_t error = 0;
   std::string_view out;
-  template <class V, class M> static void fields(V& v, M& m) {
+  template <class V, class M>
+  static void fields(V& v, M& m) {
     v.u32("callId", m.callId);
     v.flag("ok", m.ok);
     v.u32("error", m.error);
@@ -309,7 +342,10 @@ struct FilterCallReply {
 struct Ping {
   static constexpr Msg kType = Msg::Ping;
   uint32_t seq = 0;
-  template <class V, class M> static void fields(V& v, M& m) { v.u32("seq", m.seq); }
+  template <class V, class M>
+  static void fields(V& v, M& m) {
+    v.u32("seq", m.seq);
+  }
 };
 
 // The web server took this many bytes of the request's Write frames (per-request flow control
@@ -317,17 +353,28 @@ struct Ping {
 struct WriteAck {
   static constexpr Msg kType = Msg::WriteAck;
   uint32_t bytes = 0;
-  template <class V, class M> static void fields(V& v, M& m) { v.u32("bytes", m.bytes); }
+  template <class V, class M>
+  static void fields(V& v, M& m) {
+    v.u32("bytes", m.bytes);
+  }
 };
 
 }  // namespace msg
 
 // Every message, for code that handles them all alike (the addon's dispatch, the samples).
-#define ISAPI_CHANNEL_MESSAGES(X)                                                                \
-  X(Ready) X(ResponseHeaders) X(Write) X(Done) X(GetVar) X(Log) X(BodyCredit) X(ServerSupport) \
-  X(Reload) X(FilterCall) X(FilterReply) X(Taken) X(Pong) X(Request) X(Body) X(VarReply)       \
-  X(Abort) X(Shutdown) X(ServerSupportReply) X(FilterNotify) X(FilterCallReply) X(Ping)        \
-  X(WriteAck)
+#define ISAPI_CHANNEL_MESSAGES(X)                                                                                  \
+  X(Ready)                                                                                                         \
+  X(ResponseHeaders)                                                                                               \
+  X(Write) X(Done) X(GetVar) X(Log) X(BodyCredit) X(ServerSupport) X(Reload) X(FilterCall) X(FilterReply) X(Taken) \
+      X(Pong) X(Request) X(Body) X(VarReply) X(Abort) X(Shutdown) X(ServerSupportReply) X(FilterNotify)            \
+          X(FilterCallReply) X(Ping) X(WriteAck)
+
+// The server variables the bridge sends with every Request, so the worker answers them without a
+// round trip (HTTP_* and HEADER_* it derives from ALL_RAW). runtime/server_variables.ts
+// PREFETCHED_VARIABLES names the same (test/unit/wire_schema.test.ts).
+inline constexpr const char* kPrefetchedVariables[] = {"URL",           "SCRIPT_NAME", "SERVER_PROTOCOL", "REMOTE_ADDR",
+                                                       "REMOTE_PORT",   "SERVER_NAME", "SERVER_PORT",     "HTTPS",
+                                                       "UNENCODED_URL", "ALL_RAW"};
 
 // Queries a filter may make while the web server waits for its verdict (FilterCall.op).
 enum class FilterQuery : uint32_t { GetHeader = 1, GetServerVariable = 2 };

@@ -11,7 +11,10 @@ bool FrameDecoder::next(FrameHeader& h, std::string_view& payload, bool& corrupt
   h.type = Msg(uint16_t(p[4] | p[5] << 8));
   h.flags = uint16_t(p[6] | p[7] << 8);
   h.id = get_u32(p + 8);
-  if (h.length > kMaxFrame) { corrupt = true; return false; }
+  if (h.length > kMaxFrame) {
+    corrupt = true;
+    return false;
+  }
   if (avail < kHeaderSize + h.length) return false;
   payload = std::string_view(reinterpret_cast<const char*>(p + kHeaderSize), h.length);
   pos_ += kHeaderSize + h.length;
@@ -124,7 +127,7 @@ bool decode_message(std::string_view payload, M& m) {
 
 }  // namespace
 
-#define ISAPI_DEFINE_CODEC(N)                                                                   \
+#define ISAPI_DEFINE_CODEC(N)                                                                 \
   void encode(std::string& out, uint32_t id, const msg::N& m) { encode_message(out, id, m); } \
   bool decode(std::string_view payload, msg::N& m) { return decode_message(payload, m); }
 ISAPI_CHANNEL_MESSAGES(ISAPI_DEFINE_CODEC)
@@ -133,8 +136,7 @@ ISAPI_CHANNEL_MESSAGES(ISAPI_DEFINE_CODEC)
 const char* message_name(Msg type) {
   switch (type) {
 #define ISAPI_MESSAGE_NAME(N) \
-  case Msg::N:                \
-    return #N;
+  case Msg::N: return #N;
     ISAPI_CHANNEL_MESSAGES(ISAPI_MESSAGE_NAME)
 #undef ISAPI_MESSAGE_NAME
   }

@@ -44,7 +44,10 @@ class FrameWriter {
     out_.append(t, 4);
     put_u32(out_, id);
   }
-  FrameWriter& u32(uint32_t v) { put_u32(out_, v); return *this; }
+  FrameWriter& u32(uint32_t v) {
+    put_u32(out_, v);
+    return *this;
+  }
   FrameWriter& bytes(const void* p, size_t n) {
     put_u32(out_, uint32_t(n));
     out_.append(static_cast<const char*>(p), n);
@@ -52,12 +55,16 @@ class FrameWriter {
   }
   FrameWriter& str(std::string_view s) { return bytes(s.data(), s.size()); }
   // Raw bytes without a length prefix: the rest of the payload.
-  FrameWriter& tail(const void* p, size_t n) { out_.append(static_cast<const char*>(p), n); return *this; }
+  FrameWriter& tail(const void* p, size_t n) {
+    out_.append(static_cast<const char*>(p), n);
+    return *this;
+  }
   void finish() {
     uint32_t len = uint32_t(out_.size() - start_ - kHeaderSize);
     char b[4] = {char(len), char(len >> 8), char(len >> 16), char(len >> 24)};
     std::memcpy(&out_[start_], b, 4);
   }
+
  private:
   std::string& out_;
   size_t start_;
@@ -68,20 +75,33 @@ class FrameReader {
  public:
   FrameReader(const uint8_t* p, size_t n) : p_(p), end_(p + n) {}
   uint32_t u32() {
-    if (end_ - p_ < 4) { bad_ = true; return 0; }
-    uint32_t v = get_u32(p_); p_ += 4; return v;
+    if (end_ - p_ < 4) {
+      bad_ = true;
+      return 0;
+    }
+    uint32_t v = get_u32(p_);
+    p_ += 4;
+    return v;
   }
   std::string_view str() {
     uint32_t n = u32();
-    if (bad_ || uint32_t(end_ - p_) < n) { bad_ = true; return {}; }
-    std::string_view s(reinterpret_cast<const char*>(p_), n); p_ += n; return s;
+    if (bad_ || uint32_t(end_ - p_) < n) {
+      bad_ = true;
+      return {};
+    }
+    std::string_view s(reinterpret_cast<const char*>(p_), n);
+    p_ += n;
+    return s;
   }
   std::string_view rest() {
-    std::string_view s(reinterpret_cast<const char*>(p_), size_t(end_ - p_)); p_ = end_; return s;
+    std::string_view s(reinterpret_cast<const char*>(p_), size_t(end_ - p_));
+    p_ = end_;
+    return s;
   }
   bool ok() const { return !bad_; }
   size_t remaining() const { return size_t(end_ - p_); }
   void fail() { bad_ = true; }
+
  private:
   const uint8_t* p_;
   const uint8_t* end_;
@@ -96,6 +116,7 @@ class FrameDecoder {
   bool next(FrameHeader& h, std::string_view& payload, bool& corrupt);
   // Drop consumed bytes; call once after draining next().
   void compact();
+
  private:
   std::vector<uint8_t> buf_;
   size_t pos_ = 0;
@@ -103,8 +124,8 @@ class FrameDecoder {
 
 // A frame's payload has a fixed field order per message, so a decoder that ends with bytes
 // left over or too few has a frame from a different protocol: decode() refuses both.
-#define ISAPI_DECLARE_CODEC(N)                                           \
-  void encode(std::string& out, uint32_t id, const msg::N& m);           \
+#define ISAPI_DECLARE_CODEC(N)                                 \
+  void encode(std::string& out, uint32_t id, const msg::N& m); \
   bool decode(std::string_view payload, msg::N& m);
 ISAPI_CHANNEL_MESSAGES(ISAPI_DECLARE_CODEC)
 #undef ISAPI_DECLARE_CODEC

@@ -189,7 +189,8 @@ Napi::Value CaptureFrames(const Napi::CallbackInfo& info) {
 Napi::Value DeliverFrames(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsTypedArray() || !info[1].IsFunction()) {
-    Napi::TypeError::New(env, "_deliverFrames(frames, dispatch) needs a Buffer and a function").ThrowAsJavaScriptException();
+    Napi::TypeError::New(env, "_deliverFrames(frames, dispatch) needs a Buffer and a function")
+        .ThrowAsJavaScriptException();
     return env.Undefined();
   }
   Napi::Uint8Array bytes = info[0].As<Napi::Uint8Array>();

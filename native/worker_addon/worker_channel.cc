@@ -43,8 +43,9 @@ void dispatch_frame(Napi::Env env, Napi::Function dispatch, const InFrame& f) {
   });
   if (known && decoded) return;
   channel::msg::Log log;
-  std::string line = std::string("the bridge sent a ") + (known ? "malformed " + std::string(channel::message_name(t))
-                                                                 : "message of unknown type " + std::to_string(f.type)) +
+  std::string line = std::string("the bridge sent a ") +
+                     (known ? "malformed " + std::string(channel::message_name(t))
+                            : "message of unknown type " + std::to_string(f.type)) +
                      " (a bridge from a different pack?); dropped it";
   log.line = line;
   std::string frame;
@@ -56,8 +57,9 @@ bool Channel::open(Napi::Env env, Napi::Function drain, std::string& error) {
   const char* addr = std::getenv("ISAPI_CHANNEL");
   const char* token = std::getenv("ISAPI_CHANNEL_TOKEN");
   if (!addr || !token) {
-    error = "this program is a node-isapi worker: it is started by its bridge (_<name>.dll/.so) "
-            "inside a web server, not directly. Run `isapi serve <folder>` to try it.";
+    error =
+        "this program is a node-isapi worker: it is started by its bridge (_<name>.dll/.so) "
+        "inside a web server, not directly. Run `isapi serve <folder>` to try it.";
     return false;
   }
   // Checked before connecting: a bridge from another pack would misread every frame.
@@ -149,8 +151,7 @@ bool Channel::below_high_water() {
   return false;
 }
 
-
- void Channel::push(InFrame f) {
+void Channel::push(InFrame f) {
   bool wake;
   {
     std::lock_guard<std::mutex> lock(inMu_);
@@ -171,8 +172,7 @@ void Channel::read_loop() {
     std::string_view payload;
     bool corrupt = false;
     std::deque<InFrame> batch;
-    while (decoder.next(h, payload, corrupt))
-      batch.push_back(InFrame{uint32_t(h.type), h.id, std::string(payload)});
+    while (decoder.next(h, payload, corrupt)) batch.push_back(InFrame{uint32_t(h.type), h.id, std::string(payload)});
     decoder.compact();
     if (!batch.empty()) {
       bool wake;
@@ -207,10 +207,16 @@ void Channel::write_loop() {
       std::lock_guard<std::mutex> lock(outMu_);
       queued_ -= batch.size();
       writerBusy_ = false;
-      if (drainWanted_ && queued_ < kLowWater) { drainWanted_ = false; drain = true; }
+      if (drainWanted_ && queued_ < kLowWater) {
+        drainWanted_ = false;
+        drain = true;
+      }
     }
     batch.clear();
-    if (!ok) { ep_.shutdown(); return; }
+    if (!ok) {
+      ep_.shutdown();
+      return;
+    }
     if (drain) push(InFrame{kDrain, 0, {}});
   }
 }

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "http_parser.h"
+#include "request_state.h"
 #include "thread_pool.h"
 #include "vdir_map.h"
 #include "wire.h"
@@ -24,13 +25,13 @@ namespace {
 int g_checks = 0;
 int g_failures = 0;
 
-#define CHECK(cond)                                                                 \
-  do {                                                                              \
-    ++g_checks;                                                                     \
-    if (!(cond)) {                                                                  \
-      ++g_failures;                                                                 \
-      std::printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                   \
-    }                                                                               \
+#define CHECK(cond)                                               \
+  do {                                                            \
+    ++g_checks;                                                   \
+    if (!(cond)) {                                                \
+      ++g_failures;                                               \
+      std::printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
+    }                                                             \
   } while (0)
 
 using namespace isapi::channel;
@@ -119,27 +120,27 @@ void wire_request() {
 // byte short or one byte long is refused (another protocol's frame, never misread).
 void wire_every_message() {
   int messages = 0;
-#define ISAPI_ROUND_TRIP(N)                                                             \
-  {                                                                                     \
-    ++messages;                                                                         \
-    msg::N in;                                                                          \
-    wire_samples::Filler fill;                                                          \
-    msg::N::fields(fill, in);                                                           \
-    std::string frame;                                                                  \
-    encode(frame, 7, in);                                                               \
-    CHECK(get_u32(reinterpret_cast<const uint8_t*>(frame.data())) == frame.size() - kHeaderSize); \
-    std::string_view payload = std::string_view(frame).substr(kHeaderSize);            \
-    msg::N out;                                                                         \
-    CHECK(decode(payload, out));                                                        \
-    CHECK(wire_samples::json_of(out) == wire_samples::json_of(in));                     \
-    if (!payload.empty()) {                                                             \
-      msg::N shortOne;                                                                  \
-      /* A rest field takes any length: only messages without one must refuse. */       \
+#define ISAPI_ROUND_TRIP(N)                                                                              \
+  {                                                                                                      \
+    ++messages;                                                                                          \
+    msg::N in;                                                                                           \
+    wire_samples::Filler fill;                                                                           \
+    msg::N::fields(fill, in);                                                                            \
+    std::string frame;                                                                                   \
+    encode(frame, 7, in);                                                                                \
+    CHECK(get_u32(reinterpret_cast<const uint8_t*>(frame.data())) == frame.size() - kHeaderSize);        \
+    std::string_view payload = std::string_view(frame).substr(kHeaderSize);                              \
+    msg::N out;                                                                                          \
+    CHECK(decode(payload, out));                                                                         \
+    CHECK(wire_samples::json_of(out) == wire_samples::json_of(in));                                      \
+    if (!payload.empty()) {                                                                              \
+      msg::N shortOne;                                                                                   \
+      /* A rest field takes any length: only messages without one must refuse. */                        \
       if (std::string(#N) != "Request") CHECK(!decode(payload.substr(0, payload.size() - 1), shortOne)); \
-    }                                                                                   \
-    msg::N longOne;                                                                     \
-    if (std::string(#N) != "Request") CHECK(!decode(std::string(payload) + "x", longOne)); \
-    CHECK(std::string(message_name(msg::N::kType)) == #N);                              \
+    }                                                                                                    \
+    msg::N longOne;                                                                                      \
+    if (std::string(#N) != "Request") CHECK(!decode(std::string(payload) + "x", longOne));               \
+    CHECK(std::string(message_name(msg::N::kType)) == #N);                                               \
   }
   ISAPI_CHANNEL_MESSAGES(ISAPI_ROUND_TRIP)
 #undef ISAPI_ROUND_TRIP
@@ -153,19 +154,22 @@ void wire_every_message() {
 
 // --wire-samples: one line per message: name, type, the frame in hex, the values as JSON.
 int print_samples() {
-#define ISAPI_PRINT_SAMPLE(N)                                                                  \
-  {                                                                                            \
-    msg::N m;                                                                                  \
-    wire_samples::Filler fill;                                                                 \
-    msg::N::fields(fill, m);                                                                   \
-    std::string frame;                                                                         \
-    encode(frame, 7, m);                                                                       \
+#define ISAPI_PRINT_SAMPLE(N)                                                                      \
+  {                                                                                                \
+    msg::N m;                                                                                      \
+    wire_samples::Filler fill;                                                                     \
+    msg::N::fields(fill, m);                                                                       \
+    std::string frame;                                                                             \
+    encode(frame, 7, m);                                                                           \
     std::printf("%s %u %s %s\n", #N, unsigned(msg::N::kType), wire_samples::to_hex(frame).c_str(), \
-                wire_samples::json_of(m).c_str());                                             \
+                wire_samples::json_of(m).c_str());                                                 \
   }
   ISAPI_CHANNEL_MESSAGES(ISAPI_PRINT_SAMPLE)
 #undef ISAPI_PRINT_SAMPLE
   std::printf("protocol %u\n", unsigned(kProtocolVersion));
+  std::printf("prefetched");
+  for (const char* name : kPrefetchedVariables) std::printf(" %s", name);
+  std::printf("\n");
   return 0;
 }
 
@@ -196,6 +200,24 @@ int decode_stdin() {
   return corrupt ? 1 : 0;
 }
 
+// The host's request states: the three ways to Completed, and nothing back or around them.
+void request_states() {
+  using S = RequestState;
+  CHECK(RequestStateAllowed(S::kRunning, S::kCompleted));  // a final status
+  CHECK(RequestStateAllowed(S::kRunning, S::kPending) && RequestStateAllowed(S::kPending, S::kCompleted));
+  CHECK(RequestStateAllowed(S::kRunning, S::kDoneEarly) && RequestStateAllowed(S::kDoneEarly, S::kCompleted));
+  CHECK(!RequestStateAllowed(S::kCompleted, S::kCompleted));  // completed twice
+  CHECK(!RequestStateAllowed(S::kPending, S::kDoneEarly));
+  CHECK(!RequestStateAllowed(S::kDoneEarly, S::kPending));
+  CHECK(!RequestStateAllowed(S::kCompleted, S::kRunning));
+  CHECK(!RequestStateAllowed(S::kPending, S::kRunning));
+  CHECK(std::string(RequestStateName(S::kDoneEarly)) == "DoneEarly");
+  RequestState s = S::kRunning;
+  AdvanceRequestState(&s, S::kPending);
+  AdvanceRequestState(&s, S::kCompleted);
+  CHECK(s == S::kCompleted);
+}
+
 int parse(const std::string& text, HttpRequestHead* head) {
   HeadScan scan = ScanRequestHead(text.data(), text.size(), 8192, 16384);
   if (scan.kind != HeadScan::kComplete) return scan.kind == HeadScan::kError ? scan.status : -1;
@@ -210,7 +232,8 @@ void http_head() {
   HttpRequestHead incomplete;
   CHECK(parse("GET / HTTP/1.1\r\nHost: x\r\n", &incomplete) == -1);
   HttpRequestHead smuggle;  // CL + TE: the classic smuggling shape
-  CHECK(parse("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", &smuggle) == 400);
+  CHECK(parse("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", &smuggle) ==
+        400);
   HttpRequestHead twoLengths;
   CHECK(parse("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", &twoLengths) == 400);
   HttpRequestHead fold;
@@ -304,6 +327,7 @@ int main(int argc, char** argv) {
   wire_corrupt_length();
   wire_request();
   wire_every_message();
+  request_states();
   http_head();
   chunked();
   vdirs();

@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CHANNEL_PROTOCOL, In, loadBridgeAddon, type BridgeAddon } from '../../runtime/channel';
+import { PREFETCHED_VARIABLES } from '../../runtime/server_variables';
 import { root } from '../helpers';
 
 const out = path.join(root, 'build', 'native', 'linux-x64', 'out');
@@ -21,17 +22,19 @@ interface Sample {
   values: Record<string, unknown>;
 }
 
-function samples(): { list: Sample[]; protocol: number } {
+function samples(): { list: Sample[]; protocol: number; prefetched: string[] } {
   const r = spawnSync(tests, ['--wire-samples'], { encoding: 'utf8' });
   expect(r.status, r.stderr).toBe(0);
   const list: Sample[] = [];
   let protocol = -1;
+  let prefetched: string[] = [];
   for (const line of r.stdout.trim().split('\n')) {
-    const [name, type, hex, ...json] = line.split(' ');
+    const [name = '', type = '', hex = '', ...json] = line.split(' ');
     if (name === 'protocol') protocol = Number(type);
+    else if (name === 'prefetched') prefetched = [type, hex, ...json];
     else list.push({ name, type: Number(type), frame: Buffer.from(hex, 'hex'), values: JSON.parse(json.join(' ')) });
   }
-  return { list, protocol };
+  return { list, protocol, prefetched };
 }
 
 /** What C++ decodes frames to: [name, id, values] per frame. */
@@ -42,8 +45,8 @@ function decodeInCpp(frames: Buffer): Array<[string, number, unknown]> {
     .trim()
     .split('\n')
     .map((line) => {
-      const [name, id, ...json] = line.split(' ');
-      return [name, Number(id), json[0] === 'malformed' ? 'malformed' : JSON.parse(json.join(' '))];
+      const [name = '', id, ...json] = line.split(' ');
+      return [name, Number(id), json[0] === 'malformed' ? 'malformed' : JSON.parse(json.join(' '))] as [string, number, unknown];
     });
 }
 
@@ -92,7 +95,7 @@ const NATIVE_ONLY = ['Ready', 'Taken', 'Pong', 'Ping'];
 
 describe.skipIf(process.platform !== 'linux')('the channel schema, C++ against TypeScript', () => {
   expect(existsSync(tests) && existsSync(bridgePath), 'npm run build:native builds the native tests and the bridge').toBe(true);
-  const { list, protocol } = samples();
+  const { list, protocol, prefetched } = samples();
   const addon = loadBridgeAddon(bridgePath);
   const byName = new Map(list.map((s) => [s.name, s]));
 
@@ -103,6 +106,10 @@ describe.skipIf(process.platform !== 'linux')('the channel schema, C++ against T
     const covered = [...Object.keys(IN_TYPES), ...Object.keys(OUT_CALLS), ...NATIVE_ONLY].sort();
     expect(covered).toEqual(list.map((s) => s.name).sort());
     for (const [name, type] of Object.entries(IN_TYPES)) expect([name, byName.get(name)!.type]).toEqual([name, type]);
+  });
+
+  it('the server variables the bridge prefetches are the ones runtime/server_variables.ts names', () => {
+    expect(prefetched).toEqual([...PREFETCHED_VARIABLES]);
   });
 
   it('bridge → worker: the addon hands JavaScript exactly the values C++ encoded', () => {
