@@ -130,6 +130,14 @@ class FrameDecoder {
 ISAPI_CHANNEL_MESSAGES(ISAPI_DECLARE_CODEC)
 #undef ISAPI_DECLARE_CODEC
 
+// One message as a frame of its own.
+template <class M>
+std::string encoded(uint32_t id, const M& m) {
+  std::string frame;
+  encode(frame, id, m);
+  return frame;
+}
+
 // The message's name as messages.h spells it ("ResponseHeaders"), or "" for an unknown type.
 const char* message_name(Msg type);
 
