@@ -56,7 +56,7 @@ import type { Filter } from './filter';
 import { startWorker } from './worker_main';
 import { PREFETCHED_VARIABLES } from './server_variables';
 
-// The bridge's figures (native/bridge/worker_addon.cc, request_io.cc, runtime/ecb.ts).
+// The bridge's figures (native/worker_addon/worker_channel.cc, request_io.cc, runtime/ecb.ts).
 const CHANNEL_HIGH_WATER = 1 << 20;
 const CHANNEL_LOW_WATER = 256 << 10;
 const BODY_AHEAD = 1 << 20;

@@ -61,7 +61,8 @@ class RequestContext {
   // Maps an ECB ConnID back to its request; nullptr if it is not a live request.
   static RequestContext* FromHandle(HCONN h);
 
-  // ECB callbacks (ecb_callbacks.cc). All may be called from any thread while the request lives.
+  // ECB callbacks (ecb_callbacks.cc; the HSE_REQ_* in ecb_server_support.cc, ecb_transmit.cc, ecb_child_requests.cc).
+  // All may be called from any thread while the request lives.
   BOOL GetServerVariable(LPSTR name, LPVOID buffer, LPDWORD size);
   BOOL WriteClient(LPVOID buffer, LPDWORD bytes, DWORD flags);
   BOOL ReadClient(LPVOID buffer, LPDWORD size);

@@ -138,7 +138,7 @@ Server::Outcome Server::HandleRequest(Connection* c, HttpRequestHead& head, size
     return SendSimple(c, head, head_bytes, start_ms, 404);
   }
 
-  // ---- with filters: URL_MAP, AUTHENTICATION, AUTH_COMPLETE (isapi-abi.md §5 order)
+  // ---- with filters: URL_MAP, AUTHENTICATION, AUTH_COMPLETE (docs/isapi.md §5 order)
   std::string physical = PathTranslated(head.path);
   fs->SetRequest(&head, v, &physical);
   if (fs->Wants(SF_NOTIFY_URL_MAP)) {
