@@ -115,13 +115,18 @@ void Worker::handle(const channel::FrameHeader& h, std::string_view payload, con
   }
   std::unique_lock<std::mutex> lock(req->mu);
   EXTENSION_CONTROL_BLOCK* ecb = req->ecb;
+  // Decodes the payload as its type; a frame that does not is another protocol's: the worker
+  // is stopped (with the request's lock released, as refuse_malformed takes the pool's).
+  auto decoded = [&](auto& m) {
+    if (channel::decode(payload, m)) return true;
+    lock.unlock();
+    refuse_malformed(h.type);
+    return false;
+  };
   switch (h.type) {
     case Msg::ResponseHeaders: {
       msg::ResponseHeaders m;
-      if (!channel::decode(payload, m)) {
-        lock.unlock();
-        return refuse_malformed(h.type);
-      }
+      if (!decoded(m)) return;
       std::string status(m.status);
       std::string headers(m.headers);
       if (!req->ended() && refuse_unsafe_response(ecb, status, headers)) {  // a 500, never a split
@@ -149,10 +154,7 @@ void Worker::handle(const channel::FrameHeader& h, std::string_view payload, con
     }
     case Msg::Write: {
       msg::Write m;
-      if (!channel::decode(payload, m)) {
-        lock.unlock();
-        return refuse_malformed(h.type);
-      }
+      if (!decoded(m)) return;
       queue_write_locked(req, m.data, lock);
       break;
     }
@@ -165,10 +167,7 @@ void Worker::handle(const channel::FrameHeader& h, std::string_view payload, con
     }
     case Msg::Done: {
       msg::Done m;
-      if (!channel::decode(payload, m)) {
-        lock.unlock();
-        return refuse_malformed(h.type);
-      }
+      if (!decoded(m)) return;
       if (req->ended()) break;
       if (m.httpStatus) ecb->dwHttpStatusCode = m.httpStatus;
       if (!m.logData.empty()) {
@@ -184,10 +183,7 @@ void Worker::handle(const channel::FrameHeader& h, std::string_view payload, con
     }
     case Msg::GetVar: {
       msg::GetVar m;
-      if (!channel::decode(payload, m)) {
-        lock.unlock();
-        return refuse_malformed(h.type);
-      }
+      if (!decoded(m)) return;
       if (req->ended()) {
         lock.unlock();
         send_var_reply(*this, h.id, m.callId, ERROR_INVALID_PARAMETER, {});
@@ -212,10 +208,7 @@ void Worker::handle(const channel::FrameHeader& h, std::string_view payload, con
     }
     case Msg::ServerSupport: {
       msg::ServerSupport m;
-      if (!channel::decode(payload, m)) {
-        lock.unlock();
-        return refuse_malformed(h.type);
-      }
+      if (!decoded(m)) return;
       uint32_t callId = m.callId;
       ServerSupportCall call;
       call.request = m.request;
@@ -239,10 +232,7 @@ void Worker::handle(const channel::FrameHeader& h, std::string_view payload, con
     }
     case Msg::BodyCredit: {
       msg::BodyCredit m;
-      if (!channel::decode(payload, m)) {
-        lock.unlock();
-        return refuse_malformed(h.type);
-      }
+      if (!decoded(m)) return;
       body_credit_locked(req, m.bytes, lock);
       break;
     }

@@ -59,6 +59,17 @@ bool send_from_args(const Napi::CallbackInfo& info, const char* fn, bool withId)
   return true;
 }
 
+// An addon call that sends message M, its arguments in M's field order (after the request id
+// when kWithId): headers(id, status, headers, keepConn), getVar(id, callId, name),
+// serverSupport(id, callId, request, ints[], strs[]), filterCall(id, callId, op, name),
+// filterReply(id, status, changes: [op, a, b][]), credit(id, bytes), reload(reason), log(line).
+// The call's name (for its TypeErrors) is the function's data.
+template <class M, bool kWithId>
+Napi::Value Send(const Napi::CallbackInfo& info) {
+  send_from_args<M>(info, static_cast<const char*>(info.Data()), kWithId);
+  return info.Env().Undefined();
+}
+
 // The thread-safe function's target: drains the queued frames into dispatch().
 Napi::Value DrainQueued(const Napi::CallbackInfo& info) {
   g_channel->deliver(info.Env(), g_dispatch.Value());
@@ -100,12 +111,6 @@ Napi::Value Ready(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// headers(id, status, headers, keepConn)
-Napi::Value Headers(const Napi::CallbackInfo& info) {
-  send_from_args<msg::ResponseHeaders>(info, "headers", true);
-  return info.Env().Undefined();
-}
-
 // write(id, data) → false when the caller should wait for a Drain before writing more.
 Napi::Value Write(const Napi::CallbackInfo& info) {
   if (!send_from_args<msg::Write>(info, "write", true)) return info.Env().Undefined();
@@ -116,48 +121,6 @@ Napi::Value Write(const Napi::CallbackInfo& info) {
 Napi::Value Done(const Napi::CallbackInfo& info) {
   if (send_from_args<msg::Done>(info, "done", true) && g_channel && !g_capture)
     g_channel->flush();  // the request is complete: send it now, from this thread
-  return info.Env().Undefined();
-}
-
-// getVar(id, callId, name)
-Napi::Value GetVar(const Napi::CallbackInfo& info) {
-  send_from_args<msg::GetVar>(info, "getVar", true);
-  return info.Env().Undefined();
-}
-
-// serverSupport(id, callId, request, ints[], strs[]): a ServerSupportFunction call.
-Napi::Value ServerSupport(const Napi::CallbackInfo& info) {
-  send_from_args<msg::ServerSupport>(info, "serverSupport", true);
-  return info.Env().Undefined();
-}
-
-// filterCall(id, callId, op, name): a query while the web server waits for the verdict.
-Napi::Value FilterCall(const Napi::CallbackInfo& info) {
-  send_from_args<msg::FilterCall>(info, "filterCall", true);
-  return info.Env().Undefined();
-}
-
-// filterReply(id, status, changes: [op, a, b][]): the verdict and every change, in order.
-Napi::Value FilterReply(const Napi::CallbackInfo& info) {
-  send_from_args<msg::FilterReply>(info, "filterReply", true);
-  return info.Env().Undefined();
-}
-
-// reload(reason): ask the bridge for a fresh generation of workers.
-Napi::Value Reload(const Napi::CallbackInfo& info) {
-  send_from_args<msg::Reload>(info, "reload", false);
-  return info.Env().Undefined();
-}
-
-// credit(id, bytes): the worker consumed that much request body.
-Napi::Value Credit(const Napi::CallbackInfo& info) {
-  send_from_args<msg::BodyCredit>(info, "credit", true);
-  return info.Env().Undefined();
-}
-
-// log(line): a line for the bridge's log file.
-Napi::Value Log(const Napi::CallbackInfo& info) {
-  send_from_args<msg::Log>(info, "log", false);
   return info.Env().Undefined();
 }
 
@@ -212,21 +175,24 @@ Napi::Value DeliverFrames(const Napi::CallbackInfo& info) {
 
 static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   using namespace isapi::worker;
-  exports.Set("open", Napi::Function::New(env, Open, "open"));
-  exports.Set("ready", Napi::Function::New(env, Ready, "ready"));
-  exports.Set("headers", Napi::Function::New(env, Headers, "headers"));
-  exports.Set("write", Napi::Function::New(env, Write, "write"));
-  exports.Set("done", Napi::Function::New(env, Done, "done"));
-  exports.Set("getVar", Napi::Function::New(env, GetVar, "getVar"));
-  exports.Set("credit", Napi::Function::New(env, Credit, "credit"));
-  exports.Set("log", Napi::Function::New(env, Log, "log"));
-  exports.Set("releaseStartupPages", Napi::Function::New(env, ReleaseStartupPages, "releaseStartupPages"));
-  exports.Set("serverSupport", Napi::Function::New(env, ServerSupport, "serverSupport"));
-  exports.Set("reload", Napi::Function::New(env, Reload, "reload"));
-  exports.Set("filterCall", Napi::Function::New(env, FilterCall, "filterCall"));
-  exports.Set("filterReply", Napi::Function::New(env, FilterReply, "filterReply"));
-  exports.Set("_captureFrames", Napi::Function::New(env, CaptureFrames, "_captureFrames"));
-  exports.Set("_deliverFrames", Napi::Function::New(env, DeliverFrames, "_deliverFrames"));
+  auto add = [&](const char* name, Napi::Function::Callback fn) {
+    exports.Set(name, Napi::Function::New(env, fn, name, const_cast<char*>(name)));
+  };
+  add("open", Open);
+  add("ready", Ready);
+  add("headers", Send<msg::ResponseHeaders, true>);
+  add("write", Write);
+  add("done", Done);
+  add("getVar", Send<msg::GetVar, true>);
+  add("credit", Send<msg::BodyCredit, true>);
+  add("log", Send<msg::Log, false>);
+  add("releaseStartupPages", ReleaseStartupPages);
+  add("serverSupport", Send<msg::ServerSupport, true>);
+  add("reload", Send<msg::Reload, false>);
+  add("filterCall", Send<msg::FilterCall, true>);
+  add("filterReply", Send<msg::FilterReply, true>);
+  add("_captureFrames", CaptureFrames);
+  add("_deliverFrames", DeliverFrames);
   exports.Set("protocolVersion", Napi::Number::New(env, isapi::channel::kProtocolVersion));
   return exports;
 }
