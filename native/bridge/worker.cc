@@ -132,7 +132,11 @@ bool Worker::adopt(const InflightPtr& req) {
   {
     // Kept until the worker says Taken, so a worker that dies first does not lose it.
     std::lock_guard<std::mutex> lock(req->mu);
-    if (req->phase == RequestPhase::Sent && req->beginFrame.empty()) req->beginFrame.swap(frame);
+    if ((req->phase == RequestPhase::Sent || req->phase == RequestPhase::Waiting) && req->beginFrame.empty())
+      req->beginFrame.swap(frame);
+    // The worker died while the frame was on its way (its reader took the request back, see
+    // on_channel_closed): the pool gives it to another worker.
+    if (req->phase == RequestPhase::Waiting) return false;
   }
   if (sent) return true;
   broken_ = true;
@@ -272,10 +276,11 @@ void Worker::on_channel_closed() {
   for (auto& r : orphans) {
     std::lock_guard<std::mutex> lock(r->mu);
     if (r->ended()) continue;
-    if (r->phase == RequestPhase::Sent && !r->beginFrame.empty()) {
+    if (r->phase == RequestPhase::Sent) {
       r->worker = nullptr;
       r->advance(RequestPhase::Waiting);
-      reroute.push_back(r);
+      // An empty frame: adopt() is sending it right now, and re-routes it when the send returns.
+      if (!r->beginFrame.empty()) reroute.push_back(r);
     } else {
       failed.push_back(r);
     }

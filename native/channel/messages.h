@@ -362,12 +362,33 @@ struct WriteAck {
 }  // namespace msg
 
 // Every message, for code that handles them all alike (the addon's dispatch, the samples).
-#define ISAPI_CHANNEL_MESSAGES(X)                                                                                  \
-  X(Ready)                                                                                                         \
-  X(ResponseHeaders)                                                                                               \
-  X(Write) X(Done) X(GetVar) X(Log) X(BodyCredit) X(ServerSupport) X(Reload) X(FilterCall) X(FilterReply) X(Taken) \
-      X(Pong) X(Request) X(Body) X(VarReply) X(Abort) X(Shutdown) X(ServerSupportReply) X(FilterNotify)            \
-          X(FilterCallReply) X(Ping) X(WriteAck)
+// One message a line, kept from clang-format (which reflows such a list differently on each run).
+// clang-format off
+#define ISAPI_CHANNEL_MESSAGES(X) \
+  X(Ready) \
+  X(ResponseHeaders) \
+  X(Write) \
+  X(Done) \
+  X(GetVar) \
+  X(Log) \
+  X(BodyCredit) \
+  X(ServerSupport) \
+  X(Reload) \
+  X(FilterCall) \
+  X(FilterReply) \
+  X(Taken) \
+  X(Pong) \
+  X(Request) \
+  X(Body) \
+  X(VarReply) \
+  X(Abort) \
+  X(Shutdown) \
+  X(ServerSupportReply) \
+  X(FilterNotify) \
+  X(FilterCallReply) \
+  X(Ping) \
+  X(WriteAck)
+// clang-format on
 
 // The server variables the bridge sends with every Request, so the worker answers them without a
 // round trip (HTTP_* and HEADER_* it derives from ALL_RAW). runtime/server_variables.ts
