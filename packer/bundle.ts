@@ -1,12 +1,16 @@
 // Step 1 of a pack: esbuild bundles the user's script, its dependencies and our runtime into
-// one CommonJS file for the SEA (a SEA's main script can only require built-in modules).
-import { build, type BuildFailure, type BuildOptions, type Message, type OutputFile, type Plugin } from 'esbuild';
-import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+// one CommonJS file for the SEA (a SEA's main script can only require built-in modules). Native
+// addons are packer/native_addons.ts; what the bundle cannot carry is reported by
+// packer/bundle_checks.ts.
+import { build, type BuildFailure, type BuildOptions, type Message, type Metafile, type OutputFile } from 'esbuild';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { cacheDir, hostTarget, packageRoot, type Target } from './paths';
+import { formatMessage, unbundledRequires } from './bundle_checks';
+import { NativeAddons } from './native_addons';
+import { hostTarget, packageRoot, type Target } from './paths';
 import { UserError } from './user_error';
+
+export { NativeAddons };
 
 export interface ScriptExports {
   extension: boolean;
@@ -18,6 +22,9 @@ export function firstError(err: unknown, script: string): UserError {
   if (err instanceof UserError) return err;
   const errors: Message[] = (err as BuildFailure)?.errors ?? [];
   const e = errors[0];
+  // Our plugins' own messages (native addons) are complete: esbuild's location would be the
+  // plugin's code, not the user's.
+  if (e?.detail instanceof UserError) return e.detail;
   if (!e) return new UserError(`${script}: ${(err as Error)?.message ?? err}`);
   const where = e.location ? `${e.location.file}:${e.location.line}:${e.location.column + 1}` : script;
   const more = errors.length > 1 ? ` (and ${errors.length - 1} more error${errors.length > 2 ? 's' : ''})` : '';
@@ -29,6 +36,7 @@ function explain(text: string): string {
   const unresolved = /^Could not resolve "([^"]+)"/.exec(text);
   if (unresolved) {
     const spec = unresolved[1]!;
+    if (spec.endsWith('.node')) return `cannot bundle "${spec}": no such file (a native addon that is not built: run \`npm rebuild\` in the script's project)`;
     if (spec.startsWith('.') || spec.startsWith('/')) return `cannot bundle "${spec}": no such file`;
     const pkg = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!;
     return `cannot bundle "${spec}": package "${pkg}" is not installed where the script can find it; run \`npm install ${pkg}\` in the script's project`;
@@ -121,10 +129,34 @@ function workerEntry(script: string, name: string): string {
   return [
     // First, so that stack traces are mapped before any of the user's code runs.
     `import ${JSON.stringify(path.join(packageRoot, 'runtime', 'source_map.ts'))};`,
+    // Then the production defaults (NODE_ENV, no listen()), which the user's top-level code sees.
+    `import ${JSON.stringify(path.join(packageRoot, 'runtime', 'worker_defaults.ts'))};`,
     `import * as user from ${JSON.stringify(path.resolve(script))};`,
     `import { runWorker } from ${JSON.stringify(path.join(packageRoot, 'runtime', 'worker_main.ts'))};`,
     `runWorker(user, { name: ${JSON.stringify(name)} });`,
   ].join('\n');
+}
+
+/**
+ * `import.meta` for every module of the bundle (CommonJS has none; esbuild would leave it empty):
+ * in the packed worker, `dirname` is the folder of the worker executable (the packed folder, where
+ * files the app reads at run time are deployed beside it) and `filename` is the script's file name
+ * in that folder; run by plain Node on the build machine (the describe step, isapi dev), the
+ * script's own folder and file. `url` is `filename` as a file: URL.
+ */
+export function importMetaOptions(script: string): Pick<BuildOptions, 'define' | 'banner'> {
+  return { define: { 'import.meta': '__isapi_import_meta' }, banner: { js: importMetaBanner(script) } };
+}
+
+function importMetaBanner(script: string): string {
+  const abs = path.resolve(script);
+  return (
+    `var __isapi_import_meta = (() => { const p = require("node:path"); let sea = false; ` +
+    `try { sea = require("node:sea").isSea(); } catch {} ` +
+    `const dirname = sea ? p.dirname(process.execPath) : ${JSON.stringify(path.dirname(abs))}; ` +
+    `const filename = p.join(dirname, ${JSON.stringify(path.basename(abs))}); ` +
+    `return { dirname, filename, url: require("node:url").pathToFileURL(filename).href }; })();`
+  );
 }
 
 /**
@@ -144,12 +176,15 @@ export function workerBuildOptions(script: string, name: string, appPath: string
     // apart from the app: no sourceMappingURL comment, no sources' text (smaller).
     sourcemap: 'external',
     sourcesContent: false,
-    define: { __ISAPI_MAP_ASSET__: JSON.stringify(MAP_ASSET) },
+    define: { __ISAPI_MAP_ASSET__: JSON.stringify(MAP_ASSET), ...importMetaOptions(script).define },
+    banner: importMetaOptions(script).banner,
+    metafile: true,
     // V8 keeps a source with any non-ASCII character as a two-byte string: escaped, the app
     // costs half the memory (about 2 MiB less for an Express app).
     charset: 'ascii',
     alias: runtimeAlias,
     plugins: [addons.plugin()],
+    // Warnings are returned and shown by the caller (bundleWarnings), each once.
     logLevel: 'silent',
     legalComments: 'none',
   };
@@ -168,6 +203,16 @@ export function writeWorkerFiles(outputFiles: OutputFile[], appPath: string, out
   return js.contents.byteLength;
 }
 
+/**
+ * What a pack prints about a build besides errors: esbuild's warnings, and what the user's files
+ * leave to run time (packer/bundle_checks.ts). Shared with `isapi dev`.
+ */
+export function bundleWarnings(result: { warnings: Message[]; metafile?: Metafile }): string[] {
+  const lines = result.warnings.map((w) => formatMessage(w));
+  if (result.metafile) lines.push(...unbundledRequires(result.metafile));
+  return lines;
+}
+
 /** Bundles the worker: our runtime's main loop around the user's module. */
 export async function bundleWorker(
   script: string,
@@ -177,9 +222,11 @@ export async function bundleWorker(
 ): Promise<WorkerBundle> {
   const appFile = `${name}.app.js`;
   const appPath = path.join(path.dirname(outFile), appFile);
-  const addons = new NativeAddons(options.target ?? hostTarget(), options.nodeVersion ?? process.versions.node, options.log ?? (() => {}));
+  const log = options.log ?? (() => {});
+  const addons = new NativeAddons(options.target ?? hostTarget(), options.nodeVersion ?? process.versions.node, log);
   try {
     const result = await build(workerBuildOptions(script, name, appPath, addons));
+    for (const line of bundleWarnings(result)) log(line);
     const bytes = writeWorkerFiles(result.outputFiles!, appPath, outFile);
     return {
       bytes,
@@ -187,6 +234,7 @@ export async function bundleWorker(
       addons: addons.names,
     };
   } catch (err) {
+    for (const w of (err as BuildFailure)?.warnings ?? []) log(formatMessage(w));
     throw firstError(err, script);
   }
 }
@@ -201,325 +249,3 @@ function absoluteSources(mapText: string, outDir: string): string {
   delete map.sourceRoot;
   return JSON.stringify(map);
 }
-
-// ---------------------------------------------------------------------------------------------
-// Native addons in dependencies. A `.node` file cannot be bundled into JavaScript: it is carried
-// inside the SEA as an asset, written once at run time to a private per-user cache folder (named
-// by the file's hash), and loaded from there with process.dlopen. Packages find their addon in
-// three ways, all handled: require('./x.node'), require('bindings')('x.node') (better-sqlite3,
-// sqlite3…) and require('node-gyp-build')(__dirname). An addon built for another Node ABI
-// (node_register_module_v<N>) is rebuilt from the package's binding.gyp for the worker's Node,
-// with that version's headers (from the same npm package as its binary), once per version.
-
-const NATIVE_LOADER = 'isapi-native-loader';
-
-/** NODE_MODULE_VERSION by Node major version. */
-const NODE_ABI: Record<number, number> = { 18: 108, 19: 111, 20: 115, 21: 120, 22: 127, 23: 131, 24: 137, 25: 141 };
-
-interface PackedAddon {
-  asset: string;
-  sha256: string;
-  size: number;
-  /** The file packed, loaded directly when the bundle runs outside the SEA (at pack time). */
-  file: string;
-}
-
-function packageRootOf(file: string): string {
-  let dir = path.dirname(file);
-  for (;;) {
-    if (existsSync(path.join(dir, 'package.json'))) return dir;
-    const up = path.dirname(dir);
-    if (up === dir) return path.dirname(file);
-    dir = up;
-  }
-}
-
-function readPackage(dir: string): { name: string; version: string } {
-  try {
-    const p = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8'));
-    return { name: p.name ?? path.basename(dir), version: p.version ?? '0.0.0' };
-  } catch {
-    return { name: path.basename(dir), version: '0.0.0' };
-  }
-}
-
-function findNodeFiles(dir: string, depth = 0): string[] {
-  if (!existsSync(dir) || depth > 3) return [];
-  const out: string[] = [];
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory() && e.name !== 'obj.target' && e.name !== 'node_modules') out.push(...findNodeFiles(p, depth + 1));
-    else if (e.isFile() && e.name.endsWith('.node')) out.push(p);
-  }
-  return out;
-}
-
-/** What a .node file is: its platform (from the file header) and, if it is not Node-API, its ABI. */
-function inspectAddon(file: string): { platform: 'linux' | 'win32' | 'other'; abi: number | null } {
-  const buf = readFileSync(file);
-  const platform = buf[0] === 0x7f && buf.toString('latin1', 1, 4) === 'ELF' ? 'linux' : buf.toString('latin1', 0, 2) === 'MZ' ? 'win32' : 'other';
-  const m = /node_register_module_v(\d+)/.exec(buf.toString('latin1'));
-  return { platform, abi: m ? Number(m[1]) : null };
-}
-
-export class NativeAddons {
-  readonly assets: Record<string, string> = {};
-  readonly names: string[] = [];
-  private readonly packed = new Map<string, PackedAddon>();
-
-  constructor(
-    private readonly target: Target,
-    private readonly nodeVersion: string,
-    private readonly log: (line: string) => void,
-  ) {}
-
-  plugin(): Plugin {
-    return {
-      name: 'isapi-native-addons',
-      setup: (b) => {
-        b.onResolve({ filter: new RegExp(`^${NATIVE_LOADER}$`) }, () => ({ path: NATIVE_LOADER, namespace: 'isapi-native' }));
-        b.onResolve({ filter: /^(bindings|node-gyp-build)$/ }, (args) => {
-          if (!args.importer || args.namespace !== 'file') return undefined;
-          return { path: packageRootOf(args.importer), namespace: 'isapi-native', pluginData: { kind: args.path } };
-        });
-        b.onResolve({ filter: /\.node$/ }, (args) => {
-          if (args.namespace !== 'file') return undefined;
-          const file = path.resolve(args.resolveDir, args.path);
-          return { path: file, namespace: 'isapi-native', pluginData: { kind: 'file' } };
-        });
-        b.onLoad({ filter: /.*/, namespace: 'isapi-native' }, (args) => {
-          if (args.path === NATIVE_LOADER) return { contents: LOADER_MODULE, loader: 'js', resolveDir: packageRoot };
-          const kind = (args.pluginData as { kind: string }).kind;
-          if (kind === 'file') {
-            if (!existsSync(args.path)) throw new UserError(`cannot bundle native addon ${args.path}: no such file (is the package built? run npm rebuild)`);
-            const a = this.pack(args.path, packageRootOf(args.path));
-            return { contents: `module.exports = require(${JSON.stringify(NATIVE_LOADER)})(${JSON.stringify(a)});`, loader: 'js', resolveDir: packageRoot };
-          }
-          return this.moduleFor(kind, args.path);
-        });
-      },
-    };
-  }
-
-  /** The module that replaces `bindings` or `node-gyp-build` for the package at pkgDir. */
-  private moduleFor(kind: string, pkgDir: string) {
-    const pkg = readPackage(pkgDir);
-    const candidates = [...findNodeFiles(path.join(pkgDir, 'build', 'Release')), ...findNodeFiles(path.join(pkgDir, 'prebuilds'))].filter(
-      (f) => !/test_extension|\/obj\//.test(f),
-    );
-    const usable = candidates.filter((f) => this.fitsPlatform(f));
-    if (usable.length === 0) {
-      const found = candidates.length ? `only ${candidates.map((f) => path.relative(pkgDir, f)).join(', ')}, built for another platform` : 'none';
-      throw new UserError(
-        `cannot pack ${pkg.name}: it loads a native addon (via ${kind}) and no ${this.target} build of it was found in ${pkgDir} (${found}); ` +
-          (this.target === hostTarget() ? `run \`npm rebuild ${pkg.name}\`` : `packing native addons for ${this.target} from ${hostTarget()} is not supported: pack on ${this.target}`),
-      );
-    }
-    const files: Record<string, PackedAddon> = {};
-    for (const f of usable) files[path.basename(f)] = this.pack(f, pkgDir);
-    const first = files[path.basename(usable[0]!)]!;
-    const contents =
-      kind === 'bindings'
-        ? `const load = require(${JSON.stringify(NATIVE_LOADER)});
-const files = ${JSON.stringify(files)};
-module.exports = function bindings(opts) {
-  let name = typeof opts === 'string' ? opts : (opts && opts.bindings) || 'bindings.node';
-  if (!name.endsWith('.node')) name += '.node';
-  const f = files[name.split(/[\\\\/]/).pop()];
-  if (!f) throw new Error('node-isapi: the native addon ' + name + ' of ${pkg.name} was not packed (packed: ' + Object.keys(files).join(', ') + ')');
-  return load(f);
-};`
-        : `const load = require(${JSON.stringify(NATIVE_LOADER)});
-module.exports = function nodeGypBuild() { return load(${JSON.stringify(first)}); };
-module.exports.path = function () { return ${JSON.stringify(first.asset)}; };`;
-    return { contents, loader: 'js' as const, resolveDir: packageRoot };
-  }
-
-  private fitsPlatform(file: string): boolean {
-    const { platform } = inspectAddon(file);
-    return platform === (this.target === 'win-x64' ? 'win32' : 'linux');
-  }
-
-  /** Registers one .node file as an asset, rebuilt first if it was built for another Node ABI. */
-  private pack(file: string, pkgDir: string): PackedAddon {
-    const known = this.packed.get(file);
-    if (known) return known;
-    const pkg = readPackage(pkgDir);
-    let use = file;
-    const info = inspectAddon(file);
-    if (!this.fitsPlatform(file)) {
-      throw new UserError(`cannot pack ${path.relative(process.cwd(), file)} (from ${pkg.name}): it is not a ${this.target} binary`);
-    }
-    const want = NODE_ABI[Number(this.nodeVersion.split('.')[0])];
-    if (info.abi !== null && want !== undefined && info.abi !== want) {
-      use = rebuildAddon(file, pkgDir, pkg, this.nodeVersion, this.target, info.abi, this.log);
-    }
-    const data = readFileSync(use);
-    const sha256 = createHash('sha256').update(data).digest('hex');
-    const asset = `addons/${pkg.name.replace(/[^A-Za-z0-9._-]/g, '_')}/${path.basename(use)}`;
-    this.assets[asset] = use;
-    this.names.push(`${pkg.name}:${path.basename(use)}`);
-    const a = { asset, sha256, size: data.length, file: use };
-    this.packed.set(file, a);
-    return a;
-  }
-}
-
-/**
- * Rebuilds a package's addon for another Node version with node-gyp, against that version's
- * headers; cached per package version, Node version and target in the user's cache.
- */
-function rebuildAddon(
-  file: string,
-  pkgDir: string,
-  pkg: { name: string; version: string },
-  nodeVersion: string,
-  target: Target,
-  builtAbi: number,
-  log: (line: string) => void,
-): string {
-  const what = `${pkg.name}@${pkg.version}`;
-  const fail = (why: string) =>
-    new UserError(
-      `${what}'s native addon ${path.basename(file)} was built for Node ABI ${builtAbi} but the worker runs Node ${nodeVersion}; ` +
-        `rebuilding it failed: ${why}. Build it yourself for Node ${nodeVersion} (npx node-gyp rebuild --target=${nodeVersion} in ${pkgDir}) or pack with --node ${Object.entries(NODE_ABI).find(([, a]) => a === builtAbi)?.[0] ?? '<its version>'}.x`,
-    );
-  if (target !== hostTarget()) throw fail(`cannot compile for ${target} on ${hostTarget()}`);
-  if (!existsSync(path.join(pkgDir, 'binding.gyp'))) throw fail('the package has no binding.gyp');
-  const dir = path.join(cacheDir(), 'addon-builds', `${pkg.name.replace(/[^A-Za-z0-9._-]/g, '_')}@${pkg.version}-node${nodeVersion}-${target}`);
-  const built = path.join(dir, 'build', 'Release', path.basename(file));
-  if (existsSync(built)) return built;
-
-  const headers = nodeHeaders(nodeVersion, target, log);
-  const gyp = nodeGypScript();
-  if (!gyp) throw fail('node-gyp was not found (it comes with npm; or npm install -D node-gyp)');
-  log(`native   rebuilding ${what} for Node ${nodeVersion} (once; cached in ${dir})`);
-  rmSync(dir, { recursive: true, force: true });
-  mkdirSync(path.dirname(dir), { recursive: true });
-  const tmp = mkdtempSync(`${dir}.tmp-`);
-  try {
-    cpSync(pkgDir, tmp, { recursive: true, filter: (src) => !/[\\/](build|node_modules)$/.test(src) || src === pkgDir });
-    // A rebuild takes minutes: in a terminal, node-gyp's own lines (one per compiled file) are the
-    // progress; elsewhere they are kept for the error message.
-    const live = process.stderr.isTTY === true;
-    const r = spawnSync(process.execPath, [gyp, 'rebuild', '--release', `--target=${nodeVersion}`, `--nodedir=${headers}`, `--jobs=max`], {
-      cwd: tmp,
-      encoding: 'utf8',
-      env: { ...process.env, npm_config_nodedir: headers },
-      stdio: live ? ['ignore', 2, 2] : 'pipe',
-    });
-    if (r.status !== 0) throw fail(live ? `node-gyp failed (its output is above)` : ((r.stderr || r.stdout) ?? '').trim().split('\n').slice(-3).join(' / '));
-    renameSync(tmp, dir);
-  } finally {
-    rmSync(tmp, { recursive: true, force: true });
-  }
-  if (!existsSync(built)) throw fail(`node-gyp made no ${path.relative(dir, built)}`);
-  return built;
-}
-
-function nodeGypScript(): string | null {
-  const candidates = [
-    path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'),
-    path.join(path.dirname(process.execPath), 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'),
-    path.join(packageRoot, 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'),
-  ];
-  return candidates.find((c) => existsSync(c)) ?? null;
-}
-
-/** include/node for a Node version, from the npm package node-<target>@<version> (cached). */
-function nodeHeaders(version: string, target: Target, log: (line: string) => void): string {
-  const dir = path.join(cacheDir(), 'headers', `v${version}`);
-  if (existsSync(path.join(dir, 'include', 'node', 'node.h'))) return dir;
-  const pkg = `node-${target}@${version}`;
-  log(`native   fetching Node ${version} headers from ${pkg} (once; cached in ${dir})`);
-  mkdirSync(path.dirname(dir), { recursive: true });
-  const tmp = mkdtempSync(path.join(path.dirname(dir), '.fetch-'));
-  try {
-    const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
-    const packedRun = spawnSync(npm, ['pack', pkg, '--pack-destination', tmp, '--silent'], { encoding: 'utf8', shell: process.platform === 'win32' });
-    if (packedRun.status !== 0) throw new UserError(`could not fetch ${pkg} for its headers: ${(packedRun.stderr || packedRun.stdout).trim().split('\n').pop()}`);
-    const tarball = readdirSync(tmp).find((f) => f.endsWith('.tgz'));
-    if (!tarball) throw new UserError(`npm pack ${pkg} produced no tarball`);
-    const untar = spawnSync('tar', ['-xzf', tarball, 'package/include'], { cwd: tmp, encoding: 'utf8' });
-    if (untar.status !== 0) throw new UserError(`${pkg} has no include/ folder: ${untar.stderr.trim()}`);
-    rmSync(dir, { recursive: true, force: true });
-    mkdirSync(dir, { recursive: true });
-    renameSync(path.join(tmp, 'package', 'include'), path.join(dir, 'include'));
-    return dir;
-  } finally {
-    rmSync(tmp, { recursive: true, force: true });
-  }
-}
-
-/**
- * Run-time side: writes an addon asset once into a private cache folder and loads it. The file
- * is named by its hash and checked before use; the folder must belong to this user and be
- * closed to others (POSIX), so no other account can plant a library there.
- */
-const LOADER_MODULE = String.raw`'use strict';
-const fs = require('node:fs');
-const path = require('node:path');
-const os = require('node:os');
-const crypto = require('node:crypto');
-const loaded = new Map();
-
-function candidates() {
-  const out = [];
-  if (process.env.ISAPI_ADDON_CACHE) out.push(process.env.ISAPI_ADDON_CACHE);
-  if (process.platform === 'win32') {
-    if (process.env.LOCALAPPDATA) out.push(path.join(process.env.LOCALAPPDATA, 'node-isapi', 'addons'));
-  } else {
-    const home = (() => { try { return os.homedir(); } catch { return ''; } })();
-    out.push(process.env.XDG_CACHE_HOME ? path.join(process.env.XDG_CACHE_HOME, 'node-isapi', 'addons') : home ? path.join(home, '.cache', 'node-isapi', 'addons') : '');
-  }
-  const user = (() => { try { return os.userInfo().username; } catch { return String(process.getuid ? process.getuid() : 'user'); } })();
-  out.push(path.join(os.tmpdir(), 'node-isapi-' + user.replace(/[^A-Za-z0-9._-]/g, '_'), 'addons'));
-  return out.filter(Boolean);
-}
-
-function privateDir(dir) {
-  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  if (process.platform !== 'win32') {
-    const st = fs.statSync(dir);
-    if (st.uid !== process.getuid() || (st.mode & 0o022) !== 0) throw new Error(dir + ' is not private to this user');
-  }
-  return dir;
-}
-
-function sha256(file) {
-  return crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
-}
-
-module.exports = function loadAddon(a) {
-  const done = loaded.get(a.asset);
-  if (done) return done.exports;
-  let sea = null;
-  try { sea = require('node:sea'); } catch {}
-  if (!sea || !sea.isSea()) {
-    // The bundle run by plain node at pack time: the addon is still where it was packed from.
-    const mod = { exports: {} };
-    process.dlopen(mod, a.file);
-    loaded.set(a.asset, mod);
-    return mod.exports;
-  }
-  const errors = [];
-  for (const base of candidates()) {
-    try {
-      const dir = privateDir(path.join(base, a.sha256.slice(0, 16)));
-      const file = path.join(dir, path.basename(a.asset));
-      if (!fs.existsSync(file) || fs.statSync(file).size !== a.size || sha256(file) !== a.sha256) {
-        const tmp = file + '.' + process.pid + '.tmp';
-        fs.writeFileSync(tmp, new Uint8Array(sea.getAsset(a.asset)), { mode: 0o700 });
-        fs.renameSync(tmp, file);
-      }
-      const mod = { exports: {} };
-      process.dlopen(mod, file);
-      loaded.set(a.asset, mod);
-      return mod.exports;
-    } catch (err) {
-      errors.push(base + ': ' + (err && err.message));
-    }
-  }
-  throw new Error('node-isapi: could not load the native addon ' + a.asset + ' (set ISAPI_ADDON_CACHE to a writable folder private to this user): ' + errors.join('; '));
-};
-`;

@@ -1,60 +1,22 @@
-// The `isapi` command: pack, serve, help.
+// The `isapi` command: pack, serve, dev, --version, --help (cli_help.ts has the texts).
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { DEFAULT_NODE_VERSION } from './node_binary';
+import { globalHelp, verbHelp, VERBS, type Verb } from './cli_help';
 import { dev } from './dev';
 import { pack } from './pack';
-import { TARGETS, type Target } from './paths';
+import { packageRoot, TARGETS, type Target } from './paths';
 import { serve } from './serve';
 import { UserError } from './user_error';
 
-const HELP = `isapi — IIS ISAPI extensions and filters in TypeScript
+function isVerb(word: string): word is Verb {
+  return (VERBS as readonly string[]).includes(word);
+}
 
-Usage:
-  isapi pack <script.ts> [--out <dir>] [--target ${TARGETS.join('|')}] [--node <version>]
-      Bundle the script with the node-isapi runtime into a Node single executable and
-      write a deployable folder: <out>/<name>/ with _<name>.so|.dll (the bridge IIS loads),
-      <name>[.exe] (the worker) and <name>.manifest.json.
-      --out     output directory (default: dist)
-      --target  platform of the folder (default: this machine's)
-      --node    Node version inside the worker (default: ${DEFAULT_NODE_VERSION}, proven on every target)
-
-  isapi serve <folder> [--port <n>] [--bind <addr>] [--vdir </path>] [--root <dir>] [--workers <n>]
-  isapi serve --dll <library> [--vdir </path>] [--port <n>] ...
-      Serve a packed folder (or any native ISAPI extension library) with isapi-host, the
-      local ISAPI web server: http://127.0.0.1:8080/<name>/ by default. A folder whose script
-      exports only __FilterFactory__ is loaded as a global filter in front of every request
-      (--root for static files); one that exports both is loaded as both.
-      --port     TCP port (default 8080; 0 picks a free one)
-      --bind     address to listen on (default 127.0.0.1)
-      --vdir     virtual directory the extension answers (default /<name>)
-      --root     folder of static files served for unmapped paths
-      --workers  worker processes (default: one per CPU)
-
-  isapi serve --config <file> [--port <n>] [--bind <addr>]
-      Serve every application of a local host configuration file, as written by a packed
-      folder's installer (dist/<name>/install --config <file>), and print each one's URL;
-      --port/--bind override the file's.
-
-  isapi serve --wine <folder> [same options as serve]
-      Linux: serve a win-x64 folder (isapi pack --target win-x64) with the Windows isapi-host.exe
-      under Wine, to smoke-test what you ship (apt-get install -y wine64 wine; Node 22.x workers).
-      The Wine prefix is $ISAPI_WINEPREFIX, else one in ~/.cache/node-isapi (prepared once).
-
-  isapi dev <script.ts> [--port <n>] [--bind <addr>] [--vdir </path>] [--root <dir>] [--workers <n>] [--node <version>] [--target win-x64]
-      The development loop: serve the script through isapi-host and the real bridge without
-      building a single executable (workers run the bundle with the cached plain Node of
-      --node's version), rebuild on every save of the script or anything it imports, and swap
-      the workers without failing a request. Build errors are printed as file:line:column and
-      served as an error page until fixed. Detailed 500 pages are on (ISAPI_DETAILED_ERRORS=1);
-      the workers' output is printed here. A script that exports only __FilterFactory__ runs as
-      a global filter in front of --root's static files. Ctrl+C stops everything.
-      --port     TCP port (default 8080; 0 picks a free one)
-      --workers  worker processes (default 1)
-      --target   win-x64 on Linux: the Windows host, bridge and node.exe workers under Wine
-
-  isapi --help | isapi <command> --help
-
-Docs: README.md and docs/ in the node-isapi package.`;
+/** Read at run time, so a CLI bundle left from an older build still tells the package's version. */
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version;
+}
 
 function wholeNumber(v: string | undefined, what: string): number | undefined {
   if (v === undefined) return undefined;
@@ -65,12 +27,19 @@ function wholeNumber(v: string | undefined, what: string): number | undefined {
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
-  if (!command || command === '--help' || command === '-h' || command === 'help') {
-    console.log(HELP);
+  if (!command || command === '--help' || command === '-h') {
+    console.log(globalHelp());
     return 0;
   }
-  if (command === '--version' || command === '-v') {
-    console.log(require('../package.json').version);
+  if (command === 'help') {
+    const verb = rest[0];
+    if (verb === undefined) console.log(globalHelp());
+    else if (isVerb(verb)) console.log(verbHelp(verb));
+    else throw new UserError(`no help for '${verb}': the commands are ${VERBS.join(', ')}`);
+    return 0;
+  }
+  if (command === '--version' || command === '-v' || command === 'version') {
+    console.log(packageVersion());
     return 0;
   }
   const log = (line: string) => console.log(line);
@@ -85,7 +54,7 @@ async function main(argv: string[]): Promise<number> {
         help: { type: 'boolean', short: 'h' },
       },
     });
-    if (values.help) return console.log(HELP), 0;
+    if (values.help) return console.log(verbHelp('pack')), 0;
     if (positionals.length !== 1) throw new UserError('isapi pack needs exactly one script, e.g. isapi pack examples/hello.ts');
     if (values.target && !TARGETS.includes(values.target as Target)) {
       throw new UserError(`unknown --target '${values.target}': use ${TARGETS.join(' or ')}`);
@@ -109,21 +78,15 @@ async function main(argv: string[]): Promise<number> {
         help: { type: 'boolean', short: 'h' },
       },
     });
-    if (values.help) return console.log(HELP), 0;
-    const num = (v: string | undefined, what: string) => {
-      if (v === undefined) return undefined;
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 0) throw new UserError(`${what} must be a whole number, got '${v}'`);
-      return n;
-    };
+    if (values.help) return console.log(verbHelp('serve')), 0;
     return serve({
       folder: positionals[0],
       dll: values.dll,
       vdir: values.vdir,
-      port: num(values.port, '--port'),
+      port: wholeNumber(values.port, '--port'),
       bind: values.bind,
       root: values.root,
-      workers: num(values.workers, '--workers'),
+      workers: wholeNumber(values.workers, '--workers'),
       config: values.config,
       wine: values.wine,
       log,
@@ -144,7 +107,7 @@ async function main(argv: string[]): Promise<number> {
         help: { type: 'boolean', short: 'h' },
       },
     });
-    if (values.help) return console.log(HELP), 0;
+    if (values.help) return console.log(verbHelp('dev')), 0;
     if (positionals.length !== 1) throw new UserError('isapi dev needs exactly one script, e.g. isapi dev examples/hello.ts');
     if (values.target && !TARGETS.includes(values.target as Target)) {
       throw new UserError(`unknown --target '${values.target}': use ${TARGETS.join(' or ')}`);
@@ -161,14 +124,18 @@ async function main(argv: string[]): Promise<number> {
       log,
     });
   }
-  throw new UserError(`unknown command '${command}': use pack, serve or dev (isapi --help)`);
+  throw new UserError(`unknown command '${command}': use ${VERBS.join(', ')} (isapi --help)`);
 }
 
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err) => {
-    if (err instanceof UserError || (err as { code?: string })?.code?.startsWith?.('ERR_PARSE_ARGS')) {
+    if (err instanceof UserError) {
       console.error(`isapi: ${(err as Error).message}`);
+    } else if ((err as { code?: string })?.code?.startsWith?.('ERR_PARSE_ARGS')) {
+      // parseArgs names the option; the verb's help lists the right ones.
+      const verb = process.argv[2] ?? '';
+      console.error(`isapi: ${(err as Error).message} (isapi ${isVerb(verb) ? `${verb} ` : ''}--help)`);
     } else {
       console.error(`isapi: internal error: ${(err as Error)?.stack ?? err}`);
     }

@@ -29,7 +29,7 @@ import {
   type FSWatcher,
 } from 'node:fs';
 import path from 'node:path';
-import { NativeAddons, scriptExports, workerBuildOptions, writeWorkerFiles, type ScriptExports } from './bundle';
+import { bundleWarnings, NativeAddons, scriptExports, workerBuildOptions, writeWorkerFiles, type ScriptExports } from './bundle';
 import { describeScript } from './describe';
 import { manifestFileName } from './manifest';
 import { DEFAULT_NODE_VERSION, ensureNodeBinaryWithProgress } from './node_binary';
@@ -292,6 +292,8 @@ class DevServer {
   }
 
   /** One build; `first` is the start-up build (the host is not running yet). */
+  private warnings = '';
+
   private async rebuild(first = false): Promise<void> {
     if (this.building) {
       this.dirty = true;
@@ -316,6 +318,10 @@ class DevServer {
         return;
       }
       this.watchInputs(Object.keys(result.metafile!.inputs));
+      // The pack's warnings (docs/bundling.md), printed when they change rather than on every save.
+      const warnings = bundleWarnings(result).join('\n');
+      if (warnings && warnings !== this.warnings) this.log(warnings);
+      this.warnings = warnings;
       const gen = ++this.generation;
       const genDir = path.join(this.dir, 'gen', String(gen));
       mkdirSync(genDir, { recursive: true });
@@ -436,7 +442,7 @@ class DevServer {
   }
 
   private startHost(): Promise<void> {
-    const env: NodeJS.ProcessEnv = { ...process.env, ISAPI_DETAILED_ERRORS: '1', ISAPI_WORKERS: String(this.o.workers ?? 1) };
+    const env: NodeJS.ProcessEnv = { NODE_ENV: 'development', ...process.env, ISAPI_DETAILED_ERRORS: '1', ISAPI_WORKERS: String(this.o.workers ?? 1) };
     let cmd: { command: string; args: string[]; env: NodeJS.ProcessEnv };
     if (this.wine) {
       env.NODE_OPTIONS = `--require=${toWinePath(path.join(this.dir, 'current.cjs'))}`;

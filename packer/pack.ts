@@ -154,7 +154,7 @@ export async function pack(o: PackOptions): Promise<PackResult> {
 
     const hostNode = await step('node', () => ensureNodeBinaryWithProgress(hostTarget(), nodeVersion, log), () => `${hostTarget()} v${nodeVersion}`);
     const targetNode = target === hostTarget() ? hostNode : await ensureNodeBinaryWithProgress(target, nodeVersion, log);
-    const described = await step('describe', () => describeScript(hostNode, bundleFile, path.relative(process.cwd(), script)), (d) =>
+    const described = await step('describe', () => describeScript(hostNode, bundleFile, path.relative(process.cwd(), script), { exports: exportsFound, log }), (d) =>
       [d.extension && 'extension', d.filter && `filter (flags 0x${d.filterFlags.toString(16)})`].filter(Boolean).join(' + '),
     );
     const app = appIdentity(script, name);
@@ -183,12 +183,12 @@ export async function pack(o: PackOptions): Promise<PackResult> {
     // The installer: a second SEA from the same script plus installer/main.ts (reads the
     // script's `install` export and custom verbs; never runs its factories).
     const installerBundle = path.join(work, `${name}.installer.js`);
-    await step('installer', () => bundleInstaller(script, name, installerBundle), (r) => `${(r.bytes / 1024).toFixed(0)} KiB`);
+    const installer = await step('installer', () => bundleInstaller(script, name, installerBundle, { target, nodeVersion }), (r) => `${(r.bytes / 1024).toFixed(0)} KiB`);
     const installerFile = path.join(staging, win ? 'install.exe' : 'install');
     if (installerFile === workerFile) throw new UserError(`a script named '${name}' would overwrite the folder's installer: rename the script`);
     await step('sea', () =>
       buildSea({
-        main: installerBundle, blobMaker: hostNode, targetNode, output: installerFile, workDir: work, sameplatform: target === hostTarget(),
+        main: installerBundle, blobMaker: hostNode, targetNode, output: installerFile, workDir: work, sameplatform: target === hostTarget(), assets: installer.assets,
         version: version('install.exe', `${app.product} installer (node-isapi)`, 'app'),
       }),
       () => path.basename(installerFile),

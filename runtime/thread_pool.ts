@@ -178,7 +178,8 @@ export class Pool {
     this.threads.push(t);
     worker.unref();
     worker.on('message', (m: FromThread) => this.receive(t, m));
-    worker.on('error', (err) => (t.error = err));
+    // @types/node ≥ 24 types the event's value as unknown; a thread's uncaught throw arrives as an Error.
+    worker.on('error', (err) => (t.error = err as Error));
     worker.on('exit', (code) => this.exited(t, t.error ?? new Error(`a pool thread exited (code ${code})`)));
   }
 

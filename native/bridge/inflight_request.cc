@@ -1,5 +1,9 @@
 #include "inflight_request.h"
 
+#include <algorithm>
+#include <cctype>
+#include <cstdint>
+
 #include <cstring>
 
 #include <cassert>
@@ -72,6 +76,34 @@ void send_whole_response_locked(InflightRequest& req, int status, const std::str
   req.headersSent = true;
 }
 
+void InflightRequest::note_headers_sent(std::string_view block) {
+  headersSent = true;
+  size_t end = block.find("\r\n\r\n");
+  std::string_view head = block.substr(0, end);
+  bodyOut += end == std::string_view::npos ? 0 : block.size() - end - 4;
+  // Content-Length, matched case-insensitively at the start of a header line.
+  static constexpr std::string_view kName = "content-length:";
+  for (size_t pos = 0; pos < head.size();) {
+    size_t eol = head.find("\r\n", pos);
+    std::string_view line = head.substr(pos, eol == std::string_view::npos ? std::string_view::npos : eol - pos);
+    if (line.size() > kName.size() &&
+        std::equal(kName.begin(), kName.end(), line.begin(), [](char a, char b) { return a == std::tolower(static_cast<unsigned char>(b)); })) {
+      std::string_view v = line.substr(kName.size());
+      while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+      int64_t n = 0;
+      bool digits = !v.empty();
+      for (char c : v) {
+        if (c == ' ' || c == '\t') break;
+        if (c < '0' || c > '9' || n > (INT64_MAX - 9) / 10) { digits = false; break; }
+        n = n * 10 + (c - '0');
+      }
+      if (digits) declaredLength = n;
+    }
+    if (eol == std::string_view::npos) break;
+    pos = eol + 2;
+  }
+}
+
 void fail_request(InflightRequest& req, int status, const char* reason, const std::string& detail,
                   int retryAfterSeconds) {
   std::unique_lock<std::mutex> lock(req.mu);
@@ -81,10 +113,12 @@ void fail_request(InflightRequest& req, int status, const char* reason, const st
     std::string statusLine = std::to_string(status) + " " + reason;
     send_whole_response_locked(req, status, statusLine, "text/plain; charset=utf-8", statusLine + "\n" + detail + "\n",
                                retryAfterSeconds);
-  } else {
+  } else if (!req.response_complete()) {
     // Part of a response already went out: the only honest signal left is to cut the connection.
     hse = HSE_STATUS_ERROR;
   }
+  // else the whole declared body is out (the worker died between its last write and Done):
+  // the client has its answer, and the connection stays usable for its next request.
   complete_locked(req, hse, lock);
 }
 

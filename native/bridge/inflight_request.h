@@ -19,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 
 #include "isapi.h"
 
@@ -78,6 +79,13 @@ struct InflightRequest {
   // Response body queued for the client, and bytes to acknowledge to the worker.
   std::deque<std::string> outQueue;
   uint64_t ackOwed = 0;
+  // What the response declared and what of its body was handed to the server: a worker that
+  // dies after its whole Content-Length went out has answered (fail_request keeps the
+  // connection instead of cutting it under a client about to reuse it).
+  int64_t declaredLength = -1;        // Content-Length of the sent headers, -1 if none
+  uint64_t bodyOut = 0;               // body bytes given to the server (headers' tail + issued writes)
+  void note_headers_sent(std::string_view headerBlock);
+  bool response_complete() const { return declaredLength >= 0 && bodyOut >= uint64_t(declaredLength); }
   DWORD workerDoneStatus = HSE_STATUS_SUCCESS;  // what the worker's Done said (Finishing)
 
   // Request body beyond what the server preloaded: read asynchronously, forwarded with flow

@@ -108,6 +108,7 @@ void kick_locked(const InflightPtr& req, std::unique_lock<std::mutex>& lock) {
       req->outQueue.erase(req->outQueue.begin() + 1);
     }
     std::string* data = &req->outQueue.front();
+    req->bodyOut += data->size();
     bool ok = begin_async_locked(
         req, lock,
         [ecb, data] {

@@ -273,6 +273,7 @@ void Worker::on_channel_closed() {
   // A request the worker's JavaScript never took has run no user code: it goes to another
   // worker. The others may have had effects, so they are answered, never replayed.
   std::vector<InflightPtr> reroute, failed;
+  size_t answered = 0;  // their whole response was out, only Done was missing
   for (auto& r : orphans) {
     std::lock_guard<std::mutex> lock(r->mu);
     if (r->ended()) continue;
@@ -282,15 +283,19 @@ void Worker::on_channel_closed() {
       // An empty frame: adopt() is sending it right now, and re-routes it when the send returns.
       if (!r->beginFrame.empty()) reroute.push_back(r);
     } else {
+      if (r->headersSent && r->response_complete()) ++answered;
       failed.push_back(r);
     }
   }
   const bool hung = unresponsive_.load();
-  if (!failed.empty() || !reroute.empty())
-    log_line("worker " + std::to_string(slot_) + " (pid " + std::to_string(pid()) + ") " +
-             (hung ? "stopped answering" : "died") + " with " + std::to_string(failed.size()) +
-             " request(s) in flight" + (failed.empty() ? "" : hung ? "; answering them with 504" : "; answering them with 502") +
-             (reroute.empty() ? "" : "; " + std::to_string(reroute.size()) + " not yet taken go to another worker"));
+  if (!failed.empty() || !reroute.empty()) {
+    const size_t cut = failed.size() - answered;
+    std::string what = (hung ? "stopped answering" : "died") + std::string(" with ") + std::to_string(failed.size()) + " request(s) in flight";
+    if (cut) what += hung ? "; answering them with 504" : "; answering them with 502";
+    if (answered) what += "; " + std::to_string(answered) + " had sent their whole response (kept as answered)";
+    if (!reroute.empty()) what += "; " + std::to_string(reroute.size()) + " not yet taken go to another worker";
+    log_line("worker " + std::to_string(slot_) + " (pid " + std::to_string(pid()) + ") " + what);
+  }
   for (auto& r : failed) {
     if (hung)
       fail_request(*r, 504, "Gateway Timeout", "The worker process handling this request stopped responding (its event loop was blocked) and was replaced.");

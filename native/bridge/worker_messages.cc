@@ -144,7 +144,7 @@ void Worker::handle(const channel::FrameHeader& h, std::string_view payload, con
       info.fKeepConn = m.keepConn ? TRUE : FALSE;
       int code = std::atoi(status.c_str());
       if (code > 0) ecb->dwHttpStatusCode = DWORD(code);
-      req->headersSent = true;
+      req->note_headers_sent(headers);
       // Headers (and the body merged into them) go synchronously: they are the first bytes of
       // the response, so the connection's buffer has room for them.
       req->ackOwed += mergedBody.size();

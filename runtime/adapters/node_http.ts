@@ -22,7 +22,8 @@
 // when the channel is full: streaming responses keep flat memory. The request body is a
 // Readable fed by ReadClient on demand (nothing is read before the app asks for it).
 
-import http from 'node:http';
+// A namespace import: its declaration then needs no esModuleInterop in users' projects.
+import * as http from 'node:http';
 import { Duplex } from 'node:stream';
 import { HSE_STATUS_ERROR, HSE_STATUS_SUCCESS } from '../constants';
 import type { ECB } from '../ecb';

@@ -7,7 +7,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bridgeLog, childPids, count, leaveMidUpload, packed, root, runCli, startHost, waitFor, type Host } from '../helpers';
+import { bridgeLog, childPids, count, leaveMidUpload, packed, parseResponse, root, runCli, startHost, waitFor, type Host } from '../helpers';
 
 /** A private copy of a packed folder, so a test can redeploy it or fill its logs. */
 function privateCopy(name: string): string {
@@ -161,6 +161,37 @@ describe('faults of a running application', () => {
     // Killing workers that had served is never a start failure: no backoff, no rapid-fail.
     expect(log()).not.toContain('failed to start');
   }, 120_000);
+
+  it('a worker that dies after its whole response but before Done leaves the keep-alive connection usable', async () => {
+    // What a kill storm hits now and then: the client has its complete answer and reuses the
+    // connection; cutting it then would lose the next request.
+    const sock = net.connect(host.port, '127.0.0.1');
+    let buf = Buffer.alloc(0);
+    let closed = false;
+    sock.on('data', (d) => (buf = Buffer.concat([buf, d])));
+    sock.on('close', () => (closed = true));
+    sock.on('error', () => {});
+    const next = async () => {
+      const r = await waitFor(() => parseResponse(buf, closed) ?? (closed ? 'closed' : null), 'a response or a close', 15_000);
+      if (r === 'closed') return 'closed' as const;
+      buf = buf.subarray(r.used);
+      return r.res;
+    };
+    sock.write('GET /faults/answer-then-hang HTTP/1.1\r\nHost: localhost\r\n\r\n');
+    const first = await next();
+    if (first === 'closed') throw new Error('the connection closed before the first answer');
+    expect(first.status).toBe(200);
+    const pid = Number(first.body.toString());
+    expect(workers()).toContain(pid);
+    process.kill(pid, 'SIGKILL');
+    await waitFor(() => log().includes(`(pid ${pid}) died with 1 request(s) in flight`), 'the bridge to see the death');
+    sock.write('GET /faults/fast HTTP/1.1\r\nHost: localhost\r\n\r\n');
+    const second = await next();
+    sock.destroy();
+    expect(second === 'closed' ? 'connection closed' : `${second.status} ${second.body}`).toBe('200 ok');
+    expect(log()).toContain(`(pid ${pid}) died with 1 request(s) in flight; 1 had sent their whole response (kept as answered)`);
+    await waitFor(() => workers().length === 2, 'the pool back to two workers', 15_000);
+  });
 
   it('a worker whose event loop is blocked is replaced after ISAPI_PING_TIMEOUT_MS; its request gets 504', async () => {
     const before = workers();
