@@ -1,5 +1,5 @@
 // `install doctor`: checks for the failures IIS and local-host users meet, each with its fix
-// (reference/prior-art.md §A/§B: bitness 0x800700c1 / 404.4, handler order vs StaticFile,
+// (docs/iis-pitfalls.md: bitness 0x800700c1 / 404.4, handler order vs StaticFile,
 // 404.2 restriction list, ISAPI features, folder rights, a worker that cannot start, a port).
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
