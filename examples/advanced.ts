@@ -17,7 +17,7 @@ import { InternalReloadException, SimpleExtension, type ECB, type InstallParamet
 
 const RELOAD_FILE = 'advanced.reload';
 
-/** Server variables a dump shows (isapi-abi.md §5); missing ones are shown empty. */
+/** Server variables a dump shows (docs/isapi.md §5); missing ones are shown empty. */
 const VARIABLES = [
   'ALL_HTTP', 'ALL_RAW', 'APPL_MD_PATH', 'APPL_PHYSICAL_PATH', 'AUTH_PASSWORD', 'AUTH_TYPE', 'AUTH_USER',
   'CONTENT_LENGTH', 'CONTENT_TYPE', 'GATEWAY_INTERFACE', 'HTTPS', 'INSTANCE_ID', 'INSTANCE_META_PATH',

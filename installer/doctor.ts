@@ -1,12 +1,12 @@
 // `install doctor`: checks for the failures IIS and local-host users meet, each with its fix
-// (reference/prior-art.md §A/§B: bitness 0x800700c1 / 404.4, handler order vs StaticFile,
+// (docs/iis-pitfalls.md: bitness 0x800700c1 / 404.4, handler order vs StaticFile,
 // 404.2 restriction list, ISAPI features, folder rights, a worker that cannot start, a port).
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import type { ResolvedInstallParameters } from '../runtime/install_params';
-import type { PackedFolder } from './folder';
+import { isWindowsFolder, type PackedFolder } from './folder';
 import { findIis, type InstallState } from './state';
 import { APPCMD, ICACLS, handlerName, identityAccount, q, run, vdirLocation, type IisTargetPaths } from './iis';
 import { DEFAULT_BIND, DEFAULT_PORT, hostInvocation, readHostConfig } from './local_config';
@@ -53,7 +53,7 @@ function checkWorkerLog(folder: PackedFolder): Check {
 
 function checkWorkerFile(folder: PackedFolder): Check {
   if (!folder.worker || !existsSync(folder.worker)) return { name: 'worker file', status: 'fail', detail: 'the worker executable is missing', fix: 'pack again' };
-  if (process.platform !== 'win32' && folder.target !== 'win-x64' && (statSync(folder.worker).mode & 0o111) === 0) {
+  if (process.platform !== 'win32' && !isWindowsFolder(folder) && (statSync(folder.worker).mode & 0o111) === 0) {
     return { name: 'worker file', status: 'fail', detail: `${folder.worker} is not executable`, fix: `chmod +x ${folder.worker}` };
   }
   return { name: 'worker file', status: 'ok', detail: path.basename(folder.worker) };
@@ -86,7 +86,7 @@ export async function doctorLocal(folder: PackedFolder, params: ResolvedInstallP
           name: 'platform',
           status: 'fail',
           detail: `this folder was packed for ${folder.target}; the local host here loads ${host} folders` +
-            (folder.target === 'win-x64' ? ` (the bridge is a ${folder.bitness}-bit DLL, machine ${peMachine(folder.bridge)})` : ''),
+            (isWindowsFolder(folder) ? ` (the bridge is a ${folder.bitness}-bit DLL, machine ${peMachine(folder.bridge)})` : ''),
           fix: `pack for this machine (isapi pack <script>), or run the win-x64 folder under Wine with isapi-host.exe`,
         },
   );
@@ -147,9 +147,9 @@ export function doctorIis(folder: PackedFolder, params: ResolvedInstallParameter
   const checks: Check[] = [checkFiles(folder), checkWorkerFile(folder)];
   const pool = params.appPool.name;
   const site = params.site;
-  const dllBits = folder.target === 'win-x64' ? bitnessOf(peMachine(folder.bridge)) : undefined;
-  if (folder.target !== 'win-x64') {
-    checks.push({ name: 'bitness', status: 'fail', detail: `this folder was packed for ${folder.target}: IIS loads Windows DLLs only`, fix: 'isapi pack <script> --target win-x64' });
+  const dllBits = isWindowsFolder(folder) ? bitnessOf(peMachine(folder.bridge)) : undefined;
+  if (!isWindowsFolder(folder)) {
+    checks.push({ name: 'bitness', status: 'fail', detail: `this folder was packed for ${folder.target}: IIS loads Windows DLLs only`, fix: 'isapi pack <script> --target win-x64 (or win-ia32 for a 32-bit pool)' });
   } else {
     checks.push({ name: 'bitness', status: 'ok', detail: `${folder.bridgeFile} is ${dllBits}-bit (PE header); the pool is planned ${params.appPool.bitness}-bit` });
   }

@@ -18,6 +18,15 @@ export interface PackedFolder {
   bitness: 32 | 64;
 }
 
+/**
+ * A folder for Windows (win-x64, or win-ia32 for 32-bit pools). The same test as packer/paths.ts
+ * isWindowsTarget, written out here: the installer is bundled at pack time from the files the
+ * package ships, and those do not include the packer.
+ */
+export function isWindowsFolder(folder: Pick<PackedFolder, 'target'>): boolean {
+  return folder.target.startsWith('win-');
+}
+
 export function loadFolder(dir: string): PackedFolder {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new InstallError(`${dir}: no such folder`);
   const manifest = readManifest(dir);

@@ -21,7 +21,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { ResolvedInstallParameters } from '../runtime/install_params';
 import { EXIT, InstallError } from './errors';
-import type { PackedFolder } from './folder';
+import { isWindowsFolder, type PackedFolder } from './folder';
 import type { Plan, PlanItem } from './plan';
 import { findIis, type IisRecord, type IisStep, type InstallState } from './state';
 
@@ -309,7 +309,7 @@ export function vdirLocation(site: string, vdir: string): string {
 /** The folder's files a browser must never get, whatever the handler mappings: each a hidden segment. */
 export function privateFiles(folder: PackedFolder): string[] {
   // Named as on the server: a linux-x64 folder's dry run plans for its win-x64 twin.
-  const files = folder.target === 'win-x64' ? Object.keys(folder.manifest.files) : [`_${folder.name}.dll`, `${folder.name}.exe`, 'install.exe'];
+  const files = isWindowsFolder(folder) ? Object.keys(folder.manifest.files) : [`_${folder.name}.dll`, `${folder.name}.exe`, 'install.exe'];
   return [...files, `${folder.name}.manifest.json`, `${folder.name}.install-state.json`];
 }
 
@@ -576,7 +576,7 @@ export function planIisInstall(
   }
   const notes = server.description ? [server.description] : [];
   if (record?.complete === false) notes.push(`an earlier install stopped after ${record.steps.length} step(s) (killed or failed): this one resumes it`);
-  if (folder.target !== 'win-x64') {
+  if (!isWindowsFolder(folder)) {
     notes.push(`this folder was packed for ${folder.target}; IIS needs \`isapi pack --target win-x64\`: the plan names that folder's files`);
   }
   if (rootChanges.length) notes.push(`--site-root: ${rootChanges.join('; ')}`);
@@ -584,7 +584,11 @@ export function planIisInstall(
   if (bridgeFilters.length) {
     notes.push(
       `the filter ${bridgeFilters.map((f) => f.name).join(', ')} is this folder's bridge: it loads in every ${params.appPool.bitness}-bit pool of "${params.site}" ` +
-        `(${server.sitePools(params.site).join(', ') || 'none yet'}${params.virtualDirs.length ? `, ${params.appPool.name}` : ''}), and each starts its own workers`,
+        `(${server.sitePools(params.site).join(', ') || 'none yet'}${params.virtualDirs.length ? `, ${params.appPool.name}` : ''}), and each starts its own workers` +
+        // IIS skips a bitness32 filter in a 64-bit pool without a word: say it before it happens.
+        (params.appPool.bitness === 32
+          ? '; a 32-bit (win-ia32) filter loads only in pools with enable32BitAppOnWin64, so a site whose pools are 64-bit needs the win-x64 folder'
+          : ''),
     );
   }
   if (!params.virtualDirs.length && Object.keys(params.environment).length) {

@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import type { InstallContext, ResolvedInstallParameters } from '../runtime/install_params';
 import { doctorIis, doctorLocal, formatChecks } from './doctor';
 import { EXIT, InstallError } from './errors';
-import { loadFolder, type PackedFolder } from './folder';
+import { isWindowsFolder, loadFolder, type PackedFolder } from './folder';
 import {
   APPCMD,
   AppcmdServer,
@@ -248,7 +248,7 @@ function pickBackend(config: string | undefined, iis: boolean, platform: NodeJS.
 function iisPaths(folder: PackedFolder, physical: string | undefined, platform: NodeJS.Platform): IisTargetPaths {
   // A trailing backslash means nothing to IIS and only invites quoting mistakes: C:\apps\hello\ → C:\apps\hello.
   const dir = (physical ?? folder.dir).replace(/(?<=[^:\\])[\\/]+$/, '');
-  const dllName = folder.target === 'win-x64' ? folder.bridgeFile : `_${folder.name}.dll`;
+  const dllName = isWindowsFolder(folder) ? folder.bridgeFile : `_${folder.name}.dll`;
   const join = platform === 'win32' || physical ? path.win32.join : path.join;
   return { folder: dir, dll: join(dir, dllName) };
 }

@@ -1,7 +1,7 @@
 // `install upgrade <installed folder>`, run from a newly packed folder: replaces the installed
 // folder's files on a live server, the way the ASP.NET Core Module's app_offline.htm allows.
 //
-// The bridge's contract (DESIGN.md "Distribution"): while <folder>\app_offline.htm exists it
+// The bridge's contract (docs/supervision.md, app_offline.htm): while <folder>\app_offline.htm exists it
 // drains and stops the workers, releases the worker executable and answers 503 with the file's
 // content; when the file goes away it starts fresh workers. So: write app_offline.htm, wait
 // until the worker executable can be moved aside, put the new files in place, then remove

@@ -13,7 +13,8 @@ const PACK = `isapi pack <script.ts> [--out <dir>] [--target ${TARGETS.join('|')
     The bridge and host come prebuilt with the package: no compiler is needed, and any
     build machine (Linux x64 or Windows x64) packs for every target.
     --out     output directory (default: dist)
-    --target  platform of the folder (default: this machine's)
+    --target  platform of the folder (default: this machine's); win-ia32 is for 32-bit IIS
+              pools: a 32-bit bridge whose workers are x64 (docs/iis-32-bit-pools.md)
     --node    Node version inside the worker (default: ${DEFAULT_NODE_VERSION}, proven on every target)
 
     Example: isapi pack app.ts --target win-x64`;
@@ -36,8 +37,9 @@ isapi serve --config <file> [--port <n>] [--bind <addr>]
     --port/--bind override the file's.
 
 isapi serve --wine <folder> [same options as serve]
-    Linux: serve a win-x64 folder (isapi pack --target win-x64) with the Windows isapi-host.exe
-    under Wine, to smoke-test what you ship (apt-get install -y wine64 wine; Node 22.x workers).
+    Linux: serve a win-x64 or win-ia32 folder (isapi pack --target win-x64|win-ia32) with the
+    Windows isapi-host.exe of its bitness under Wine, to smoke-test what you ship
+    (apt-get install -y wine64 wine, and wine32:i386 for win-ia32; Node 22.x workers).
     The Wine prefix is $ISAPI_WINEPREFIX, else one in ~/.cache/node-isapi (prepared once).`;
 
 const DEV = `isapi dev <script.ts> [--port <n>] [--bind <addr>] [--vdir </path>] [--root <dir>] [--workers <n>] [--node <version>] [--target win-x64]

@@ -5,7 +5,8 @@ import path from 'node:path';
 import type { Target } from './paths';
 
 export interface ManifestFile {
-  role: 'bridge' | 'worker' | 'installer';
+  /** addon: the worker's Node-API addon when it is not the bridge (win-ia32: the x64 build). */
+  role: 'bridge' | 'worker' | 'installer' | 'addon';
   size: number;
   sha256: string;
 }

@@ -7,7 +7,7 @@ import { bundleWorker, scriptExports } from './bundle';
 import { describeScript } from './describe';
 import { describeFile, manifestFileName, type Manifest } from './manifest';
 import { DEFAULT_NODE_VERSION, ensureNodeBinaryWithProgress } from './node_binary';
-import { bridgeBinary, hostTarget, launcherBinary, packageRoot, TARGETS, type Target } from './paths';
+import { bridgeBinary, hostTarget, isWindowsTarget, launcherBinary, packageRoot, TARGETS, type Target } from './paths';
 import { buildSea } from './sea';
 import { INSTALLER_ASSET, seaMainSource, WORKER_ASSET } from './sea_main';
 import { setPeVersion, type VersionInfo } from './pe_resource';
@@ -103,6 +103,27 @@ export function appIdentity(script: string, name: string): { product: string; ve
   return { product: name, version: '0.0.0' };
 }
 
+export interface NativeFiles {
+  /** The platform of the worker executable (its Node binary and native addons). */
+  workerTarget: Target;
+  /** The bridge the web server loads: the built file, and its name in the folder. */
+  bridge: { from: string; file: string };
+  /** The worker's Node-API addon when it is not the bridge itself. */
+  addon?: { from: string; file: string };
+}
+
+/**
+ * A target's native files. The worker loads the bridge binary as its Node-API addon, except on
+ * win-ia32: a 32-bit IIS pool loads the 32-bit bridge, whose workers are x64 Node (no 32-bit
+ * Node needed) and so load the x64 build of the bridge, packed beside it under the name the
+ * 32-bit bridge gives them (native/bridge/bridge_state.cc, worker_addon_for).
+ */
+export function nativeFilesFor(target: Target, name: string): NativeFiles {
+  const bridge = { from: bridgeBinary(target), file: `_${name}${isWindowsTarget(target) ? '.dll' : '.so'}` };
+  if (target !== 'win-ia32') return { workerTarget: target, bridge };
+  return { workerTarget: 'win-x64', bridge, addon: { from: bridgeBinary('win-x64'), file: `_${name}.x64.node` } };
+}
+
 export async function pack(o: PackOptions): Promise<PackResult> {
   const log = o.log ?? (() => {});
   const target = o.target ?? hostTarget();
@@ -113,7 +134,7 @@ export async function pack(o: PackOptions): Promise<PackResult> {
   const name = extensionName(script);
   const outRoot = path.resolve(o.outDir ?? 'dist');
   const folder = path.join(outRoot, name);
-  const win = target === 'win-x64';
+  const win = isWindowsTarget(target);
   if (win && nodeVersion !== DEFAULT_NODE_VERSION) {
     // The default is the version the Wine suite runs on every CI run; others build the same way
     // but nothing here has run them.
@@ -140,7 +161,8 @@ export async function pack(o: PackOptions): Promise<PackResult> {
         `returning an Extension (or __FilterFactory__ for a filter)`,
     );
   }
-  const bridge = bridgeBinary(target);
+  const natives = nativeFilesFor(target, name);
+  const workerTarget = natives.workerTarget;
 
   mkdirSync(outRoot, { recursive: true });
   const work = mkdtempSync(path.join(outRoot, `.${name}.packing-`));
@@ -149,12 +171,12 @@ export async function pack(o: PackOptions): Promise<PackResult> {
     mkdirSync(staging);
     // .cjs: the describe step runs it with node, and a package.json above may say "type": "module".
     const bundleFile = path.join(work, `${name}.bundle.cjs`);
-    const bundled = await step('bundle', () => bundleWorker(script, name, bundleFile, { target, nodeVersion, log }), (r) =>
+    const bundled = await step('bundle', () => bundleWorker(script, name, bundleFile, { target: workerTarget, nodeVersion, log }), (r) =>
       `${(r.bytes / 1024).toFixed(0)} KiB${r.addons.length ? `, native addons: ${r.addons.join(', ')}` : ''}`,
     );
 
     const hostNode = await step('node', () => ensureNodeBinaryWithProgress(hostTarget(), nodeVersion, log), () => `${hostTarget()} v${nodeVersion}`);
-    const targetNode = target === hostTarget() ? hostNode : await ensureNodeBinaryWithProgress(target, nodeVersion, log);
+    const targetNode = workerTarget === hostTarget() ? hostNode : await ensureNodeBinaryWithProgress(workerTarget, nodeVersion, log);
     const described = await step('describe', () => describeScript(hostNode, bundleFile, path.relative(process.cwd(), script), { exports: exportsFound, log }), (d) =>
       [d.extension && 'extension', d.filter && `filter (flags 0x${d.filterFlags.toString(16)})`].filter(Boolean).join(' + '),
     );
@@ -177,7 +199,7 @@ export async function pack(o: PackOptions): Promise<PackResult> {
     // never runs its factories). install / install.exe is the small native launcher that starts
     // this executable as the installer, so the folder carries one copy of Node.
     const installerBundle = path.join(work, `${name}.installer.cjs`);
-    const installer = await step('installer', () => bundleInstaller(script, name, installerBundle, { target, nodeVersion }), (r) => `${(r.bytes / 1024).toFixed(0)} KiB`);
+    const installer = await step('installer', () => bundleInstaller(script, name, installerBundle, { target: workerTarget, nodeVersion }), (r) => `${(r.bytes / 1024).toFixed(0)} KiB`);
     const workerFile = path.join(staging, win ? `${name}.exe` : name);
     const installerFile = path.join(staging, win ? 'install.exe' : 'install');
     if (installerFile === workerFile) throw new UserError(`a script named '${name}' would overwrite the folder's installer: rename the script`);
@@ -185,14 +207,16 @@ export async function pack(o: PackOptions): Promise<PackResult> {
     writeFileSync(seaMain, seaMainSource());
     await step('sea', () =>
       buildSea({
-        main: seaMain, blobMaker: hostNode, targetNode, output: workerFile, workDir: work, sameplatform: target === hostTarget(),
+        main: seaMain, blobMaker: hostNode, targetNode, output: workerFile, workDir: work, sameplatform: workerTarget === hostTarget(),
         // The installer's native addons are the worker's (same names and files): carried once.
         assets: { ...installer.assets, ...bundled.assets, [WORKER_ASSET]: bundleFile, [INSTALLER_ASSET]: installerBundle },
         version: version(path.basename(workerFile), `${app.product} (node-isapi worker)`, 'app'),
       }),
       () => path.basename(workerFile),
     );
-    copyFileSync(launcherBinary(target), installerFile);
+    // The launcher has the worker's bitness: on win-ia32 both are x64 (only the bridge is 32-bit),
+    // so the worker inherits a 64-bit process's environment.
+    copyFileSync(launcherBinary(workerTarget), installerFile);
     chmodSync(installerFile, 0o755);
     const installerVersion = version('install.exe', `${app.product} installer (node-isapi)`, 'app');
     if (installerVersion) {
@@ -202,14 +226,19 @@ export async function pack(o: PackOptions): Promise<PackResult> {
       else log(`warning: install.exe keeps the launcher's own version resource (unexpected PE layout)`);
     }
 
-    const bridgeFile = path.join(staging, `_${name}${win ? '.dll' : '.so'}`);
-    copyFileSync(bridge, bridgeFile);
-    const bridgeVersion = version(path.basename(bridgeFile), `${app.product} ISAPI bridge (node-isapi)`, 'dll');
-    if (bridgeVersion) {
+    const bridgeFile = path.join(staging, natives.bridge.file);
+    const addonFile = natives.addon && path.join(staging, natives.addon.file);
+    for (const [from, file, description] of [
+      [natives.bridge.from, bridgeFile, `${app.product} ISAPI bridge (node-isapi)`],
+      ...(natives.addon && addonFile ? [[natives.addon.from, addonFile, `${app.product} worker addon, x64 (node-isapi)`]] : []),
+    ] as const) {
+      copyFileSync(from, file);
+      const stamp = version(path.basename(file), description, 'dll');
+      if (!stamp) continue;
       // The bridge is built with a placeholder version resource (native/bridge/bridge_version.rc).
-      const stamped = setPeVersion(readFileSync(bridgeFile), bridgeVersion);
-      if (stamped) writeFileSync(bridgeFile, stamped.image);
-      else log(`warning: ${path.basename(bridgeFile)} keeps the bridge's own version resource (unexpected PE layout)`);
+      const stamped = setPeVersion(readFileSync(file), stamp);
+      if (stamped) writeFileSync(file, stamped.image);
+      else log(`warning: ${path.basename(file)} keeps the bridge's own version resource (unexpected PE layout)`);
     }
 
     const manifest: Manifest = {
@@ -229,6 +258,7 @@ export async function pack(o: PackOptions): Promise<PackResult> {
       filterTimeoutMs: described.filterTimeoutMs,
       files: {
         [path.basename(bridgeFile)]: describeFile(bridgeFile, 'bridge'),
+        ...(addonFile ? { [path.basename(addonFile)]: describeFile(addonFile, 'addon') } : {}),
         [path.basename(workerFile)]: describeFile(workerFile, 'worker'),
         [path.basename(installerFile)]: describeFile(installerFile, 'installer'),
       },

@@ -9,8 +9,12 @@ import { UserError } from './user_error';
 const here = typeof __dirname === 'string' ? __dirname : path.dirname(fileURLToPath(import.meta.url));
 export const packageRoot = path.resolve(here, '..');
 
-export type Target = 'linux-x64' | 'win-x64';
-export const TARGETS: readonly Target[] = ['linux-x64', 'win-x64'];
+/**
+ * win-ia32: for 32-bit IIS application pools (enable32BitAppOnWin64). Only the bridge the web
+ * server loads is 32-bit; the workers are win-x64's (see packer/pack.ts nativeFilesFor).
+ */
+export type Target = 'linux-x64' | 'win-x64' | 'win-ia32';
+export const TARGETS: readonly Target[] = ['linux-x64', 'win-x64', 'win-ia32'];
 
 export function hostTarget(): Target {
   if (process.platform === 'win32') return 'win-x64';

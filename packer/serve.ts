@@ -5,7 +5,8 @@ import { existsSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { HostConfigError, hostInvocation } from '../installer/local_config';
 import { readManifest } from './manifest';
-import { hostBinary, hostTarget } from './paths';
+import { hostBinary, hostTarget, isWindowsTarget, type Target } from './paths';
+import { bitnessOf, peMachine } from '../installer/pe';
 import { UserError } from './user_error';
 import { defaultWinePrefix, ensureWinePrefix, linuxHostConfig, requireWine, wineHostCommand } from './wine';
 
@@ -19,7 +20,7 @@ export interface ServeOptions {
   workers?: number;
   /** A local host configuration file (written by a folder's `install --config <file>`). */
   config?: string;
-  /** Run a win-x64 folder with the Windows isapi-host.exe under Wine (Linux only). */
+  /** Run a win-x64 or win-ia32 folder with the Windows isapi-host.exe under Wine (Linux only). */
   wine?: boolean;
   /** The Wine prefix for --wine (default: $ISAPI_WINEPREFIX, else one in the per-user cache). */
   winePrefix?: string;
@@ -45,8 +46,21 @@ export function hostCommand(o: ServeOptions): HostCommand {
   return o.wine ? wineHostCommand(cmd, o.winePrefix ?? defaultWinePrefix()) : cmd;
 }
 
+/**
+ * The Windows host for these DLLs under Wine: a process loads DLLs of its own bitness only, so a
+ * win-ia32 folder's 32-bit bridge needs the 32-bit isapi-host.exe (a 32-bit IIS pool's w3wp).
+ */
+function wineHostFor(args: string[]): string {
+  const libraries = args.flatMap((a, i) => (a === '--filter' ? [args[i + 1]!] : a === '--vdir' ? [args[i + 1]!.slice(args[i + 1]!.indexOf('=') + 1)] : []));
+  const bits = new Set(libraries.map((l) => (existsSync(l) ? bitnessOf(peMachine(l)) : undefined) ?? 64));
+  if (bits.size > 1) {
+    throw new UserError('this configuration mixes 32-bit (win-ia32) and 64-bit (win-x64) DLLs: one host process loads one bitness, as one IIS pool does; serve them from two config files');
+  }
+  return hostBinary(bits.has(32) ? 'win-ia32' : 'win-x64');
+}
+
 function folderHostCommand(o: ServeOptions): HostCommand {
-  const target = o.wine ? 'win-x64' : hostTarget();
+  let target: Target = o.wine ? 'win-x64' : hostTarget();
   let library: string;
   let vdir: string;
   let logDir: string;
@@ -63,11 +77,12 @@ function folderHostCommand(o: ServeOptions): HostCommand {
     if (!existsSync(folder) || !statSync(folder).isDirectory()) throw new UserError(`${o.folder}: no such folder (pack it first: isapi pack <script>)`);
     const manifest = readManifest(folder);
     if (!manifest) throw new UserError(`${o.folder} holds no *.manifest.json: it is not a folder made by \`isapi pack\``);
+    if (o.wine && isWindowsTarget(manifest.target)) target = manifest.target;
     if (manifest.target !== target) {
-      if (manifest.target === 'win-x64' && process.platform === 'linux') {
-        throw new UserError(`${o.folder} was packed for win-x64: run it under Wine with \`isapi serve --wine ${o.folder}\`, or on Windows`);
+      if (isWindowsTarget(manifest.target) && process.platform === 'linux') {
+        throw new UserError(`${o.folder} was packed for ${manifest.target}: run it under Wine with \`isapi serve --wine ${o.folder}\`, or on Windows`);
       }
-      throw new UserError(`${o.folder} was packed for ${manifest.target}; ${o.wine ? '--wine runs win-x64 folders' : `this host runs ${target} folders`}`);
+      throw new UserError(`${o.folder} was packed for ${manifest.target}; ${o.wine ? '--wine runs win-x64 and win-ia32 folders' : `this host runs ${target} folders`}`);
     }
     const bridge = Object.entries(manifest.files).find(([, f]) => f.role === 'bridge')?.[0];
     if (!bridge) throw new UserError(`${o.folder}'s manifest names no bridge`);
@@ -112,7 +127,7 @@ function configHostCommand(o: ServeOptions): HostCommand {
   const env = { ...process.env, ...inv.env };
   if (o.workers) env.ISAPI_WORKERS = String(o.workers);
   const urls = inv.applications.map((a) => `http://${inv.bind}:${inv.port}${a === '/' ? '/' : a + '/'}`);
-  return { command: o.wine ? hostBinary('win-x64') : command, args: inv.args, env, url: urls[0]!, urls };
+  return { command: o.wine ? wineHostFor(inv.args) : command, args: inv.args, env, url: urls[0]!, urls };
 }
 
 export function serve(o: ServeOptions): Promise<number> {

@@ -1,7 +1,7 @@
 // Running the Windows artifacts (isapi-host.exe, install.exe, the workers) on Linux under Wine,
 // for `isapi serve --wine` and the Wine test suite.
 //
-// What Wine needs, learnt the hard way (see ../shared/reference/toolchain-facts.md):
+// What Wine needs, learnt the hard way (see docs/toolchain.md):
 // - A private prefix (WINEPREFIX) per user or per test run. A new prefix says "Windows 7",
 //   which Node 22 refuses: `winecfg -v win10` runs once per prefix; a marker file remembers it.
 // - WINEDEBUG=-all, or Wine's diagnostics drown the program's output.

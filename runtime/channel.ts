@@ -1,7 +1,13 @@
 // The worker's end of the channel: the bridge binary loaded as a Node-API addon. The bridge
 // passes its own path in ISAPI_BRIDGE when it starts the worker.
 
-/** Message types the addon delivers to dispatch() (see native/channel/wire.h). */
+/**
+ * The channel protocol this worker's script speaks (native/channel/messages.h kProtocolVersion;
+ * test/unit/wire_schema.test.ts checks that they agree).
+ */
+export const CHANNEL_PROTOCOL = 3;
+
+/** Message types the addon delivers to dispatch() (native/channel/messages.h Msg). */
 export const enum In {
   Closed = 0,
   Drain = 1,
@@ -17,25 +23,10 @@ export const enum In {
   WriteAck = 109,
 }
 
-/** A filter notification, decoded by the addon (fields per type: see native/bridge/filter_entry.cc). */
-export interface FilterNotification {
-  connection: number;
-  notification: number;
-  wantsReply: boolean;
-  fields: Buffer[];
-  vars: Record<string, string>;
-}
+// The messages as dispatch() receives them: objects keyed by the field names of
+// native/channel/messages.h, built by native/worker_addon/js_codec.h.
 
-/** The answer to a ServerSupportFunction call made through the bridge. */
-export interface ServerSupportReply {
-  ok: boolean;
-  /** Win32 error when !ok. */
-  error: number;
-  ints: number[];
-  out: string;
-}
-
-/** The first message of a request, decoded by the addon. */
+/** The first message of a request. */
 export interface RequestBegin {
   method: string;
   query: string;
@@ -50,7 +41,62 @@ export interface RequestBegin {
   body: Buffer;
 }
 
-export type Dispatch = (type: number, id: number, a?: unknown, b?: unknown, c?: unknown) => void;
+/** Request body bytes; an empty one ends the body. */
+export interface BodyMessage {
+  data: Buffer;
+}
+
+/** The answer to getVar(): err is 0 or GetServerVariable's Win32 error. */
+export interface VarReply {
+  callId: number;
+  err: number;
+  value: Buffer;
+}
+
+/** The answer to a ServerSupportFunction call made through the bridge. */
+export interface ServerSupportReply {
+  callId?: number;
+  ok: boolean;
+  /** Win32 error when !ok. */
+  error: number;
+  ints: number[];
+  out: string;
+}
+
+/** A filter notification (fields per type: see native/bridge/filter_entry.cc). */
+export interface FilterNotification {
+  connection: number;
+  notification: number;
+  wantsReply: boolean;
+  fields: Buffer[];
+  vars: Record<string, string>;
+}
+
+/** The answer to filterCall(). */
+export interface FilterCallReply {
+  callId?: number;
+  ok: boolean;
+  error: number;
+  out: string;
+}
+
+/** The web server took this many bytes of the request's writes. */
+export interface WriteAckMessage {
+  bytes: number;
+}
+
+/** What dispatch() receives for each type (Closed, Drain, Abort and Shutdown carry nothing). */
+export interface InMessages {
+  [In.Request]: RequestBegin;
+  [In.Body]: BodyMessage;
+  [In.VarReply]: VarReply;
+  [In.ServerSupportReply]: ServerSupportReply;
+  [In.FilterNotify]: FilterNotification;
+  [In.FilterCallReply]: FilterCallReply;
+  [In.WriteAck]: WriteAckMessage;
+}
+
+export type Dispatch = (type: number, id: number, message?: unknown) => void;
 
 export interface BridgeAddon {
   open(dispatch: Dispatch): void;
@@ -68,7 +114,12 @@ export interface BridgeAddon {
   reload(reason: string): void;
   filterCall(id: number, callId: number, op: number, name: string): void;
   filterReply(id: number, status: number, changes: Array<[number, string | Uint8Array, string | Uint8Array]>): void;
+  /** The channel protocol the addon speaks. */
   protocolVersion: number;
+  /** Runs fn and returns the frames its calls produced instead of sending them (tests). */
+  _captureFrames?(fn: () => void): Buffer;
+  /** Decodes frames and hands each to dispatch as the channel would (tests). */
+  _deliverFrames?(frames: Uint8Array, dispatch: Dispatch): void;
 }
 
 /**
@@ -88,5 +139,18 @@ export function loadBridgeAddon(path = process.env.ISAPI_BRIDGE): BridgeAddon {
   }
   const mod = { exports: {} as BridgeAddon };
   process.dlopen(mod, path);
+  checkProtocol(mod.exports.protocolVersion, `its addon (${path})`);
+  const bridge = process.env.ISAPI_CHANNEL_PROTOCOL;
+  if (bridge !== undefined) checkProtocol(Number(bridge), 'its bridge');
   return mod.exports;
+}
+
+// A worker whose script, addon and bridge come from different packs would misread every
+// frame: it stops at once with one line that says so (the bridge logs the worker's stderr).
+function checkProtocol(theirs: number, who: string): void {
+  if (theirs === CHANNEL_PROTOCOL) return;
+  throw new Error(
+    `this worker speaks channel protocol ${CHANNEL_PROTOCOL} but ${who} speaks ${theirs}: ` +
+      'the folder mixes files from different packs (pack it again)',
+  );
 }

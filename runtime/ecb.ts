@@ -30,7 +30,7 @@ import { ExtensionError } from './errors';
 import { checkHeaderLines, checkHeaderName, checkHeaderValue, checkNoNul, checkStatus, checkUrl } from './header_check';
 import { RequestBody } from './request_body';
 import { RequestState } from './request_state';
-import { localServerVariable, parseAllRaw, type RawHeaders } from './server_variables';
+import { knownVariables, localServerVariable, parseAllRaw, type RawHeaders } from './server_variables';
 
 /** What an ECB needs from the worker loop; one per request. */
 export interface RequestLink {
@@ -361,6 +361,11 @@ export class ECB extends RequestState {
   }
 
   /** @internal the bridge dropped the request. */
+  /** @internal every variable known without the bridge but the header-derived ones (for a pool thread). */
+  _knownVariables(): Record<string, string> {
+    return knownVariables(this.begin);
+  }
+
   _abort(): void {
     if (this.markAborted()) this.body.abort();
     this.wakeWriters();

@@ -24,6 +24,24 @@ function joined(headers: RawHeaders, match: (name: string) => boolean): string |
 }
 
 /**
+ * The variables the bridge sends with every request (native/channel/messages.h
+ * kPrefetchedVariables; test/unit/wire_schema.test.ts checks that the two lists agree).
+ */
+export const PREFETCHED_VARIABLES = [
+  'URL', 'SCRIPT_NAME', 'SERVER_PROTOCOL', 'REMOTE_ADDR', 'REMOTE_PORT', 'SERVER_NAME', 'SERVER_PORT', 'HTTPS',
+  'UNENCODED_URL', 'ALL_RAW',
+] as const;
+
+/** The variables the request's own fields answer. */
+const FIELD_VARIABLES = new Map<string, (begin: RequestBegin) => string>([
+  ['REQUEST_METHOD', (b) => b.method],
+  ['QUERY_STRING', (b) => b.query],
+  ['PATH_INFO', (b) => b.pathInfo],
+  ['PATH_TRANSLATED', (b) => b.pathTranslated],
+  ['CONTENT_TYPE', (b) => b.contentType],
+]);
+
+/**
  * The value, or undefined when the variable does not exist, or null when only the server
  * can tell (the caller then asks the bridge).
  */
@@ -34,19 +52,16 @@ export function localServerVariable(
 ): string | undefined | null {
   const upper = name.toUpperCase();
   if (upper in begin.vars) return begin.vars[upper];
-  switch (upper) {
-    case 'REQUEST_METHOD':
-      return begin.method;
-    case 'QUERY_STRING':
-      return begin.query;
-    case 'PATH_INFO':
-      return begin.pathInfo;
-    case 'PATH_TRANSLATED':
-      return begin.pathTranslated;
-    case 'CONTENT_TYPE':
-      return begin.contentType;
-  }
+  const field = FIELD_VARIABLES.get(upper);
+  if (field) return field(begin);
   return headers ? headerVariable(name, headers) : null;
+}
+
+/** Every variable known without the bridge, but for the header-derived ones: what a pool thread gets. */
+export function knownVariables(begin: RequestBegin): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, field] of FIELD_VARIABLES) out[name] = field(begin);
+  return Object.assign(out, begin.vars);
 }
 
 /** HTTP_*, HEADER_* and ALL_HTTP from the request headers; null for any other name. */

@@ -2,7 +2,7 @@
 // Ready, then turn each Request message into an ECB and a call to HttpExtensionProc, and each
 // FilterNotify into a FilterContext and a call to HttpFilterProc.
 
-import { In, loadBridgeAddon, type BridgeAddon, type FilterNotification, type RequestBegin, type ServerSupportReply } from './channel';
+import { In, loadBridgeAddon, type BodyMessage, type BridgeAddon, type FilterNotification, type RequestBegin, type ServerSupportReply, type WriteAckMessage } from './channel';
 import {
   HSE_STATUS_PENDING,
   HSE_STATUS_SUCCESS,
@@ -225,26 +225,24 @@ export async function startWorker(addon: BridgeAddon, user: UserModule, options:
     if (n.wantsReply) addon.filterReply(id, status, fc._changes());
   };
 
-  addon.open((type, id, a, b, c) => {
+  addon.open((type, id, message) => {
     switch (type) {
       case In.Request:
-        begin(id, a as RequestBegin);
+        begin(id, message as RequestBegin);
         return;
       case In.Body:
-        requests.get(id)?._body(a as Buffer);
+        requests.get(id)?._body((message as BodyMessage).data);
         return;
       case In.WriteAck:
-        requests.get(id)?._acked(a as number);
+        requests.get(id)?._acked((message as WriteAckMessage).bytes);
         return;
       case In.VarReply:
-        answer(a as number, { err: b as number, value: c as Buffer });
-        return;
       case In.ServerSupportReply:
       case In.FilterCallReply:
-        answer(a as number, b);
+        answer((message as { callId: number }).callId, message);
         return;
       case In.FilterNotify:
-        void notify(id, a as FilterNotification);
+        void notify(id, message as FilterNotification);
         return;
       case In.Drain: {
         const waiters = drainWaiters;

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Builds the native parts (bridge + isapi-host) with cmake-js, fully offline: Node-API headers
 // come from the node-api-headers and node-addon-api packages, never from a download.
-// Linux build always; the Windows build when mingw-w64 is installed (see issue: Windows x64).
+// Linux build always; the Windows builds (x64, and ia32 for 32-bit IIS pools) when mingw-w64 is
+// installed.
 import { spawn, spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
@@ -88,12 +89,10 @@ if (process.platform === 'linux') {
   } else if (!hasMingw) {
     console.log('native: skipping win-x64 (mingw-w64 not installed; `apt-get install -y mingw-w64` to build Windows artifacts)');
   }
-  // 32-bit IIS application pools (bridge and host for win-ia32): opt-in while the 32-bit bridge
-  // is not proven under Wine: ISAPI_BUILD_WIN_IA32=1 npm run build:native.
-  if (process.env.ISAPI_BUILD_WIN_IA32 === '1') {
-    const ia32 = path.join(root, 'native', 'toolchains', 'mingw-w64-i686.cmake');
-    if (spawnSync('i686-w64-mingw32-g++-posix', ['--version']).status === 0) await run('win-ia32', [`--CDCMAKE_TOOLCHAIN_FILE=${ia32}`]);
-    else console.log('native: skipping win-ia32 (the i686 mingw-w64 compilers are missing; `apt-get install -y mingw-w64`)');
-  }
+  // 32-bit IIS application pools (--target win-ia32): the 32-bit bridge and host, from the
+  // i686 half of the same mingw-w64 package. Their workers stay x64 (the win-x64 build).
+  const ia32 = path.join(root, 'native', 'toolchains', 'mingw-w64-i686.cmake');
+  if (spawnSync('i686-w64-mingw32-g++-posix', ['--version']).status === 0) await run('win-ia32', [`--CDCMAKE_TOOLCHAIN_FILE=${ia32}`]);
+  else if (hasMingw) console.log('native: skipping win-ia32 (the i686 mingw-w64 compilers are missing; `apt-get install -y mingw-w64`)');
 }
 

@@ -50,11 +50,29 @@ std::string script_name_for(const std::string& bridgePath) {
   return base;
 }
 
+// A 32-bit IIS application pool loads a 32-bit bridge, but the workers are always x64 Node (a
+// 32-bit Node would need node-win-x86 and give up the address space). A process cannot load a
+// DLL of the other bitness, so the worker cannot load this bridge as its addon: `isapi pack
+// --target win-ia32` puts the x64 build of the same code beside it, under this name (mirrored
+// by packer/pack.ts: nativeFilesFor). The channel between them is bitness-neutral (fixed-width
+// little-endian frames over a named pipe opened by name), and the Ready message's protocol
+// version catches an addon from another release.
+#if defined(_WIN32) && !defined(_WIN64)
+constexpr bool kWorkerLoadsOtherBuild = true;
+#else
+constexpr bool kWorkerLoadsOtherBuild = false;
+#endif
+
+std::string worker_addon_for(const std::string& bridgePath, const std::string& dir, const std::string& name) {
+  return kWorkerLoadsOtherBuild ? dir + kSep + "_" + name + ".x64.node" : bridgePath;
+}
+
 PoolConfig make_config() {
   PoolConfig cfg;
   cfg.bridgePath = this_module_path();
   std::string dir = dirname_of(cfg.bridgePath);
   std::string name = script_name_for(cfg.bridgePath);
+  cfg.workerAddon = worker_addon_for(cfg.bridgePath, dir, name);
   cfg.workerExe = dir + kSep + name + kExeSuffix;
   cfg.appOfflinePath = dir + kSep + "app_offline.htm";
   std::string logDir = dir + kSep + "logs";
@@ -98,7 +116,8 @@ WorkerPool* acquire_pool(Role role, bool waitForReady, std::string& error) {
   if (!g_pool) {
     PoolConfig cfg = make_config();
     log_open(cfg.logPath);
-    log_line("loading " + cfg.bridgePath + ": " + std::to_string(cfg.workers) + " worker(s) of " + cfg.workerExe);
+    log_line("loading " + cfg.bridgePath + ": " + std::to_string(cfg.workers) + " worker(s) of " + cfg.workerExe +
+             (cfg.workerAddon != cfg.bridgePath ? " with the addon " + cfg.workerAddon : std::string()));
     auto pool = std::make_unique<WorkerPool>(cfg);
     if (!pool->start(waitForReady, error)) {
       // Kept loaded: the pool answers 503 at once and keeps retrying with backoff.

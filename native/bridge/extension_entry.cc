@@ -1,6 +1,7 @@
 // The ISAPI entry points. The web server (IIS, or isapi-host) calls these; the requests are
 // answered by worker processes (see worker_pool.h). Nothing here runs JavaScript.
 #include <atomic>
+#include <iterator>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -18,12 +19,6 @@ namespace isapi::bridge {
 namespace {
 
 std::atomic<uint32_t> g_nextId{1};
-
-// Server variables sent with every request so the worker answers them without a round trip.
-// HTTP_* and HEADER_* are derived from ALL_RAW on the worker side.
-const char* const kPrefetched[] = {"URL",         "SCRIPT_NAME", "SERVER_PROTOCOL", "REMOTE_ADDR",
-                                   "REMOTE_PORT", "SERVER_NAME", "SERVER_PORT",     "HTTPS",
-                                   "UNENCODED_URL", "ALL_RAW"};
 
 std::string get_var(EXTENSION_CONTROL_BLOCK* ecb, const char* name, bool& found) {
   char stack[2048];
@@ -68,14 +63,15 @@ ISAPI_EXPORT DWORD WINAPI HttpExtensionProc(EXTENSION_CONTROL_BLOCK* ecb) {
   begin.contentType = ecb->lpszContentType;
   begin.totalBytes = ecb->cbTotalBytes;
   begin.connId = req->id;
-  std::string values[sizeof kPrefetched / sizeof *kPrefetched];
-  for (size_t i = 0; i < sizeof kPrefetched / sizeof *kPrefetched; ++i) {
+  using isapi::channel::kPrefetchedVariables;  // the schema names them (messages.h)
+  std::string values[std::size(kPrefetchedVariables)];
+  for (size_t i = 0; i < std::size(kPrefetchedVariables); ++i) {
     bool found = false;
-    values[i] = get_var(ecb, kPrefetched[i], found);
-    if (found) begin.vars.emplace_back(kPrefetched[i], values[i]);
+    values[i] = get_var(ecb, kPrefetchedVariables[i], found);
+    if (found) begin.vars.emplace_back(kPrefetchedVariables[i], values[i]);
   }
   begin.preloaded = std::string_view(reinterpret_cast<const char*>(ecb->lpbData), ecb->cbAvailable);
-  isapi::channel::encode_request(req->beginFrame, req->id, begin);
+  isapi::channel::encode(req->beginFrame, req->id, begin);
   // The rest of the body is read asynchronously once the worker has taken the request
   // (request_io.cc): this thread never waits for the client or the worker.
   req->chunkedBody = ecb->cbTotalBytes == 0xFFFFFFFFu;

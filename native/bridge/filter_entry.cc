@@ -25,8 +25,8 @@ namespace {
 
 using channel::FilterChange;
 using channel::FilterQuery;
-using channel::FrameWriter;
 using channel::Msg;
+namespace msg = channel::msg;
 
 // Notification ids live in the upper half so they never collide with request ids.
 std::atomic<uint32_t> g_nextNotification{0x80000000u};
@@ -271,10 +271,13 @@ DWORD on_failure(PHTTP_FILTER_CONTEXT pfc, DWORD type, const char* why) {
 }
 
 void reply_query(Worker& w, uint32_t id, PHTTP_FILTER_CONTEXT pfc, DWORD type, void* pv, std::string_view payload) {
-  channel::FrameReader rd(reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
-  uint32_t callId = rd.u32();
-  auto op = FilterQuery(rd.u32());
-  std::string name(rd.str());
+  msg::FilterCall call;
+  if (!channel::decode(payload, call)) {
+    log_line("a worker sent a malformed FilterCall message; answering it with an error");
+    call.op = 0;
+  }
+  auto op = FilterQuery(call.op);
+  std::string name(call.name);
   bool found = false;
   DWORD err = 0;
   std::string value;
@@ -282,11 +285,18 @@ void reply_query(Worker& w, uint32_t id, PHTTP_FILTER_CONTEXT pfc, DWORD type, v
     GetHeaderFn get = header_reader(type, pv);
     if (get) value = read_header(pfc, get, name, found);
     err = found ? 0 : (get ? DWORD(ERROR_INVALID_INDEX) : DWORD(ERROR_INVALID_PARAMETER));
-  } else {
+  } else if (op == FilterQuery::GetServerVariable) {
     value = read_variable(pfc, name, found, err);
+  } else {
+    err = ERROR_INVALID_PARAMETER;
   }
+  msg::FilterCallReply reply;
+  reply.callId = call.callId;
+  reply.ok = found;
+  reply.error = err;
+  reply.out = value;
   std::string frame;
-  FrameWriter(frame, Msg::FilterCallReply, id).u32(callId).u32(found ? 1 : 0).u32(err).str(value).finish();
+  channel::encode(frame, id, reply);
   w.send(frame);
 }
 
@@ -332,11 +342,12 @@ ISAPI_EXPORT DWORD WINAPI HttpFilterProc(HTTP_FILTER_CONTEXT* pfc, DWORD type, V
   if (id < 0x80000000u) id |= 0x80000000u;
   std::string frame;
   {
-    FrameWriter w(frame, Msg::FilterNotify, id);
-    w.u32(connection).u32(type).u32(endOfSession ? 0 : 1);
+    msg::FilterNotify notify;
+    notify.connection = connection;
+    notify.notification = type;
+    notify.wantsReply = !endOfSession;
     std::vector<std::string> fields = fields_of(pfc, type, pv);
-    w.u32(uint32_t(fields.size()));
-    for (auto& f : fields) w.str(f);
+    for (auto& f : fields) notify.fields_.push_back(f);
     std::vector<std::pair<std::string, std::string>> vars;
     if (!endOfSession) {
       for (const char* name : kFilterVars) {
@@ -346,9 +357,8 @@ ISAPI_EXPORT DWORD WINAPI HttpFilterProc(HTTP_FILTER_CONTEXT* pfc, DWORD type, V
         if (found) vars.emplace_back(name, std::move(v));
       }
     }
-    w.u32(uint32_t(vars.size()));
-    for (auto& [k, v] : vars) w.str(k).str(v);
-    w.finish();
+    for (auto& [k, v] : vars) notify.vars.emplace_back(k, v);
+    isapi::channel::encode(frame, id, notify);
   }
   if (endOfSession) {
     worker->send(frame);  // the worker drops the connection's FilterContext; nothing to wait for
@@ -383,30 +393,23 @@ ISAPI_EXPORT DWORD WINAPI HttpFilterProc(HTTP_FILTER_CONTEXT* pfc, DWORD type, V
       continue;
     }
     worker->forget_filter(id);
-    isapi::channel::FrameReader rd(reinterpret_cast<const uint8_t*>(next.second.data()), next.second.size());
-    DWORD status = rd.u32();
-    uint32_t n = rd.u32();
-    struct Change {
-      isapi::channel::FilterChange op;
-      std::string a, b;
-    };
-    std::vector<Change> changes;
-    for (uint32_t i = 0; i < n && rd.ok(); ++i) {
-      auto op = isapi::channel::FilterChange(rd.u32());
-      std::string a(rd.str());
-      std::string b(rd.str());
-      if (!rd.ok()) break;
-      // Checked before any is applied: a reply that could split a header is refused whole,
-      // and the request fails (500) instead.
-      std::string problem = filter_change_problem(op, a, b);
+    msg::FilterReply reply;
+    if (!isapi::channel::decode(next.second, reply)) {
+      log_line("a worker sent a malformed FilterReply message (the request fails with 500)");
+      return SF_STATUS_REQ_ERROR;
+    }
+    // Checked before any is applied: a reply that could split a header is refused whole,
+    // and the request fails (500) instead.
+    for (const isapi::channel::ChangeItem& c : reply.changes) {
+      std::string problem = filter_change_problem(FilterChange(c.op), c.a, c.b);
       if (!problem.empty()) {
         log_line("refused a filter's changes (the request fails with 500): " + problem);
         return SF_STATUS_REQ_ERROR;
       }
-      changes.push_back(Change{op, std::move(a), std::move(b)});
     }
-    for (const Change& c : changes) apply_change(pfc, type, pv, c.op, c.a, c.b);
-    return status ? status : SF_STATUS_REQ_NEXT_NOTIFICATION;
+    for (const isapi::channel::ChangeItem& c : reply.changes)
+      apply_change(pfc, type, pv, FilterChange(c.op), std::string(c.a), std::string(c.b));
+    return reply.status ? reply.status : SF_STATUS_REQ_NEXT_NOTIFICATION;
   }
 }
 

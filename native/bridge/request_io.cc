@@ -54,10 +54,10 @@ void write_done(const InflightPtr& req, DWORD error, std::unique_lock<std::mutex
     req->outQueue.pop_front();
   }
   if (req->ackOwed >= kAckBatch || (req->outQueue.empty() && req->phase != RequestPhase::Finishing && req->ackOwed)) {
-    std::string frame;
-    channel::FrameWriter(frame, channel::Msg::WriteAck, req->id).u32(uint32_t(req->ackOwed)).finish();
+    channel::msg::WriteAck ack;
+    ack.bytes = uint32_t(req->ackOwed);
     req->ackOwed = 0;
-    send_to_worker(req, frame, lock);
+    send_to_worker(req, channel::encoded(req->id, ack), lock);
   }
   kick_locked(req, lock);
 }
@@ -75,7 +75,9 @@ void read_done(const InflightPtr& req, DWORD cbIO, DWORD error, std::unique_lock
   if (cbIO == 0) {
     end = true;  // the chunked body's last chunk
   } else {
-    channel::FrameWriter(frame, channel::Msg::Body, req->id).str(std::string_view(req->readBuffer.data(), cbIO)).finish();
+    channel::msg::Body body;
+    body.data = std::string_view(req->readBuffer.data(), cbIO);
+    channel::encode(frame, req->id, body);
     req->bodySent += cbIO;
     if (!req->chunkedBody) req->bodyLeft -= std::min<uint64_t>(req->bodyLeft, cbIO);
     end = req->bodyLeft == 0;
@@ -83,7 +85,7 @@ void read_done(const InflightPtr& req, DWORD cbIO, DWORD error, std::unique_lock
   if (end) {
     req->bodyLeft = 0;
     // An empty Body tells the worker there is no more.
-    channel::FrameWriter(frame, channel::Msg::Body, req->id).str({}).finish();
+    channel::encode(frame, req->id, channel::msg::Body{});
   }
   // No other read may start while this one's bytes are on their way: body frames stay in order.
   req->forwarding = true;

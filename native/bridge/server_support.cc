@@ -219,7 +219,12 @@ ServerSupportResult server_support(const InflightPtr& reqp, const ServerSupportC
       // The file is opened here, in the web server's process: a worker's handle means nothing in it.
       std::string path = arg(call, 0), status = arg(call, 1), head = arg(call, 2), tail = arg(call, 3);
 #ifdef _WIN32
-      HANDLE file = CreateFileA(path.c_str(), GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_WRITE, nullptr,
+      // The worker sends the path in UTF-8: the wide API, so that C:\inetpub\fü\x.bin opens
+      // (CreateFileA would read it in the ANSI code page).
+      int wn = MultiByteToWideChar(CP_UTF8, 0, path.data(), int(path.size()), nullptr, 0);
+      std::wstring wpath(size_t(wn > 0 ? wn : 0), L'\0');
+      if (wn > 0) MultiByteToWideChar(CP_UTF8, 0, path.data(), int(path.size()), wpath.data(), wn);
+      HANDLE file = CreateFileW(wpath.c_str(), GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_WRITE, nullptr,
                                 OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, nullptr);
       if (file == INVALID_HANDLE_VALUE) return result_of(FALSE);
 #else

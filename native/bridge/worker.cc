@@ -1,6 +1,10 @@
+// A worker process as the bridge sees it: starting it, its channel and output, pings, requests
+// handed to it, and its death. What it sends is handled in worker_messages.cc.
 #include "worker.h"
 
 #include <cstring>
+#include <filesystem>
+#include <system_error>
 #include <vector>
 
 #include "bridge_log.h"
@@ -14,8 +18,8 @@ namespace isapi::bridge {
 // At most this much body is folded into a header send; the rest goes as separate writes.
 constexpr size_t kMergeLimit = 64 * 1024;
 
-using channel::FrameWriter;
 using channel::Msg;
+namespace msg = channel::msg;
 
 Worker::~Worker() {
   channel_.shutdown();
@@ -28,6 +32,14 @@ Worker::~Worker() {
 }
 
 bool Worker::start(std::string& error) {
+  const std::string& addon = pool_.config().workerAddon;
+  std::error_code ec;
+  if (addon != pool_.config().bridgePath && !std::filesystem::exists(std::filesystem::u8path(addon), ec)) {
+    // Said here rather than by the worker's "cannot load" so the fix is in the log and on the 503 page.
+    error = "the worker's x64 addon " + addon + " is missing (this 32-bit bridge's x64 workers load it): " +
+            "copy the whole folder that `isapi pack --target win-ia32` wrote";
+    return false;
+  }
   channel::NativeHandle child;
   std::string address;
   if (!channel::create_channel(channel_, child, address, error)) return false;
@@ -37,7 +49,8 @@ bool Worker::start(std::string& error) {
   opts.channelHandle = child;
   opts.env = {{"ISAPI_CHANNEL", address},
               {"ISAPI_CHANNEL_TOKEN", token_},
-              {"ISAPI_BRIDGE", pool_.config().bridgePath},
+              {"ISAPI_CHANNEL_PROTOCOL", std::to_string(channel::kProtocolVersion)},
+              {"ISAPI_BRIDGE", addon},
               {"ISAPI_WORKER_SLOT", std::to_string(slot_)}};
   startedAt_ = std::chrono::steady_clock::now();
   bool ok = process_.spawn(opts, error);
@@ -86,9 +99,9 @@ std::string Worker::output_tail() {
 }
 
 void Worker::ping() {
-  std::string frame;
-  FrameWriter(frame, Msg::Ping, 0).u32(++pingSeq_).finish();
-  send(frame);
+  msg::Ping ping;
+  ping.seq = ++pingSeq_;
+  send(channel::encoded(0, ping));
 }
 
 void Worker::mark_alive() { lastPong_ = std::chrono::steady_clock::now().time_since_epoch().count(); }
@@ -129,7 +142,11 @@ bool Worker::adopt(const InflightPtr& req) {
   {
     // Kept until the worker says Taken, so a worker that dies first does not lose it.
     std::lock_guard<std::mutex> lock(req->mu);
-    if (req->phase == RequestPhase::Sent && req->beginFrame.empty()) req->beginFrame.swap(frame);
+    if ((req->phase == RequestPhase::Sent || req->phase == RequestPhase::Waiting) && req->beginFrame.empty())
+      req->beginFrame.swap(frame);
+    // The worker died while the frame was on its way (its reader took the request back, see
+    // on_channel_closed): the pool gives it to another worker.
+    if (req->phase == RequestPhase::Waiting) return false;
   }
   if (sent) return true;
   broken_ = true;
@@ -162,9 +179,7 @@ void Worker::forget(uint32_t id) {
 
 void Worker::abort(uint32_t id) {
   forget(id);
-  std::string frame;
-  FrameWriter(frame, Msg::Abort, id).finish();
-  send(frame);
+  send(channel::encoded(id, msg::Abort{}));
 }
 
 size_t Worker::load() {
@@ -183,9 +198,7 @@ std::vector<InflightPtr> Worker::snapshot() {
 void Worker::request_shutdown() {
   if (state_ != WorkerState::Draining) drainingSince_ = std::chrono::steady_clock::now();
   state_ = WorkerState::Draining;
-  std::string frame;
-  FrameWriter(frame, Msg::Shutdown, 0).finish();
-  send(frame);
+  send(channel::encoded(0, msg::Shutdown{}));
 }
 
 std::string Worker::reap(int timeoutMs) {
@@ -229,8 +242,9 @@ void Worker::read_loop() {
       if (frames[first].first.type == Msg::ResponseHeaders) {
         while (i + 1 < frames.size() && frames[i + 1].first.type == Msg::Write &&
                frames[i + 1].first.id == frames[first].first.id && body.size() < kMergeLimit) {
-          channel::FrameReader wr(reinterpret_cast<const uint8_t*>(frames[i + 1].second.data()), frames[i + 1].second.size());
-          std::string_view data = wr.str();
+          msg::Write write;
+          if (!channel::decode(frames[i + 1].second, write)) break;
+          std::string_view data = write.data;
           // Header text ends at its first NUL (servers honour that; some extensions count the
           // terminator): binary bodies go as WriteClient calls of their own.
           if (data.find('\0') != std::string_view::npos) break;
@@ -273,10 +287,11 @@ void Worker::on_channel_closed() {
   for (auto& r : orphans) {
     std::lock_guard<std::mutex> lock(r->mu);
     if (r->ended()) continue;
-    if (r->phase == RequestPhase::Sent && !r->beginFrame.empty()) {
+    if (r->phase == RequestPhase::Sent) {
       r->worker = nullptr;
       r->advance(RequestPhase::Waiting);
-      reroute.push_back(r);
+      // An empty frame: adopt() is sending it right now, and re-routes it when the send returns.
+      if (!r->beginFrame.empty()) reroute.push_back(r);
     } else {
       if (r->headersSent && r->response_complete()) ++answered;
       failed.push_back(r);
@@ -299,194 +314,6 @@ void Worker::on_channel_closed() {
   }
   pool_.on_dead(*this);
   for (auto& r : reroute) pool_.dispatch(r);
-}
-
-static void send_support_reply(Worker& w, uint32_t id, uint32_t callId, const ServerSupportResult& r) {
-  std::string frame;
-  FrameWriter f(frame, Msg::ServerSupportReply, id);
-  f.u32(callId).u32(r.ok ? 1 : 0).u32(r.error).u32(uint32_t(r.ints.size()));
-  for (uint32_t v : r.ints) f.u32(v);
-  f.str(r.out).finish();
-  w.send(frame);
-}
-
-static void send_var_reply(Worker& w, uint32_t id, uint32_t callId, uint32_t err, std::string_view value) {
-  std::string frame;
-  FrameWriter(frame, Msg::VarReply, id).u32(callId).u32(err).str(value).finish();
-  w.send(frame);
-}
-
-void Worker::handle(const channel::FrameHeader& h, std::string_view payload, const std::string& mergedBody) {
-  channel::FrameReader rd(reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
-  if (h.type == Msg::Ready) {
-    uint32_t protocol = rd.u32();
-    uint32_t pid = rd.u32();
-    std::string_view token = rd.str();
-    if (!rd.ok() || protocol != channel::kProtocolVersion || token != token_) {
-      log_line("worker " + std::to_string(slot_) + " sent a bad Ready message (protocol " +
-               std::to_string(protocol) + "); stopping it");
-      process_.kill();
-      return;
-    }
-    log_line("worker " + std::to_string(slot_) + " ready (pid " + std::to_string(pid) + ")");
-    mark_alive();
-    wasReady_ = true;
-    state_ = WorkerState::Ready;
-    pool_.on_ready(*this);
-    return;
-  }
-  if (h.type == Msg::Pong) {
-    mark_alive();
-    return;
-  }
-  if (h.type == Msg::Log) {
-    log_line("worker " + std::to_string(slot_) + ": " + std::string(rd.str()));
-    return;
-  }
-  if (h.type == Msg::Reload) {
-    log_line("worker " + std::to_string(slot_) + " asked for a reload: " + std::string(rd.str()));
-    pool_.reload("requested by worker " + std::to_string(slot_));
-    return;
-  }
-  if (h.type == Msg::FilterCall || h.type == Msg::FilterReply) {
-    std::shared_ptr<FilterWait> wait;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = filterWaits_.find(h.id);
-      if (it != filterWaits_.end()) wait = it->second;
-    }
-    if (!wait) return;  // the notification timed out; its late answer is dropped
-    std::lock_guard<std::mutex> lock(wait->mu);
-    wait->frames.emplace_back(h.type, std::string(payload));
-    wait->cv.notify_all();
-    return;
-  }
-  InflightPtr req = find(h.id);
-  if (!req) {
-    // The request already ended (deadline, client gone); its late messages are dropped.
-    if (h.type == Msg::GetVar) send_var_reply(*this, h.id, rd.u32(), ERROR_INVALID_PARAMETER, {});
-    if (h.type == Msg::ServerSupport) {
-      ServerSupportResult gone;
-      gone.error = ERROR_INVALID_PARAMETER;
-      send_support_reply(*this, h.id, rd.u32(), gone);
-    }
-    return;
-  }
-  std::unique_lock<std::mutex> lock(req->mu);
-  EXTENSION_CONTROL_BLOCK* ecb = req->ecb;
-  switch (h.type) {
-    case Msg::ResponseHeaders: {
-      std::string status(rd.str());
-      std::string headers(rd.str());
-      uint32_t keepConn = rd.u32();
-      if (!req->ended() && rd.ok() && refuse_unsafe_response(ecb, status, headers)) {  // a 500, never a split
-        req->headersSent = true;
-        abort_locked(req, lock);
-        break;
-      }
-      headers += mergedBody;
-      if (req->ended() || !rd.ok()) break;
-      HSE_SEND_HEADER_EX_INFO info{};
-      info.pszStatus = status.c_str();
-      info.cchStatus = DWORD(status.size());
-      info.pszHeader = headers.c_str();
-      info.cchHeader = DWORD(headers.size());
-      info.fKeepConn = keepConn ? TRUE : FALSE;
-      int code = std::atoi(status.c_str());
-      if (code > 0) ecb->dwHttpStatusCode = DWORD(code);
-      req->note_headers_sent(headers);
-      // Headers (and the body merged into them) go synchronously: they are the first bytes of
-      // the response, so the connection's buffer has room for them.
-      req->ackOwed += mergedBody.size();
-      if (!ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_SEND_RESPONSE_HEADER_EX, &info, nullptr, nullptr))
-        abort_locked(req, lock);  // the client went away
-      break;
-    }
-    case Msg::Write: {
-      std::string_view data = rd.str();
-      if (!rd.ok()) break;
-      queue_write_locked(req, data, lock);
-      break;
-    }
-    case Msg::Taken: {
-      std::string().swap(req->beginFrame);
-      if (req->phase != RequestPhase::Sent) break;  // already answered (deadline, shutdown)
-      req->advance(RequestPhase::Taken);
-      start_body_locked(req, lock);
-      break;
-    }
-    case Msg::Done: {
-      uint32_t hse = rd.u32();
-      uint32_t httpStatus = rd.u32();
-      std::string_view logData = rd.str();
-      if (req->ended()) break;
-      if (httpStatus) ecb->dwHttpStatusCode = httpStatus;
-      if (!logData.empty()) {
-        size_t n = std::min(logData.size(), size_t(HSE_LOG_BUFFER_LEN - 1));
-        std::memcpy(ecb->lpszLogData, logData.data(), n);
-        ecb->lpszLogData[n] = 0;
-      }
-      lock.unlock();
-      forget(h.id);
-      lock.lock();
-      finish_after_writes_locked(req, hse ? hse : HSE_STATUS_SUCCESS, lock);
-      break;
-    }
-    case Msg::GetVar: {
-      uint32_t callId = rd.u32();
-      std::string name(rd.str());
-      if (req->ended() || !rd.ok()) {
-        lock.unlock();
-        send_var_reply(*this, h.id, callId, ERROR_INVALID_PARAMETER, {});
-        break;
-      }
-      std::string value(1024, '\0');
-      DWORD size = DWORD(value.size());
-      BOOL ok = ecb->GetServerVariable(ecb->ConnID, name.data(), value.data(), &size);
-      uint32_t err = ok ? 0 : GetLastError();
-      if (!ok && err == ERROR_INSUFFICIENT_BUFFER) {
-        value.resize(size);
-        ok = ecb->GetServerVariable(ecb->ConnID, name.data(), value.data(), &size);
-        err = ok ? 0 : GetLastError();
-      }
-      // UNICODE_* values are UTF-16 and end with a two-byte NUL; others end with one byte.
-      size_t nul = name.rfind("UNICODE_", 0) == 0 ? 2 : 1;
-      value.resize(ok && size >= nul ? size - nul : 0);
-      lock.unlock();
-      send_var_reply(*this, h.id, callId, err, value);
-      break;
-    }
-    case Msg::ServerSupport: {
-      uint32_t callId = rd.u32();
-      ServerSupportCall call;
-      call.request = rd.u32();
-      uint32_t n = rd.u32();
-      for (uint32_t i = 0; i < n && i < 16 && rd.ok(); ++i) call.ints.push_back(rd.u32());
-      uint32_t m = rd.u32();
-      for (uint32_t i = 0; i < m && i < 16 && rd.ok(); ++i) call.strs.push_back(rd.str());
-      ServerSupportResult r;
-      if (req->ended() || !rd.ok()) {
-        r.error = ERROR_INVALID_PARAMETER;
-      } else {
-        std::weak_ptr<Worker> self = weak_from_this();
-        uint32_t id = h.id;
-        call.reply = [self, id, callId](ServerSupportResult late) {
-          if (auto w = self.lock()) send_support_reply(*w, id, callId, late);
-        };
-        r = server_support(req, call, lock);
-        if (r.pending) break;
-      }
-      lock.unlock();
-      send_support_reply(*this, h.id, callId, r);
-      break;
-    }
-    case Msg::BodyCredit: {
-      body_credit_locked(req, rd.u32(), lock);
-      break;
-    }
-    default:
-      break;
-  }
 }
 
 }  // namespace isapi::bridge

@@ -80,6 +80,9 @@ class Worker : public std::enable_shared_from_this<Worker> {
   void read_loop();
   // mergedBody: body bytes of Write frames that directly followed a ResponseHeaders frame.
   void handle(const channel::FrameHeader& h, std::string_view payload, const std::string& mergedBody);
+  void on_ready(std::string_view payload);
+  // A frame that does not decode as its type says: the worker speaks another protocol.
+  void refuse_malformed(channel::Msg type);
   InflightPtr find(uint32_t id);
   void on_channel_closed();
   void output_loop();

@@ -18,7 +18,10 @@ class Worker;
 
 struct PoolConfig {
   std::string workerExe;      // the SEA worker beside the bridge
-  std::string bridgePath;     // this module; the worker loads it as its addon
+  std::string bridgePath;     // this module (what the web server loaded)
+  // What the worker loads as its Node-API addon (ISAPI_BRIDGE): this module, except in a
+  // 32-bit bridge, whose x64 workers load the x64 build of the same code (see bridge_state.cc).
+  std::string workerAddon;
   std::string logPath;
   int workers = 1;
   std::string appName;        // the script's name, for error pages

@@ -1,6 +1,6 @@
 // The channel's transport: a private, bidirectional byte stream between the bridge and one
 // worker. Portable interface; transport_posix.cc uses an inherited socketpair end,
-// transport_win.cc a named pipe with an owner-only DACL (see DESIGN.md "Process model").
+// transport_win.cc a named pipe with an owner-only DACL (see docs/architecture.md, "The process model").
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -305,6 +305,8 @@ bool create_channel(Endpoint& parent, NativeHandle& childHandle, std::string& ch
   childHandle = INVALID_HANDLE_VALUE;
   OwnerOnlySecurity sec;
   if (!sec.init(error)) return false;
+  // The name is ASCII by construction (hex), so the ANSI pipe APIs here and in open_worker_end
+  // are exact; paths that come from outside (folders, files) go through the wide APIs.
   std::string name = "\\\\.\\pipe\\node-isapi-" + random_token();
   HANDLE h = CreateNamedPipeA(
       name.c_str(), PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED | FILE_FLAG_FIRST_PIPE_INSTANCE,

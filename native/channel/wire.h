@@ -1,11 +1,13 @@
-// The channel's wire format, shared by the bridge (C++ side) and the worker's addon (JS side).
+// The channel's framing, shared by the bridge (in the web server) and the worker's addon.
 //
 // A frame is a 12-byte header followed by `length` payload bytes:
 //   u32 length | u16 type | u16 flags | u32 request id      (all little-endian)
-// Payload fields are appended in a fixed order per message type: u32 integers, and
-// byte strings as u32 length + bytes. There is no schema negotiation: both ends are
-// always the same binary (the bridge DLL is also the worker's addon), so they agree by
-// construction.
+// The payload's fields, per message type, are defined once in messages.h; encode() and
+// decode() below are the only code that turns them into bytes and back. The two ends may come
+// from different builds (a win-ia32 web server's bridge, a win-x64 worker's addon), so the
+// Ready handshake carries kProtocolVersion and each end refuses a different one.
+// Nothing in a frame depends on the pointer size: sizes and ids are u32, never size_t or a
+// pointer, so a 32-bit bridge and a 64-bit worker read each other's frames.
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -13,42 +15,12 @@
 #include <string_view>
 #include <vector>
 
+#include "messages.h"
+
 namespace isapi::channel {
 
 constexpr uint32_t kHeaderSize = 12;
 constexpr uint32_t kMaxFrame = 64u * 1024u * 1024u;  // a larger frame means a corrupt stream
-constexpr uint32_t kProtocolVersion = 2;
-
-enum class Msg : uint16_t {
-  // worker → bridge
-  Ready = 1,          // u32 protocol, u32 pid, str token
-  ResponseHeaders = 2,// str status, str headers, u32 keepConn
-  Write = 3,          // bytes
-  Done = 4,           // u32 hseStatus, u32 httpStatus, str logData
-  GetVar = 5,         // u32 callId, str name
-  Log = 6,            // str line (worker-side diagnostics the bridge writes to its log)
-  BodyCredit = 7,     // u32 bytes the worker consumed (flow control for request bodies)
-  ServerSupport = 8,  // u32 callId, u32 request (HSE_REQ_*), u32 n + n×u32, u32 m + m×str
-  Reload = 9,         // str reason: start fresh workers and drain this generation
-  FilterCall = 10,    // (id = notification) u32 callId, u32 op, str arg: a query during a notification
-  FilterReply = 11,   // (id = notification) u32 SF_STATUS_REQ_*, u32 n + n×(u32 op, str a, str b) changes
-  Taken = 12,         // the worker's JavaScript has the request: it is no longer safe to re-route it
-  Pong = 13,          // u32 seq: the answer to Ping, sent from the worker's event loop
-
-  // bridge → worker
-  Request = 100,      // see RequestBegin below
-  Body = 101,         // bytes; an empty Body ends the request body
-  VarReply = 102,     // u32 callId, u32 win32Error, str value
-  Abort = 103,        // the client or the bridge gave up on the request
-  Shutdown = 104,     // drain and exit
-  ServerSupportReply = 105,  // u32 callId, u32 ok, u32 win32Error, u32 n + n×u32, str out
-  FilterNotify = 106, // (id = notification) u32 connection, u32 SF_NOTIFY_*, u32 wantsReply,
-                      //   u32 n + n×str fields, u32 m + m×(str name, str value) server variables
-  FilterCallReply = 107,  // u32 callId, u32 ok, u32 win32Error, str value
-  Ping = 108,         // u32 seq: heartbeat; a worker whose event loop is blocked never answers
-  WriteAck = 109,     // u32 bytes of the request's Write frames the web server has taken
-                      //   (per-request flow control for responses: a stalled client holds only its own)
-};
 
 struct FrameHeader {
   uint32_t length;
@@ -74,7 +46,10 @@ class FrameWriter {
     out_.append(t, 4);
     put_u32(out_, id);
   }
-  FrameWriter& u32(uint32_t v) { put_u32(out_, v); return *this; }
+  FrameWriter& u32(uint32_t v) {
+    put_u32(out_, v);
+    return *this;
+  }
   FrameWriter& bytes(const void* p, size_t n) {
     put_u32(out_, uint32_t(n));
     out_.append(static_cast<const char*>(p), n);
@@ -82,12 +57,16 @@ class FrameWriter {
   }
   FrameWriter& str(std::string_view s) { return bytes(s.data(), s.size()); }
   // Raw bytes without a length prefix: the rest of the payload.
-  FrameWriter& tail(const void* p, size_t n) { out_.append(static_cast<const char*>(p), n); return *this; }
+  FrameWriter& tail(const void* p, size_t n) {
+    out_.append(static_cast<const char*>(p), n);
+    return *this;
+  }
   void finish() {
     uint32_t len = uint32_t(out_.size() - start_ - kHeaderSize);
     char b[4] = {char(len), char(len >> 8), char(len >> 16), char(len >> 24)};
     std::memcpy(&out_[start_], b, 4);
   }
+
  private:
   std::string& out_;
   size_t start_;
@@ -98,18 +77,33 @@ class FrameReader {
  public:
   FrameReader(const uint8_t* p, size_t n) : p_(p), end_(p + n) {}
   uint32_t u32() {
-    if (end_ - p_ < 4) { bad_ = true; return 0; }
-    uint32_t v = get_u32(p_); p_ += 4; return v;
+    if (end_ - p_ < 4) {
+      bad_ = true;
+      return 0;
+    }
+    uint32_t v = get_u32(p_);
+    p_ += 4;
+    return v;
   }
   std::string_view str() {
     uint32_t n = u32();
-    if (bad_ || uint32_t(end_ - p_) < n) { bad_ = true; return {}; }
-    std::string_view s(reinterpret_cast<const char*>(p_), n); p_ += n; return s;
+    if (bad_ || uint32_t(end_ - p_) < n) {
+      bad_ = true;
+      return {};
+    }
+    std::string_view s(reinterpret_cast<const char*>(p_), n);
+    p_ += n;
+    return s;
   }
   std::string_view rest() {
-    std::string_view s(reinterpret_cast<const char*>(p_), size_t(end_ - p_)); p_ = end_; return s;
+    std::string_view s(reinterpret_cast<const char*>(p_), size_t(end_ - p_));
+    p_ = end_;
+    return s;
   }
   bool ok() const { return !bad_; }
+  size_t remaining() const { return size_t(end_ - p_); }
+  void fail() { bad_ = true; }
+
  private:
   const uint8_t* p_;
   const uint8_t* end_;
@@ -124,43 +118,48 @@ class FrameDecoder {
   bool next(FrameHeader& h, std::string_view& payload, bool& corrupt);
   // Drop consumed bytes; call once after draining next().
   void compact();
+
  private:
   std::vector<uint8_t> buf_;
   size_t pos_ = 0;
 };
 
-// The first message of a request: everything a handler usually needs, so most requests
-// never cross the channel again before the response.
-struct RequestBegin {
-  std::string_view method, query, pathInfo, pathTranslated, contentType;
-  uint32_t totalBytes = 0;
-  uint32_t connId = 0;
-  std::vector<std::pair<std::string_view, std::string_view>> vars;  // prefetched server variables
-  std::string_view preloaded;                                        // ECB lpbData[0..cbAvailable)
-};
+// A frame's payload has a fixed field order per message, so a decoder that ends with bytes
+// left over or too few has a frame from a different protocol: decode() refuses both.
+#define ISAPI_DECLARE_CODEC(N)                                 \
+  void encode(std::string& out, uint32_t id, const msg::N& m); \
+  bool decode(std::string_view payload, msg::N& m);
+ISAPI_CHANNEL_MESSAGES(ISAPI_DECLARE_CODEC)
+#undef ISAPI_DECLARE_CODEC
 
-// Queries a filter may make while the web server waits for its verdict.
-enum class FilterQuery : uint32_t { GetHeader = 1, GetServerVariable = 2 };
+// One message as a frame of its own.
+template <class M>
+std::string encoded(uint32_t id, const M& m) {
+  std::string frame;
+  encode(frame, id, m);
+  return frame;
+}
 
-// Changes a filter's reply carries, applied in order before HttpFilterProc returns.
-enum class FilterChange : uint32_t {
-  SetHeader = 1,             // a = name ("url", "method", "version" or "Name:"), b = value ("" deletes)
-  AddHeader = 2,             // a = name, b = value
-  AddResponseHeaders = 3,    // a = "Name: value\r\n" lines
-  WriteClient = 4,           // a = bytes
-  SendResponseHeader = 5,    // a = status, b = header lines
-  DisableNotifications = 6,  // a = decimal mask
-  SetPhysicalPath = 7,       // a = path (URL_MAP)
-  SetLogField = 8,           // a = field index (0-5 strings, 6 status, 7 win32), b = value (LOG)
-  SetUser = 9,               // a = user (AUTHENTICATION)
-  SetPassword = 10,          // a = password (AUTHENTICATION)
-  AddHeadersOnDenial = 11,   // a = header lines
-  SetRawData = 12,           // a = bytes replacing the raw data (READ/SEND_RAW_DATA)
-  SetNextReadSize = 13,      // a = decimal size
-  SetHttpStatus = 14,        // a = decimal status (SEND_RESPONSE, AUTH_COMPLETE)
-};
+// The message's name as messages.h spells it ("ResponseHeaders"), or "" for an unknown type.
+const char* message_name(Msg type);
 
-void encode_request(std::string& out, uint32_t id, const RequestBegin& r);
-bool decode_request(std::string_view payload, RequestBegin& r);
+// Calls f with a default-constructed message of the given type; false for an unknown type.
+template <class F>
+bool with_message(Msg type, F&& f) {
+  switch (type) {
+#define ISAPI_MESSAGE_CASE(N) \
+  case Msg::N: {              \
+    msg::N m;                 \
+    f(m);                     \
+    return true;              \
+  }
+    ISAPI_CHANNEL_MESSAGES(ISAPI_MESSAGE_CASE)
+#undef ISAPI_MESSAGE_CASE
+  }
+  return false;
+}
+
+// The request's first frame (the name the bridge's code uses for it).
+using RequestBegin = msg::Request;
 
 }  // namespace isapi::channel

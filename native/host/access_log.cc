@@ -26,7 +26,7 @@ AccessLog::~AccessLog() {
 }
 
 bool AccessLog::Open(const std::string& path, std::string* err) {
-  f_ = fopen(path.c_str(), "a");
+  f_ = OpenFileUtf8(path, "a");
   if (!f_) {
     *err = "cannot open access log " + path + ": " + strerror(errno);
     return false;

@@ -1,6 +1,9 @@
 // ISAPI filters: loading (IsapiFilter), the server-wide dispatch order (FilterSet) and the
 // per-connection state every notification runs against (FilterSession).
 //
+// Files: filter_loader.cc (IsapiFilter, FilterSet), filter_session.cc (FilterSession and the
+// notifications), filter_callbacks.{h,cc} (what a filter calls), filter_headers.cc (header editing).
+//
 // Order. Filters are dispatched HIGH, MEDIUM, LOW (LOW is the default); ties in load order
 // (--filter order); SF_NOTIFY_SEND_RAW_DATA runs the same list in reverse, so the HIGH filter is
 // nearest the wire. A filter whose flags name only SF_NOTIFY_SECURE_PORT never sees a
@@ -125,7 +128,7 @@ class FilterSession {
   // FINISHED_KEEP_CONN may keep the connection.
   bool response_keepable() const;
 
-  // ---- used by the filter callbacks (filters.cc)
+  // ---- used by the filter callbacks (filter_callbacks.cc, filter_headers.cc)
   BOOL GetServerVariable(LPSTR name, LPVOID buffer, LPDWORD size);
   BOOL AddResponseHeaders(LPSTR headers);
   BOOL WriteClient(LPVOID buffer, LPDWORD bytes);

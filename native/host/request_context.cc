@@ -17,7 +17,7 @@ namespace {
 
 constexpr uint32_t kLiveMagic = 0x49534150;  // "ISAP"
 constexpr uint32_t kDeadMagic = 0xDEADBEEF;
-constexpr uint64_t kDrainLimit = 1 << 20;    // unread request body drained to keep a connection
+constexpr uint64_t kDrainLimit = 1 << 20;  // unread request body drained to keep a connection
 constexpr int kDrainTimeoutMs = 5000;
 
 // Extension callbacks (definitions in ecb_callbacks.cc).
@@ -28,9 +28,8 @@ BOOL WINAPI EcbWriteClient(HCONN, LPVOID, LPDWORD, DWORD);
 BOOL WINAPI EcbReadClient(HCONN, LPVOID, LPDWORD);
 BOOL WINAPI EcbServerSupportFunction(HCONN, DWORD, LPVOID, LPDWORD, LPDWORD);
 
-RequestContext::RequestContext(Server* server, Connection* conn, const Vdir* vdir,
-                               HttpRequestHead&& h, size_t head_bytes, int64_t start_ms,
-                               std::string translated, RequestContext* parent)
+RequestContext::RequestContext(Server* server, Connection* conn, const Vdir* vdir, HttpRequestHead&& h,
+                               size_t head_bytes, int64_t start_ms, std::string translated, RequestContext* parent)
     : server(server),
       conn(conn),
       vdir(vdir),
@@ -112,8 +111,8 @@ bool RequestContext::PreRead() {
   while (have < limit) {
     uint32_t err = 0;
     bool framing = false;
-    int64_t n = body_.Read(conn, preread_.data() + have, limit - have,
-                           server->config().io_timeout_ms, &err, &framing, wait);
+    int64_t n =
+        body_.Read(conn, preread_.data() + have, limit - have, server->config().io_timeout_ms, &err, &framing, wait);
     if (n < 0) {
       if (framing) {
         std::string r = BuildErrorResponse(400, false, false, head_only_);
@@ -155,19 +154,15 @@ RequestContext::Outcome RequestContext::Run() {
   DWORD final_status = st;
   {
     std::lock_guard<std::mutex> lock(state_mu_);
-    proc_returned_ = true;
-    proc_status_ = st;
-    if (st == HSE_STATUS_PENDING) {
-      if (!done_called_) {
-        // Completion belongs to DONE_WITH_SESSION now; our reference keeps `this` valid until
-        // the Release below.
-        final_status = HSE_STATUS_PENDING;
-      } else {
-        final_status = done_status_;
-        completed_ = true;
-      }
+    if (st == HSE_STATUS_PENDING && state_ == RequestState::kRunning) {
+      // Completion belongs to DONE_WITH_SESSION now; our reference keeps `this` valid until
+      // the Release below.
+      AdvanceRequestState(&state_, RequestState::kPending);
+      final_status = HSE_STATUS_PENDING;
     } else {
-      completed_ = true;
+      // A final status, or PENDING after DONE_WITH_SESSION already came: this thread completes.
+      if (st == HSE_STATUS_PENDING) final_status = done_status_;
+      AdvanceRequestState(&state_, RequestState::kCompleted);
     }
   }
   if (final_status == HSE_STATUS_PENDING) {
@@ -200,12 +195,17 @@ BOOL RequestContext::DoneWithSession(LPVOID buffer) {
   bool complete_now = false;
   {
     std::lock_guard<std::mutex> lock(state_mu_);
-    if (done_called_ || completed_) return TRUE;  // duplicate, or not a pending request: ignored
-    done_called_ = true;
-    done_status_ = status;
-    if (proc_returned_) {  // proc returned PENDING (otherwise completed_ would be set)
-      completed_ = true;
-      complete_now = true;
+    switch (state_) {
+      case RequestState::kRunning:  // HttpExtensionProc's return completes, with this status
+        done_status_ = status;
+        AdvanceRequestState(&state_, RequestState::kDoneEarly);
+        break;
+      case RequestState::kPending:
+        AdvanceRequestState(&state_, RequestState::kCompleted);
+        complete_now = true;
+        break;
+      case RequestState::kDoneEarly:
+      case RequestState::kCompleted: return TRUE;  // a duplicate, or a request that was not pending: ignored
     }
   }
   if (complete_now) {
@@ -266,13 +266,12 @@ bool RequestContext::SendLocked(const char* p, size_t n) {
   return true;
 }
 
-BOOL RequestContext::SendHeaders(const char* status, size_t status_len, const char* headers,
-                                 size_t headers_len, bool ex, bool keep_conn) {
+BOOL RequestContext::SendHeaders(const char* status, size_t status_len, const char* headers, size_t headers_len,
+                                 bool ex, bool keep_conn) {
   std::string st = status ? std::string(status, status_len) : std::string("200 OK");
   if (st.empty()) st = "200 OK";
-  if (st.size() < 3 || !isdigit(static_cast<unsigned char>(st[0])) ||
-      !isdigit(static_cast<unsigned char>(st[1])) || !isdigit(static_cast<unsigned char>(st[2])) ||
-      (st.size() > 3 && st[3] != ' ')) {
+  if (st.size() < 3 || !isdigit(static_cast<unsigned char>(st[0])) || !isdigit(static_cast<unsigned char>(st[1])) ||
+      !isdigit(static_cast<unsigned char>(st[2])) || (st.size() > 3 && st[3] != ' ')) {
     SetLastError(ERROR_INVALID_PARAMETER);
     return FALSE;
   }
@@ -333,10 +332,10 @@ BOOL RequestContext::SendHeaders(const char* status, size_t status_len, const ch
   }
   ResponseFraming fr = FramingOf(hv);
   bool http10 = head.minor_version == 0;
-  bool framed = fr.content_length >= 0 || (fr.chunked && !http10) || head_only_ || code == 204 ||
-                code == 304 || (code >= 100 && code < 200);
-  keep_alive_ = head.keep_alive && framed && !fr.close && (!ex || keep_conn) &&
-                !close_requested_.load() && !server->stopping();
+  bool framed = fr.content_length >= 0 || (fr.chunked && !http10) || head_only_ || code == 204 || code == 304 ||
+                (code >= 100 && code < 200);
+  keep_alive_ =
+      head.keep_alive && framed && !fr.close && (!ex || keep_conn) && !close_requested_.load() && !server->stopping();
   std::string out = ComposeResponseHead(st, hv, keep_alive_, http10);
   if (body_len && !head_only_) {
     out.append(body, body_len);
@@ -353,8 +352,7 @@ BOOL RequestContext::SendHeaders(const char* status, size_t status_len, const ch
 }
 
 BOOL RequestContext::RefuseResponseLocked(const std::string& why) {
-  fprintf(stderr, "isapi-host: %s: response refused (500 sent instead): %s\n",
-          vdir->library.c_str(), why.c_str());
+  fprintf(stderr, "isapi-host: %s: response refused (500 sent instead): %s\n", vdir->library.c_str(), why.c_str());
   std::string st = StatusLineText(500);
   std::string body = ErrorBody(500);
   std::vector<HttpHeader> hv;
@@ -381,10 +379,13 @@ bool RequestContext::SendRedirect(const char* url) {
       SetLastError(ERROR_INVALID_PARAMETER);
       return false;
     }
-  std::string body = "<head><title>Object moved</title></head><body><h1>Object Moved</h1>This "
-                     "object may be found <a HREF=\"" + location + "\">here</a>.</body>\r\n";
-  std::string headers = "Location: " + location + "\r\nContent-Type: text/html\r\nContent-Length: " +
-                        std::to_string(body.size()) + "\r\n\r\n" + body;
+  std::string body =
+      "<head><title>Object moved</title></head><body><h1>Object Moved</h1>This "
+      "object may be found <a HREF=\"" +
+      location + "\">here</a>.</body>\r\n";
+  std::string headers = "Location: " + location +
+                        "\r\nContent-Type: text/html\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" +
+                        body;
   return SendHeaders("302 Object Moved", 16, headers.data(), headers.size(), false, true);
 }
 
@@ -426,10 +427,9 @@ bool RequestContext::Finish(DWORD status) {
       // A successful request that sent nothing: IIS sends nothing and closes.
       keep = false;
     } else {
-      keep = keep_alive_ && !raw_output_ && !write_failed_ && !taken_over_ &&
-             status != HSE_STATUS_ERROR;
-      if (keep && !head_only_ && resp_content_length_ >= 0 && status_sent_ != 204 &&
-          status_sent_ != 304 && resp_body_bytes_ != static_cast<uint64_t>(resp_content_length_))
+      keep = keep_alive_ && !raw_output_ && !write_failed_ && !taken_over_ && status != HSE_STATUS_ERROR;
+      if (keep && !head_only_ && resp_content_length_ >= 0 && status_sent_ != 204 && status_sent_ != 304 &&
+          resp_body_bytes_ != static_cast<uint64_t>(resp_content_length_))
         keep = false;  // the declared length was not honoured: the framing is lost
     }
   }

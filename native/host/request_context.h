@@ -3,8 +3,8 @@
 //
 // Lifetime. HttpExtensionProc may return HSE_STATUS_PENDING; the request then ends when the
 // extension calls ServerSupportFunction(HSE_REQ_DONE_WITH_SESSION), from any thread, possibly
-// before HttpExtensionProc has returned. `state_mu_` decides exactly once which thread completes
-// the request:
+// before HttpExtensionProc has returned. `state_` (a RequestState, request_state.h, under
+// `state_mu_`) decides exactly once which thread completes the request:
 //   - HttpExtensionProc returned a final status            → the calling pool thread completes;
 //   - it returned PENDING and DONE_WITH_SESSION came first  → the calling pool thread completes;
 //   - it returned PENDING, DONE_WITH_SESSION comes later    → a pool task completes.
@@ -23,6 +23,7 @@
 #include "connection.h"
 #include "http_parser.h"
 #include "isapi.h"
+#include "request_state.h"
 #include "server_variables.h"
 
 namespace isapi_host {
@@ -47,9 +48,8 @@ class RequestContext {
  public:
   enum class Outcome { kKeepAlive, kClose, kPending };
 
-  RequestContext(Server* server, Connection* conn, const Vdir* vdir, HttpRequestHead&& head,
-                 size_t head_bytes, int64_t start_ms, std::string path_translated,
-                 RequestContext* parent = nullptr);
+  RequestContext(Server* server, Connection* conn, const Vdir* vdir, HttpRequestHead&& head, size_t head_bytes,
+                 int64_t start_ms, std::string path_translated, RequestContext* parent = nullptr);
   RequestContext(const RequestContext&) = delete;
   RequestContext& operator=(const RequestContext&) = delete;
 
@@ -61,7 +61,8 @@ class RequestContext {
   // Maps an ECB ConnID back to its request; nullptr if it is not a live request.
   static RequestContext* FromHandle(HCONN h);
 
-  // ECB callbacks (ecb_callbacks.cc). All may be called from any thread while the request lives.
+  // ECB callbacks (ecb_callbacks.cc; the HSE_REQ_* in ecb_server_support.cc, ecb_transmit.cc, ecb_child_requests.cc).
+  // All may be called from any thread while the request lives.
   BOOL GetServerVariable(LPSTR name, LPVOID buffer, LPDWORD size);
   BOOL WriteClient(LPVOID buffer, LPDWORD bytes, DWORD flags);
   BOOL ReadClient(LPVOID buffer, LPDWORD size);
@@ -86,8 +87,8 @@ class RequestContext {
   // Response side; *_locked functions need write_mu_.
   bool SendLocked(const char* p, size_t n);
   bool WriteBody(const char* p, DWORD n);  // the response body bytes of WriteClient, sync or async
-  BOOL SendHeaders(const char* status, size_t status_len, const char* headers, size_t headers_len,
-                   bool ex, bool keep_conn);
+  BOOL SendHeaders(const char* status, size_t status_len, const char* headers, size_t headers_len, bool ex,
+                   bool keep_conn);
   // Extension output the host will not relay (it could split the response or make its framing
   // ambiguous): a 500 goes out instead, the connection closes after it, later output is dropped.
   // Returns FALSE with ERROR_INVALID_PARAMETER, for the caller to return.
@@ -154,11 +155,8 @@ class RequestContext {
   std::atomic<bool> close_requested_{false};
 
   std::mutex state_mu_;
-  bool proc_returned_ = false;
-  bool done_called_ = false;
-  bool completed_ = false;
-  DWORD proc_status_ = 0;
-  DWORD done_status_ = 0;
+  RequestState state_ = RequestState::kRunning;
+  DWORD done_status_ = 0;  // DONE_WITH_SESSION's status, for a request in kDoneEarly
   PFN_HSE_IO_COMPLETION io_callback_ = nullptr;
   void* io_context_ = nullptr;
 };

@@ -93,6 +93,8 @@ class Server {
   std::string PathTranslated(const std::string& path) const;
 
  private:
+  static constexpr int kLingerMs = 2000;              // graceful close: wait this long for the client's FIN
+  static constexpr int64_t kLingerMaxBytes = 1 << 20;  // ... discarding at most this much
   enum class Outcome { kKeepAlive, kClose, kPending };
 
   // event loop (loop thread)

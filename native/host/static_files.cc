@@ -57,17 +57,18 @@ StaticFile ResolveStaticFile(const std::string& root, const std::string& method,
     return r;
   }
   std::error_code ec;
-  fs::file_status st = fs::status(p, ec);
+  // p is UTF-8: u8path, as a narrow fs::path would be the ANSI code page on Windows.
+  fs::file_status st = fs::status(fs::u8path(p), ec);
   if (!ec && fs::is_directory(st)) {
     if (!p.empty() && p.back() != '/') p += '/';
     p += "index.html";
-    st = fs::status(p, ec);
+    st = fs::status(fs::u8path(p), ec);
   }
   if (ec || !fs::is_regular_file(st)) {
     r.status = 404;
     return r;
   }
-  r.size = fs::file_size(p, ec);
+  r.size = fs::file_size(fs::u8path(p), ec);
   if (ec) {
     r.status = 404;
     return r;

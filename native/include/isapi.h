@@ -3,7 +3,7 @@
 // On Windows this is the platform SDK (mingw-w64's httpext.h / httpfilt.h). Elsewhere the same
 // types are declared here with the Windows x64 layout: DWORD is 32 bits (never `unsigned long`,
 // which is 64 bits on LP64), BOOL is int, WINAPI is empty. isapi_layout.h checks every offset
-// against ../shared/reference/isapi-abi.md §3 at compile time, so both builds agree.
+// against docs/isapi.md §3 at compile time, so both builds agree.
 #pragma once
 
 #ifdef _WIN32

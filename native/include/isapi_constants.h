@@ -1,4 +1,4 @@
-// Every ISAPI constant (../shared/reference/isapi-abi.md §4). Guarded: the Windows SDK defines most.
+// Every ISAPI constant (docs/isapi.md §4). Guarded: the Windows SDK defines most.
 #pragma once
 
 #ifndef HSE_STATUS_SUCCESS

@@ -1,4 +1,4 @@
-// Compile-time proof that the ISAPI structs have the layout of ../shared/reference/isapi-abi.md §3.
+// Compile-time proof that the ISAPI structs have the layout of docs/isapi.md §3.
 #pragma once
 #include <stddef.h>
 

@@ -21,6 +21,4 @@ int fail(const std::string& message) {
 
 }  // namespace isapi::launcher
 
-int main(int argc, char** argv) {
-  return isapi::launcher::run_worker_as_installer(argc, argv);
-}
+int main(int argc, char** argv) { return isapi::launcher::run_worker_as_installer(argc, argv); }

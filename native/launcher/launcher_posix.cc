@@ -35,7 +35,8 @@ std::string own_folder() {
 
 int run_worker_as_installer(int argc, char** argv) {
   std::string folder = own_folder();
-  if (folder.empty()) return fail(std::string("cannot find this program's folder (/proc/self/exe): ") + std::strerror(errno));
+  if (folder.empty())
+    return fail(std::string("cannot find this program's folder (/proc/self/exe): ") + std::strerror(errno));
   DIR* dir = opendir(folder.c_str());
   if (!dir) return fail("cannot read " + folder + ": " + std::strerror(errno));
   std::vector<std::string> names;
@@ -45,7 +46,8 @@ int run_worker_as_installer(int argc, char** argv) {
   }
   closedir(dir);
   if (names.size() != 1) {
-    return fail(folder + (names.empty() ? " holds no <name>.manifest.json" : " holds more than one <name>.manifest.json") +
+    return fail(folder +
+                (names.empty() ? " holds no <name>.manifest.json" : " holds more than one <name>.manifest.json") +
                 ": the installer works from the folder `isapi pack` wrote, beside the bridge and the worker");
   }
   std::string worker = folder + "/" + names[0];

@@ -68,9 +68,7 @@ const wchar_t* arguments_tail(const wchar_t* cmd) {
   return cmd;
 }
 
-BOOL WINAPI leave_ctrl_c_to_worker(DWORD event) {
-  return event == CTRL_C_EVENT || event == CTRL_BREAK_EVENT;
-}
+BOOL WINAPI leave_ctrl_c_to_worker(DWORD event) { return event == CTRL_C_EVENT || event == CTRL_BREAK_EVENT; }
 
 HANDLE inheritable_std_handle(DWORD which) {
   HANDLE h = GetStdHandle(which);
@@ -94,7 +92,8 @@ int run_worker_as_installer(int, char**) {
     FindClose(find);
   }
   if (names.size() != 1) {
-    return fail(narrow(folder) + (names.empty() ? " holds no <name>.manifest.json" : " holds more than one <name>.manifest.json") +
+    return fail(narrow(folder) +
+                (names.empty() ? " holds no <name>.manifest.json" : " holds more than one <name>.manifest.json") +
                 ": the installer works from the folder `isapi pack` wrote, beside the bridge and the worker");
   }
   std::wstring worker = folder + L"\\" + widen(names[0]) + L".exe";
@@ -111,10 +110,12 @@ int run_worker_as_installer(int, char**) {
   SetConsoleCtrlHandler(leave_ctrl_c_to_worker, TRUE);
 
   PROCESS_INFORMATION pi{};
-  if (!CreateProcessW(worker.c_str(), cmdline.data(), nullptr, nullptr, TRUE, CREATE_SUSPENDED, nullptr, nullptr, &si, &pi)) {
+  if (!CreateProcessW(worker.c_str(), cmdline.data(), nullptr, nullptr, TRUE, CREATE_SUSPENDED, nullptr, nullptr, &si,
+                      &pi)) {
     DWORD err = GetLastError();
-    return fail("cannot start " + narrow(worker) + ": " + system_message(err) +
-                (err == ERROR_FILE_NOT_FOUND ? " (the manifest names it: copy the whole folder, or pack it again)" : ""));
+    return fail(
+        "cannot start " + narrow(worker) + ": " + system_message(err) +
+        (err == ERROR_FILE_NOT_FOUND ? " (the manifest names it: copy the whole folder, or pack it again)" : ""));
   }
   // Only the worker joins the job (silent breakaway: what the installer starts, such as
   // appcmd, is its own business). Without a job (not allowed here) the worker simply outlives

@@ -10,3 +10,5 @@ include(${CMAKE_CURRENT_LIST_DIR}/mingw-w64-common.cmake)
 # IIS looks them up undecorated, as bridge.def lists them; --kill-at strips the @N from the
 # export table (--enable-stdcall-fixup: resolving the .def names to the decorated ones is intended, no warning).
 set(CMAKE_SHARED_LINKER_FLAGS_INIT "-Wl,--kill-at -Wl,--enable-stdcall-fixup")
+# The same for MODULE libraries (the host's C test extensions and filters).
+set(CMAKE_MODULE_LINKER_FLAGS_INIT "-Wl,--kill-at -Wl,--enable-stdcall-fixup")

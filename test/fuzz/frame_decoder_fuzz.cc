@@ -1,6 +1,7 @@
 // libFuzzer target: the channel's frame decoder and payload readers (native/channel/wire.*),
 // which the bridge runs on whatever a worker writes. Fed in pieces; frames must never exceed
-// what was fed, and reading any payload as any message must stay in bounds.
+// what was fed, and decoding any payload as any message of the schema (messages.h) must stay in
+// bounds.
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
@@ -24,8 +25,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     while (d.next(h, payload, corrupt)) {
       seen += kHeaderSize + payload.size();
       if (seen > fed || payload.size() != h.length) abort();
-      RequestBegin r;
-      decode_request(payload, r);
+#define ISAPI_DECODE_AS(N) \
+  {                        \
+    msg::N m;              \
+    decode(payload, m);    \
+  }
+      ISAPI_CHANNEL_MESSAGES(ISAPI_DECODE_AS)
+#undef ISAPI_DECODE_AS
       FrameReader rd(reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
       while (rd.ok()) {
         rd.u32();

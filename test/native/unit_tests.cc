@@ -2,7 +2,9 @@
 // socket or a process (the wire codec, the HTTP head parser, the chunked decoder, the vdir map,
 // the elastic thread pool). Built by CMake (native/host/CMakeLists.txt, target
 // isapi-native-tests) and run by test/unit/native.test.ts, which reads the summary line.
+// `--wire-samples` and `--wire-decode` serve test/unit/wire_schema.test.ts (wire_samples.h).
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -12,22 +14,24 @@
 #include <vector>
 
 #include "http_parser.h"
+#include "request_state.h"
 #include "thread_pool.h"
 #include "vdir_map.h"
 #include "wire.h"
+#include "wire_samples.h"
 
 namespace {
 
 int g_checks = 0;
 int g_failures = 0;
 
-#define CHECK(cond)                                                                 \
-  do {                                                                              \
-    ++g_checks;                                                                     \
-    if (!(cond)) {                                                                  \
-      ++g_failures;                                                                 \
-      std::printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                   \
-    }                                                                               \
+#define CHECK(cond)                                               \
+  do {                                                            \
+    ++g_checks;                                                   \
+    if (!(cond)) {                                                \
+      ++g_failures;                                               \
+      std::printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
+    }                                                             \
   } while (0)
 
 using namespace isapi::channel;
@@ -100,16 +104,118 @@ void wire_request() {
   in.vars = {{"URL", "/hello/x"}, {"ALL_RAW", "Host: x\r\n"}};
   in.preloaded = std::string_view("body\0bytes", 10);
   std::string frame;
-  encode_request(frame, 42, in);
+  encode(frame, 42, in);
   RequestBegin out;
-  CHECK(decode_request(std::string_view(frame).substr(kHeaderSize), out));
+  CHECK(decode(std::string_view(frame).substr(kHeaderSize), out));
   CHECK(out.method == "POST" && out.query == "a=1" && out.pathInfo == "/hello/x");
   CHECK(out.totalBytes == 0xFFFFFFFFu && out.connId == 42);
   CHECK(out.vars.size() == 2 && out.vars[1].first == "ALL_RAW" && out.vars[1].second == "Host: x\r\n");
   CHECK(out.preloaded == std::string_view("body\0bytes", 10));
   // A truncated payload is refused, not read past its end.
   RequestBegin cut;
-  CHECK(!decode_request(std::string_view(frame).substr(kHeaderSize, 20), cut));
+  CHECK(!decode(std::string_view(frame).substr(kHeaderSize, 20), cut));
+}
+
+// Every message of the schema: its samples survive encode → decode unchanged, and a payload one
+// byte short or one byte long is refused (another protocol's frame, never misread).
+void wire_every_message() {
+  int messages = 0;
+#define ISAPI_ROUND_TRIP(N)                                                                              \
+  {                                                                                                      \
+    ++messages;                                                                                          \
+    msg::N in;                                                                                           \
+    wire_samples::Filler fill;                                                                           \
+    msg::N::fields(fill, in);                                                                            \
+    std::string frame;                                                                                   \
+    encode(frame, 7, in);                                                                                \
+    CHECK(get_u32(reinterpret_cast<const uint8_t*>(frame.data())) == frame.size() - kHeaderSize);        \
+    std::string_view payload = std::string_view(frame).substr(kHeaderSize);                              \
+    msg::N out;                                                                                          \
+    CHECK(decode(payload, out));                                                                         \
+    CHECK(wire_samples::json_of(out) == wire_samples::json_of(in));                                      \
+    if (!payload.empty()) {                                                                              \
+      msg::N shortOne;                                                                                   \
+      /* A rest field takes any length: only messages without one must refuse. */                        \
+      if (std::string(#N) != "Request") CHECK(!decode(payload.substr(0, payload.size() - 1), shortOne)); \
+    }                                                                                                    \
+    msg::N longOne;                                                                                      \
+    if (std::string(#N) != "Request") CHECK(!decode(std::string(payload) + "x", longOne));               \
+    CHECK(std::string(message_name(msg::N::kType)) == #N);                                               \
+  }
+  ISAPI_CHANNEL_MESSAGES(ISAPI_ROUND_TRIP)
+#undef ISAPI_ROUND_TRIP
+  CHECK(messages == 23);
+  // A list count larger than the payload could hold is refused before anything is allocated.
+  std::string frame;
+  FrameWriter(frame, Msg::ServerSupport, 1).u32(1).u32(2).u32(0x7FFFFFFF).finish();
+  msg::ServerSupport huge;
+  CHECK(!decode(std::string_view(frame).substr(kHeaderSize), huge));
+}
+
+// --wire-samples: one line per message: name, type, the frame in hex, the values as JSON.
+int print_samples() {
+#define ISAPI_PRINT_SAMPLE(N)                                                                      \
+  {                                                                                                \
+    msg::N m;                                                                                      \
+    wire_samples::Filler fill;                                                                     \
+    msg::N::fields(fill, m);                                                                       \
+    std::string frame;                                                                             \
+    encode(frame, 7, m);                                                                           \
+    std::printf("%s %u %s %s\n", #N, unsigned(msg::N::kType), wire_samples::to_hex(frame).c_str(), \
+                wire_samples::json_of(m).c_str());                                                 \
+  }
+  ISAPI_CHANNEL_MESSAGES(ISAPI_PRINT_SAMPLE)
+#undef ISAPI_PRINT_SAMPLE
+  std::printf("protocol %u\n", unsigned(kProtocolVersion));
+  std::printf("prefetched");
+  for (const char* name : kPrefetchedVariables) std::printf(" %s", name);
+  std::printf("\n");
+  return 0;
+}
+
+// --wire-decode: reads frames (hex, any number per line) from stdin and prints, per frame, its
+// message name, request id and values as JSON; "malformed" when a frame does not decode.
+int decode_stdin() {
+  std::string hex, line;
+  char buf[65536];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, stdin)) > 0) hex.append(buf, n);
+  std::string bytes;
+  std::string clean;
+  for (char c : hex)
+    if (std::isxdigit(static_cast<unsigned char>(c))) clean += c;
+  bytes = wire_samples::from_hex(clean);
+  FrameDecoder d;
+  d.feed(bytes.data(), bytes.size());
+  FrameHeader h;
+  std::string_view payload;
+  bool corrupt = false;
+  while (d.next(h, payload, corrupt)) {
+    std::string json = "malformed";
+    bool known = with_message(h.type, [&](auto& m) {
+      if (decode(payload, m)) json = wire_samples::json_of(m);
+    });
+    std::printf("%s %u %s\n", known ? message_name(h.type) : "unknown", unsigned(h.id), json.c_str());
+  }
+  return corrupt ? 1 : 0;
+}
+
+// The host's request states: the three ways to Completed, and nothing back or around them.
+void request_states() {
+  using S = RequestState;
+  CHECK(RequestStateAllowed(S::kRunning, S::kCompleted));  // a final status
+  CHECK(RequestStateAllowed(S::kRunning, S::kPending) && RequestStateAllowed(S::kPending, S::kCompleted));
+  CHECK(RequestStateAllowed(S::kRunning, S::kDoneEarly) && RequestStateAllowed(S::kDoneEarly, S::kCompleted));
+  CHECK(!RequestStateAllowed(S::kCompleted, S::kCompleted));  // completed twice
+  CHECK(!RequestStateAllowed(S::kPending, S::kDoneEarly));
+  CHECK(!RequestStateAllowed(S::kDoneEarly, S::kPending));
+  CHECK(!RequestStateAllowed(S::kCompleted, S::kRunning));
+  CHECK(!RequestStateAllowed(S::kPending, S::kRunning));
+  CHECK(std::string(RequestStateName(S::kDoneEarly)) == "DoneEarly");
+  RequestState s = S::kRunning;
+  AdvanceRequestState(&s, S::kPending);
+  AdvanceRequestState(&s, S::kCompleted);
+  CHECK(s == S::kCompleted);
 }
 
 int parse(const std::string& text, HttpRequestHead* head) {
@@ -126,7 +232,8 @@ void http_head() {
   HttpRequestHead incomplete;
   CHECK(parse("GET / HTTP/1.1\r\nHost: x\r\n", &incomplete) == -1);
   HttpRequestHead smuggle;  // CL + TE: the classic smuggling shape
-  CHECK(parse("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", &smuggle) == 400);
+  CHECK(parse("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", &smuggle) ==
+        400);
   HttpRequestHead twoLengths;
   CHECK(parse("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", &twoLengths) == 400);
   HttpRequestHead fold;
@@ -212,11 +319,15 @@ void elastic_pool() {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "--wire-samples") return print_samples();
+  if (argc > 1 && std::string(argv[1]) == "--wire-decode") return decode_stdin();
   wire_round_trip();
   wire_reader_overrun();
   wire_corrupt_length();
   wire_request();
+  wire_every_message();
+  request_states();
   http_head();
   chunked();
   vdirs();

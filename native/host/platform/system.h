@@ -1,7 +1,9 @@
 // Process-level OS services: termination signals, time conversion. system_posix.cc / system_win.cc.
 #pragma once
 #include <cstdint>
+#include <cstdio>
 #include <ctime>
+#include <string>
 
 namespace isapi_host {
 
@@ -21,6 +23,9 @@ void WaitForTerminationSignal();
 // serve --wine` stops the host by closing the host's stdin instead.
 void StopWhenStdinCloses();
 void UtcTime(time_t t, struct tm* out);
+// fopen for a UTF-8 path. Every path in the host is UTF-8 (Utf8Arguments); on Windows a narrow
+// fopen reads it in the ANSI code page, so C:\inetpub\fü\ would not open: _wfopen there.
+FILE* OpenFileUtf8(const std::string& path, const char* mode);
 // Monotonic milliseconds.
 int64_t MonotonicMs();
 // Reads up to n bytes at offset from an open file (HSE_REQ_TRANSMIT_FILE, VECTOR_SEND file

@@ -23,6 +23,8 @@ sigset_t TerminationSet() {
 
 char** Utf8Arguments(int*, char** argv) { return argv; }
 
+FILE* OpenFileUtf8(const std::string& path, const char* mode) { return fopen(path.c_str(), mode); }
+
 void PrepareProcess() {
   signal(SIGPIPE, SIG_IGN);
   sigset_t set = TerminationSet();

@@ -58,6 +58,16 @@ char** Utf8Arguments(int* argc, char** argv) {
   return pointers.data();
 }
 
+FILE* OpenFileUtf8(const std::string& path, const char* mode) {
+  auto widen = [](const std::string& s) {
+    int n = MultiByteToWideChar(CP_UTF8, 0, s.data(), int(s.size()), nullptr, 0);
+    std::wstring w(size_t(n > 0 ? n : 0), L'\0');
+    if (n > 0) MultiByteToWideChar(CP_UTF8, 0, s.data(), int(s.size()), w.data(), n);
+    return w;
+  };
+  return _wfopen(widen(path).c_str(), widen(mode).c_str());
+}
+
 void PrepareProcess() {
   _setmode(_fileno(stdout), _O_BINARY);
   _setmode(_fileno(stderr), _O_BINARY);
@@ -67,19 +77,20 @@ void PrepareProcess() {
 
 void WaitForTerminationSignal() { WaitForSingleObject(g_stop_event, INFINITE); }
 
+// A named WINAPI function, not a lambda: on x86 the thread routine must be __stdcall, and a
+// lambda converts only to a default (__cdecl) function pointer.
+static DWORD WINAPI WatchStdin(LPVOID) {
+  HANDLE in = GetStdHandle(STD_INPUT_HANDLE);
+  char buf[256];
+  DWORD n = 0;
+  while (in && in != INVALID_HANDLE_VALUE && ReadFile(in, buf, sizeof buf, &n, nullptr) && n > 0) {
+  }
+  SetEvent(g_stop_event);
+  return 0;
+}
+
 void StopWhenStdinCloses() {
-  HANDLE thread = CreateThread(
-      nullptr, 0,
-      [](LPVOID) -> DWORD {
-        HANDLE in = GetStdHandle(STD_INPUT_HANDLE);
-        char buf[256];
-        DWORD n = 0;
-        while (in && in != INVALID_HANDLE_VALUE && ReadFile(in, buf, sizeof buf, &n, nullptr) && n > 0) {
-        }
-        SetEvent(g_stop_event);
-        return 0;
-      },
-      nullptr, 0, nullptr);
+  HANDLE thread = CreateThread(nullptr, 0, WatchStdin, nullptr, 0, nullptr);
   if (thread) CloseHandle(thread);
 }
 

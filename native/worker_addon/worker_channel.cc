@@ -1,0 +1,224 @@
+// The worker's end of the channel (worker_channel.h): the reader and writer threads, and the
+// hand-off of frames to JavaScript.
+#include "worker_channel.h"
+
+#include <chrono>
+#include <cstdlib>
+
+#include "js_codec.h"
+
+namespace isapi::worker {
+
+using channel::Msg;
+
+// write() answers false above kHighWater queued bytes, and a Drain follows once below kLowWater.
+// 1 MiB is several times the channel's socket buffer, so the writer never runs dry (streaming
+// 32-256 MiB measured as fast as with 4 MiB), and a streamed download holds ~10 MiB less in the
+// worker: the queue and the writer's batch each grow to about this size (issue 7).
+constexpr size_t kHighWater = 1u << 20;
+constexpr size_t kLowWater = 256u << 10;
+
+void dispatch_frame(Napi::Env env, Napi::Function dispatch, const InFrame& f) {
+  Napi::Number type = Napi::Number::New(env, f.type);
+  Napi::Number id = Napi::Number::New(env, f.id);
+  if (f.type == kClosed || f.type == kDrain) {
+    dispatch.Call({type, id});
+    return;
+  }
+  const Msg t = Msg(f.type);
+  if (t == Msg::Ping) {
+    channel::msg::Ping ping;
+    if (!channel::decode(f.payload, ping)) return;
+    channel::msg::Pong pong;
+    pong.seq = ping.seq;
+    std::string frame;
+    channel::encode(frame, 0, pong);
+    send_frame(frame);
+    return;
+  }
+  bool decoded = false;
+  const bool known = channel::with_message(t, [&](auto& m) {
+    decoded = channel::decode(f.payload, m);
+    if (decoded) dispatch.Call({type, id, to_js(env, m)});
+  });
+  if (known && decoded) return;
+  channel::msg::Log log;
+  std::string line = std::string("the bridge sent a ") +
+                     (known ? "malformed " + std::string(channel::message_name(t))
+                            : "message of unknown type " + std::to_string(f.type)) +
+                     " (a bridge from a different pack?); dropped it";
+  log.line = line;
+  std::string frame;
+  channel::encode(frame, 0, log);
+  send_frame(frame);
+}
+
+bool Channel::open(Napi::Env env, Napi::Function drain, std::string& error) {
+  const char* addr = std::getenv("ISAPI_CHANNEL");
+  const char* token = std::getenv("ISAPI_CHANNEL_TOKEN");
+  if (!addr || !token) {
+    error =
+        "this program is a node-isapi worker: it is started by its bridge (_<name>.dll/.so) "
+        "inside a web server, not directly. Run `isapi serve <folder>` to try it.";
+    return false;
+  }
+  // Checked before connecting: a bridge from another pack would misread every frame.
+  const char* protocol = std::getenv("ISAPI_CHANNEL_PROTOCOL");
+  if (protocol && std::strtoul(protocol, nullptr, 10) != channel::kProtocolVersion) {
+    error = "this worker's addon speaks channel protocol " + std::to_string(channel::kProtocolVersion) +
+            " but its bridge speaks " + protocol + ": the folder mixes files from different packs (pack it again)";
+    return false;
+  }
+  token_ = token;
+  if (!channel::open_worker_end(addr, ep_, error)) return false;
+  tsfn_ = Napi::ThreadSafeFunction::New(env, drain, "isapi-channel", 0, 1);
+  reader_ = std::thread([this] { read_loop(); });
+  writer_ = std::thread([this] { write_loop(); });
+  reader_.detach();
+  writer_.detach();
+  return true;
+}
+
+void Channel::deliver(Napi::Env env, Napi::Function dispatch) {
+  std::deque<InFrame> batch;
+  {
+    std::lock_guard<std::mutex> lock(inMu_);
+    batch.swap(in_);
+  }
+  // JavaScript is about to run these requests' handlers: say so first, and send it now, so
+  // that a handler that blocks the event loop or kills the process is never replayed on
+  // another worker (it may have had effects); a request not yet taken may be.
+  std::string taken;
+  for (auto& f : batch)
+    if (Msg(f.type) == Msg::Request) channel::encode(taken, f.id, channel::msg::Taken{});
+  if (!taken.empty()) {
+    queue(taken);
+    flush();
+  }
+  delivering_ = true;
+  for (auto& f : batch) {
+    Napi::HandleScope scope(env);
+    dispatch_frame(env, dispatch, f);
+    if (env.IsExceptionPending()) break;  // surfaces as an uncaught exception in the worker
+  }
+  delivering_ = false;
+  flush();
+}
+
+void Channel::queue(const std::string& frames) {
+  bool wake;
+  {
+    std::lock_guard<std::mutex> lock(outMu_);
+    wake = out_.empty() && !delivering_ && !writerBusy_;
+    out_ += frames;
+    queued_ += frames.size();
+  }
+  if (wake) outCv_.notify_one();
+}
+
+void Channel::flush() {
+  std::string batch;
+  {
+    std::lock_guard<std::mutex> lock(outMu_);
+    if (out_.empty()) return;
+    if (writerBusy_) {  // keep the order: the writer sends it after what it is sending
+      outCv_.notify_one();
+      return;
+    }
+    batch.swap(out_);
+  }
+  long n = ep_.try_write(batch.data(), batch.size());
+  size_t sent = n > 0 ? size_t(n) : 0;
+  bool drain = false;
+  {
+    std::lock_guard<std::mutex> lock(outMu_);
+    queued_ -= sent;
+    if (sent < batch.size()) {
+      out_.insert(0, batch, sent, std::string::npos);
+      outCv_.notify_one();
+    } else if (drainWanted_ && queued_ < kLowWater) {
+      drainWanted_ = false;
+      drain = true;
+    }
+  }
+  if (drain) push(InFrame{kDrain, 0, {}});
+}
+
+bool Channel::below_high_water() {
+  std::lock_guard<std::mutex> lock(outMu_);
+  if (queued_ <= kHighWater) return true;
+  drainWanted_ = true;
+  return false;
+}
+
+void Channel::push(InFrame f) {
+  bool wake;
+  {
+    std::lock_guard<std::mutex> lock(inMu_);
+    wake = in_.empty();
+    in_.push_back(std::move(f));
+  }
+  if (wake) tsfn_.NonBlockingCall();
+}
+
+void Channel::read_loop() {
+  channel::FrameDecoder decoder;
+  std::string buf(256 * 1024, '\0');
+  for (;;) {
+    long n = ep_.read_some(buf.data(), buf.size());
+    if (n <= 0) break;
+    decoder.feed(buf.data(), size_t(n));
+    channel::FrameHeader h;
+    std::string_view payload;
+    bool corrupt = false;
+    std::deque<InFrame> batch;
+    while (decoder.next(h, payload, corrupt)) batch.push_back(InFrame{uint32_t(h.type), h.id, std::string(payload)});
+    decoder.compact();
+    if (!batch.empty()) {
+      bool wake;
+      {
+        std::lock_guard<std::mutex> lock(inMu_);
+        wake = in_.empty();
+        for (auto& f : batch) in_.push_back(std::move(f));
+      }
+      if (wake) tsfn_.NonBlockingCall();
+    }
+    if (corrupt) break;
+  }
+  push(InFrame{kClosed, 0, {}});
+  // The bridge (and so the web server) is gone. Give JavaScript a moment to finish cleanly,
+  // then make sure no orphaned worker is left behind even if its event loop is blocked.
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  std::_Exit(0);
+}
+
+void Channel::write_loop() {
+  std::string batch;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(outMu_);
+      outCv_.wait(lock, [&] { return !out_.empty(); });
+      batch.swap(out_);
+      writerBusy_ = true;
+    }
+    bool ok = ep_.write_all(batch.data(), batch.size());
+    bool drain = false;
+    {
+      std::lock_guard<std::mutex> lock(outMu_);
+      queued_ -= batch.size();
+      writerBusy_ = false;
+      if (drainWanted_ && queued_ < kLowWater) {
+        drainWanted_ = false;
+        drain = true;
+      }
+    }
+    batch.clear();
+    if (!ok) {
+      ep_.shutdown();
+      return;
+    }
+    if (drain) push(InFrame{kDrain, 0, {}});
+  }
+}
+
+}  // namespace isapi::worker

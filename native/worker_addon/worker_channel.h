@@ -1,0 +1,76 @@
+// The worker's end of the channel: the threads and queues between the bridge and JavaScript.
+//
+// Threads: a reader thread decodes frames and hands batches to JavaScript through a
+// thread-safe function; a writer thread sends what JavaScript queued, coalescing everything
+// queued in one turn of the event loop into one write. JavaScript never blocks on the channel.
+// Locks: inMu_ (frames for JavaScript) and outMu_ (bytes for the bridge) are never held together.
+#pragma once
+#define NAPI_DISABLE_CPP_EXCEPTIONS
+#include <napi.h>
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "transport.h"
+#include "wire.h"
+
+namespace isapi::worker {
+
+// Pseudo message types delivered to JavaScript next to the real ones.
+constexpr uint32_t kClosed = 0;
+constexpr uint32_t kDrain = 1;
+
+struct InFrame {
+  uint32_t type;
+  uint32_t id;
+  std::string payload;
+};
+
+// Where frames for the bridge go: the open channel, or a test's capture (addon.cc).
+void send_frame(const std::string& frame);
+
+// Converts one frame into a dispatch(type, id, message) call on the JavaScript thread. Ping is
+// answered here (a blocked event loop never answers); a frame that does not decode as its
+// type is reported to the bridge's log and dropped.
+void dispatch_frame(Napi::Env env, Napi::Function dispatch, const InFrame& f);
+
+class Channel {
+ public:
+  // Connects to the bridge named by ISAPI_CHANNEL; error says why not.
+  bool open(Napi::Env env, Napi::Function drain, std::string& error);
+  // Called on the JavaScript thread by the thread-safe function. What handlers queue while
+  // it runs goes out in one write at the end, from this thread: a synchronous handler's
+  // headers, body and Done cost one system call and no thread hand-off.
+  void deliver(Napi::Env env, Napi::Function dispatch);
+  void queue(const std::string& frames);
+  // Sends what is queued from the calling (JavaScript) thread if the channel takes it without
+  // blocking; anything left is handed to the writer thread.
+  void flush();
+  // false above the high-water mark; a Drain follows once the queue is below the low-water mark.
+  bool below_high_water();
+  const std::string& token() const { return token_; }
+
+ private:
+  void push(InFrame f);
+  void read_loop();
+  void write_loop();
+
+  channel::Endpoint ep_;
+  std::string token_;
+  Napi::ThreadSafeFunction tsfn_;
+  std::mutex inMu_;
+  std::deque<InFrame> in_;
+  std::mutex outMu_;
+  std::condition_variable outCv_;
+  std::string out_;
+  size_t queued_ = 0;
+  bool drainWanted_ = false;
+  bool writerBusy_ = false;  // the writer thread is sending a batch (guarded by outMu_)
+  bool delivering_ = false;  // JavaScript is inside deliver() (JavaScript thread only)
+  std::thread reader_, writer_;
+};
+
+}  // namespace isapi::worker
