@@ -3,6 +3,11 @@
 // server what exists (so a second install changes nothing) and runs the lines; elsewhere
 // `--iis --dry-run` prints the plan for a fresh server.
 //
+// Its length (~700 lines) is the list of IIS changes, each beside the command that undoes it and
+// the query that tells whether it is already there: keeping the three together is what makes
+// a re-run change nothing and a removal exact. The quoting rules come first below, the journal
+// in state.ts, the checks in doctor.ts.
+//
 // Command forms (Microsoft's appcmd documentation, "Getting Started with AppCmd.exe", the IIS
 // configuration reference for applicationPools/add/environmentVariables, handlers/add,
 // isapiCgiRestriction/add and isapiFilters/filter):

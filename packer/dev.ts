@@ -6,6 +6,11 @@
 // reloads through its ordinary path (fresh workers first, then the old ones drain), so no
 // request in flight fails. A build error is printed as file:line:column and served as the dev
 // error page (by a small worker built from our runtime) until the script builds again.
+//
+// Its length (~580 lines) is the loop itself: watcher, incremental build, generation folders,
+// the host it keeps running and the Wine variant share one object (DevServer), which
+// reads best in one place. Host start/stop is host_process.ts; the error page worker is built
+// from runtime/.
 import { context, type BuildContext, type BuildFailure, type Message } from 'esbuild';
 import { type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';

@@ -8,6 +8,10 @@
 //
 // PE/COFF layout: Microsoft's "PE Format" specification (optional header, section table,
 // data directories, the .rsrc directory tree).
+//
+// One file (~500 lines) on purpose: reading the resource tree, rebuilding it and relaying out
+// the sections after it share one set of offsets, and splitting them would scatter the checks
+// that keep a half-understood image from ever being written.
 
 const RT_RCDATA = 10;
 const RT_VERSION = 16;

@@ -1,3 +1,7 @@
+// The pool's supervision: start, backoff, rapid-fail protection, heartbeat, app_offline.htm,
+// redeploy reloads and shutdown. Kept in one file (~500 lines) on purpose: each of these decides
+// under the same lock (mu_) which slot may start a worker next, and reading them side by side is
+// how the lock's rules stay checkable. The per-worker side is worker.cc.
 #include "worker_pool.h"
 
 #include <algorithm>
