@@ -122,11 +122,12 @@ WorkerPool* acquire_pool(Role role, bool waitForReady, std::string& error) {
     if (!pool->start(waitForReady, error)) {
       // Kept loaded: the pool answers 503 at once and keeps retrying with backoff.
       std::string tail = log_tail(2000);
-      std::fprintf(stderr,
-                   "node-isapi: %s could not start its worker %s: %s\n"
-                   "  requests get 503 until a worker starts; the bridge retries on its own and picks up a redeployed script.\n"
-                   "  what to do: read the worker's output below (full log: %s)\n%s\n",
-                   cfg.bridgePath.c_str(), cfg.workerExe.c_str(), error.c_str(), cfg.logPath.c_str(), tail.c_str());
+      std::fprintf(
+          stderr,
+          "node-isapi: %s could not start its worker %s: %s\n"
+          "  requests get 503 until a worker starts; the bridge retries on its own and picks up a redeployed script.\n"
+          "  what to do: read the worker's output below (full log: %s)\n%s\n",
+          cfg.bridgePath.c_str(), cfg.workerExe.c_str(), error.c_str(), cfg.logPath.c_str(), tail.c_str());
       log_line("no worker is ready yet: " + error + "; answering 503 and retrying");
     }
     g_pool = std::move(pool);

@@ -14,7 +14,6 @@
 #include "isapi.h"
 #include "wire.h"
 
-
 namespace isapi::bridge {
 namespace {
 
@@ -75,8 +74,8 @@ ISAPI_EXPORT DWORD WINAPI HttpExtensionProc(EXTENSION_CONTROL_BLOCK* ecb) {
   // The rest of the body is read asynchronously once the worker has taken the request
   // (request_io.cc): this thread never waits for the client or the worker.
   req->chunkedBody = ecb->cbTotalBytes == 0xFFFFFFFFu;
-  req->bodyLeft = req->chunkedBody ? UINT64_MAX
-                                   : (ecb->cbTotalBytes > ecb->cbAvailable ? ecb->cbTotalBytes - ecb->cbAvailable : 0);
+  req->bodyLeft =
+      req->chunkedBody ? UINT64_MAX : (ecb->cbTotalBytes > ecb->cbAvailable ? ecb->cbTotalBytes - ecb->cbAvailable : 0);
   req->bodySent = ecb->cbAvailable;
 
   pool->dispatch(req);

@@ -76,12 +76,9 @@ std::string read_variable(PHTTP_FILTER_CONTEXT pfc, const std::string& name, boo
 GetHeaderFn header_reader(DWORD type, void* pv) {
   switch (type) {
     case SF_NOTIFY_PREPROC_HEADERS:
-    case SF_NOTIFY_SEND_RESPONSE:
-      return static_cast<HTTP_FILTER_PREPROC_HEADERS*>(pv)->GetHeader;
-    case SF_NOTIFY_AUTH_COMPLETE:
-      return static_cast<HTTP_FILTER_AUTH_COMPLETE_INFO*>(pv)->GetHeader;
-    default:
-      return nullptr;
+    case SF_NOTIFY_SEND_RESPONSE: return static_cast<HTTP_FILTER_PREPROC_HEADERS*>(pv)->GetHeader;
+    case SF_NOTIFY_AUTH_COMPLETE: return static_cast<HTTP_FILTER_AUTH_COMPLETE_INFO*>(pv)->GetHeader;
+    default: return nullptr;
   }
 }
 
@@ -95,7 +92,7 @@ std::vector<std::string> fields_of(PHTTP_FILTER_CONTEXT pfc, DWORD type, void* p
       GetHeaderFn get = header_reader(type, pv);
       for (const char* name : {"method", "url", "version"}) f.push_back(read_header(pfc, get, name, found));
       DWORD status = type == SF_NOTIFY_PREPROC_HEADERS ? static_cast<HTTP_FILTER_PREPROC_HEADERS*>(pv)->HttpStatus
-                                                        : static_cast<HTTP_FILTER_AUTH_COMPLETE_INFO*>(pv)->HttpStatus;
+                                                       : static_cast<HTTP_FILTER_AUTH_COMPLETE_INFO*>(pv)->HttpStatus;
       f.push_back(std::to_string(status));
       break;
     }
@@ -123,8 +120,8 @@ std::vector<std::string> fields_of(PHTTP_FILTER_CONTEXT pfc, DWORD type, void* p
     }
     case SF_NOTIFY_LOG: {
       auto* l = static_cast<HTTP_FILTER_LOG*>(pv);
-      for (const char* s : {l->pszClientHostName, l->pszClientUserName, l->pszServerName, l->pszOperation,
-                            l->pszTarget, l->pszParameters})
+      for (const char* s : {l->pszClientHostName, l->pszClientUserName, l->pszServerName, l->pszOperation, l->pszTarget,
+                            l->pszParameters})
         f.push_back(s ? s : "");
       for (DWORD n : {l->dwHttpStatus, l->dwWin32Status, l->dwBytesSent, l->dwBytesRecvd, l->msTimeForProcessing})
         f.push_back(std::to_string(n));
@@ -136,8 +133,7 @@ std::vector<std::string> fields_of(PHTTP_FILTER_CONTEXT pfc, DWORD type, void* p
       f.emplace_back(static_cast<const char*>(r->pvInData), r->cbInData);
       break;
     }
-    default:
-      break;
+    default: break;
   }
   return f;
 }
@@ -174,9 +170,7 @@ void apply_change(PHTTP_FILTER_CONTEXT pfc, DWORD type, void* pv, FilterChange o
       if (fn) fn(pfc, const_cast<char*>(a.c_str()), const_cast<char*>(b.c_str()));
       break;
     }
-    case FilterChange::AddResponseHeaders:
-      pfc->AddResponseHeaders(pfc, const_cast<char*>(a.c_str()), 0);
-      break;
+    case FilterChange::AddResponseHeaders: pfc->AddResponseHeaders(pfc, const_cast<char*>(a.c_str()), 0); break;
     case FilterChange::WriteClient: {
       DWORD n = DWORD(a.size());
       pfc->WriteClient(pfc, const_cast<char*>(a.data()), &n, 0);
@@ -187,7 +181,8 @@ void apply_change(PHTTP_FILTER_CONTEXT pfc, DWORD type, void* pv, FilterChange o
                                  reinterpret_cast<ULONG_PTR>(b.c_str()), 0);
       break;
     case FilterChange::DisableNotifications:
-      pfc->ServerSupportFunction(pfc, SF_REQ_TYPE(SF_REQ_DISABLE_NOTIFICATIONS), nullptr, ULONG_PTR(std::strtoul(a.c_str(), nullptr, 10)), 0);
+      pfc->ServerSupportFunction(pfc, SF_REQ_TYPE(SF_REQ_DISABLE_NOTIFICATIONS), nullptr,
+                                 ULONG_PTR(std::strtoul(a.c_str(), nullptr, 10)), 0);
       break;
     case FilterChange::SetPhysicalPath:
       if (type == SF_NOTIFY_URL_MAP) {
@@ -200,7 +195,7 @@ void apply_change(PHTTP_FILTER_CONTEXT pfc, DWORD type, void* pv, FilterChange o
         auto* l = static_cast<HTTP_FILTER_LOG*>(pv);
         int index = std::atoi(a.c_str());
         const CHAR** strings[] = {&l->pszClientHostName, &l->pszClientUserName, &l->pszServerName,
-                                  &l->pszOperation, &l->pszTarget, &l->pszParameters};
+                                  &l->pszOperation,      &l->pszTarget,         &l->pszParameters};
         if (index >= 0 && index < 6) {
           // AllocMem: the log reads the new string after we return; it lives until the session ends.
           if (char* copy = alloc_copy(pfc, b)) *strings[index] = copy;
@@ -235,14 +230,14 @@ void apply_change(PHTTP_FILTER_CONTEXT pfc, DWORD type, void* pv, FilterChange o
       }
       break;
     case FilterChange::SetNextReadSize:
-      pfc->ServerSupportFunction(pfc, SF_REQ_TYPE(SF_REQ_SET_NEXT_READ_SIZE), nullptr, ULONG_PTR(std::strtoul(a.c_str(), nullptr, 10)), 0);
+      pfc->ServerSupportFunction(pfc, SF_REQ_TYPE(SF_REQ_SET_NEXT_READ_SIZE), nullptr,
+                                 ULONG_PTR(std::strtoul(a.c_str(), nullptr, 10)), 0);
       break;
     case FilterChange::SetHttpStatus: {
       DWORD status = DWORD(std::strtoul(a.c_str(), nullptr, 10));
       if (type == SF_NOTIFY_PREPROC_HEADERS || type == SF_NOTIFY_SEND_RESPONSE)
         static_cast<HTTP_FILTER_PREPROC_HEADERS*>(pv)->HttpStatus = status;
-      else if (type == SF_NOTIFY_AUTH_COMPLETE)
-        static_cast<HTTP_FILTER_AUTH_COMPLETE_INFO*>(pv)->HttpStatus = status;
+      else if (type == SF_NOTIFY_AUTH_COMPLETE) static_cast<HTTP_FILTER_AUTH_COMPLETE_INFO*>(pv)->HttpStatus = status;
       break;
     }
   }
@@ -251,20 +246,23 @@ void apply_change(PHTTP_FILTER_CONTEXT pfc, DWORD type, void* pv, FilterChange o
 // What a filter does when its worker cannot answer: by default it fails closed with 503, as
 // long as the response has not started; otherwise (or with "pass-through") the request goes on.
 DWORD on_failure(PHTTP_FILTER_CONTEXT pfc, DWORD type, const char* why) {
-  log_line(std::string("filter notification 0x") + [&] {
-    char b[16];
-    std::snprintf(b, sizeof b, "%x", unsigned(type));
-    return std::string(b);
-  }() + " failed: " + why);
+  log_line(std::string("filter notification 0x") +
+           [&] {
+             char b[16];
+             std::snprintf(b, sizeof b, "%x", unsigned(type));
+             return std::string(b);
+           }() +
+           " failed: " + why);
   bool beforeResponse = type == SF_NOTIFY_READ_RAW_DATA || type == SF_NOTIFY_PREPROC_HEADERS ||
                         type == SF_NOTIFY_URL_MAP || type == SF_NOTIFY_AUTHENTICATION ||
                         type == SF_NOTIFY_AUTH_COMPLETE;
   if (!manifest_settings().filterFailClosed || !beforeResponse) return SF_STATUS_REQ_NEXT_NOTIFICATION;
   std::string body = "503 Service Unavailable\nThe filter could not answer.\n";
-  std::string headers = "Content-Type: text/plain\r\nContent-Length: " + std::to_string(body.size()) +
-                        "\r\nRetry-After: 5\r\n\r\n";
-  pfc->ServerSupportFunction(pfc, SF_REQ_TYPE(SF_REQ_SEND_RESPONSE_HEADER), const_cast<char*>("503 Service Unavailable"),
-                             reinterpret_cast<ULONG_PTR>(headers.c_str()), 0);
+  std::string headers =
+      "Content-Type: text/plain\r\nContent-Length: " + std::to_string(body.size()) + "\r\nRetry-After: 5\r\n\r\n";
+  pfc->ServerSupportFunction(pfc, SF_REQ_TYPE(SF_REQ_SEND_RESPONSE_HEADER),
+                             const_cast<char*>("503 Service Unavailable"), reinterpret_cast<ULONG_PTR>(headers.c_str()),
+                             0);
   DWORD n = DWORD(body.size());
   pfc->WriteClient(pfc, body.data(), &n, 0);
   return SF_STATUS_REQ_FINISHED;
@@ -309,7 +307,9 @@ ISAPI_EXPORT BOOL WINAPI GetFilterVersion(HTTP_FILTER_VERSION* pVer) {
   const ManifestSettings& s = manifest_settings();
   if (s.filterFlags == 0) {
     // IIS unloads a filter whose GetFilterVersion fails; say why in the bridge's log.
-    std::fprintf(stderr, "node-isapi: this bridge's script exports no filter (__FilterFactory__), so it cannot be loaded as one\n");
+    std::fprintf(
+        stderr,
+        "node-isapi: this bridge's script exports no filter (__FilterFactory__), so it cannot be loaded as one\n");
     return FALSE;
   }
   pVer->dwFilterVersion = HTTP_FILTER_REVISION;

@@ -40,7 +40,8 @@ static bool allowed(RequestPhase from, RequestPhase to) {
 
 void InflightRequest::advance(RequestPhase to) {
   if (!allowed(phase, to)) {
-    log_line(std::string("bug: request ") + std::to_string(id) + " went from " + phase_name(phase) + " to " + phase_name(to));
+    log_line(std::string("bug: request ") + std::to_string(id) + " went from " + phase_name(phase) + " to " +
+             phase_name(to));
     assert(!"request phase transition not allowed");
   }
   phase = to;
@@ -86,15 +87,19 @@ void InflightRequest::note_headers_sent(std::string_view block) {
   for (size_t pos = 0; pos < head.size();) {
     size_t eol = head.find("\r\n", pos);
     std::string_view line = head.substr(pos, eol == std::string_view::npos ? std::string_view::npos : eol - pos);
-    if (line.size() > kName.size() &&
-        std::equal(kName.begin(), kName.end(), line.begin(), [](char a, char b) { return a == std::tolower(static_cast<unsigned char>(b)); })) {
+    if (line.size() > kName.size() && std::equal(kName.begin(), kName.end(), line.begin(), [](char a, char b) {
+          return a == std::tolower(static_cast<unsigned char>(b));
+        })) {
       std::string_view v = line.substr(kName.size());
       while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
       int64_t n = 0;
       bool digits = !v.empty();
       for (char c : v) {
         if (c == ' ' || c == '\t') break;
-        if (c < '0' || c > '9' || n > (INT64_MAX - 9) / 10) { digits = false; break; }
+        if (c < '0' || c > '9' || n > (INT64_MAX - 9) / 10) {
+          digits = false;
+          break;
+        }
         n = n * 10 + (c - '0');
       }
       if (digits) declaredLength = n;

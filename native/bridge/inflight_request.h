@@ -49,15 +49,14 @@ const char* phase_name(RequestPhase p);
 using AsyncContinuation = std::function<void(DWORD cbIO, DWORD error, std::unique_lock<std::mutex>& lock)>;
 
 struct InflightRequest {
-  InflightRequest(EXTENSION_CONTROL_BLOCK* e, uint32_t i)
-      : ecb(e), id(i), started(std::chrono::steady_clock::now()) {}
+  InflightRequest(EXTENSION_CONTROL_BLOCK* e, uint32_t i) : ecb(e), id(i), started(std::chrono::steady_clock::now()) {}
 
   EXTENSION_CONTROL_BLOCK* const ecb;
   const uint32_t id;
   const std::chrono::steady_clock::time_point started;
 
   std::mutex mu;
-  std::shared_ptr<Worker> worker;     // null while waiting for a ready worker
+  std::shared_ptr<Worker> worker;  // null while waiting for a ready worker
   // The Request frame, kept until the worker's JavaScript has taken the request: a request
   // a dying worker never took goes to another worker instead of failing.
   std::string beginFrame;
@@ -71,10 +70,11 @@ struct InflightRequest {
   // Asynchronous I/O, one operation at a time (request_io.cc).
   bool ioBusy = false;
   bool ioRegistered = false;
-  bool forwarding = false;            // a completed read's bytes are being sent to the worker          // HSE_REQ_IO_COMPLETION set (on the first operation)
-  AsyncContinuation asyncDone;                             // the outstanding operation's continuation
-  std::shared_ptr<InflightRequest> self;                   // alive while an operation is outstanding
-  std::shared_ptr<void> asyncStorage;                      // what the server reads until completion (EXEC_URL)
+  bool forwarding = false;  // a completed read's bytes are being sent to the worker          // HSE_REQ_IO_COMPLETION
+                            // set (on the first operation)
+  AsyncContinuation asyncDone;            // the outstanding operation's continuation
+  std::shared_ptr<InflightRequest> self;  // alive while an operation is outstanding
+  std::shared_ptr<void> asyncStorage;     // what the server reads until completion (EXEC_URL)
 
   // Response body queued for the client, and bytes to acknowledge to the worker.
   std::deque<std::string> outQueue;
@@ -82,8 +82,8 @@ struct InflightRequest {
   // What the response declared and what of its body was handed to the server: a worker that
   // dies after its whole Content-Length went out has answered (fail_request keeps the
   // connection instead of cutting it under a client about to reuse it).
-  int64_t declaredLength = -1;        // Content-Length of the sent headers, -1 if none
-  uint64_t bodyOut = 0;               // body bytes given to the server (headers' tail + issued writes)
+  int64_t declaredLength = -1;  // Content-Length of the sent headers, -1 if none
+  uint64_t bodyOut = 0;         // body bytes given to the server (headers' tail + issued writes)
   void note_headers_sent(std::string_view headerBlock);
   bool response_complete() const { return declaredLength >= 0 && bodyOut >= uint64_t(declaredLength); }
   DWORD workerDoneStatus = HSE_STATUS_SUCCESS;  // what the worker's Done said (Finishing)
@@ -91,10 +91,10 @@ struct InflightRequest {
   // Request body beyond what the server preloaded: read asynchronously, forwarded with flow
   // control (at most a window ahead of what the worker consumed).
   bool chunkedBody = false;
-  uint64_t bodyLeft = 0;              // bytes still to read (chunked: nonzero until the end)
-  bool bodyPumping = false;           // the pump has started (after Taken)
-  uint64_t bodySent = 0;              // request body bytes pushed to the worker
-  uint64_t bodyCredit = 0;            // ... and consumed by it
+  uint64_t bodyLeft = 0;     // bytes still to read (chunked: nonzero until the end)
+  bool bodyPumping = false;  // the pump has started (after Taken)
+  uint64_t bodySent = 0;     // request body bytes pushed to the worker
+  uint64_t bodyCredit = 0;   // ... and consumed by it
   std::string readBuffer;
 };
 

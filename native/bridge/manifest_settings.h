@@ -8,8 +8,8 @@ namespace isapi::bridge {
 
 struct ManifestSettings {
   bool found = false;
-  uint32_t filterFlags = 0;           // 0: the script exports no filter
-  bool filterFailClosed = true;       // on a timeout or a dead worker: 503, or let the request pass
+  uint32_t filterFlags = 0;      // 0: the script exports no filter
+  bool filterFailClosed = true;  // on a timeout or a dead worker: 503, or let the request pass
   int filterTimeoutMs = 5000;
 };
 

@@ -67,8 +67,8 @@ void read_done(const InflightPtr& req, DWORD cbIO, DWORD error, std::unique_lock
   bool end = false;
   if (error != 0 || (cbIO == 0 && !req->chunkedBody)) {
     // A Content-Length body cut short, or a failed read: the client left mid-body.
-    log_line("request " + std::to_string(req->id) + ": the client went away after " +
-             std::to_string(req->bodySent) + " body bytes (error " + std::to_string(error) + ")");
+    log_line("request " + std::to_string(req->id) + ": the client went away after " + std::to_string(req->bodySent) +
+             " body bytes (error " + std::to_string(error) + ")");
     return abort_locked(req, lock);
   }
   std::string frame;
@@ -183,7 +183,8 @@ void issue_done_if_idle_locked(InflightRequest& req, std::unique_lock<std::mutex
   EXTENSION_CONTROL_BLOCK* ecb = req.ecb;
   DWORD status = req.doneStatus;
   lock.unlock();
-  ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_DONE_WITH_SESSION, &status, nullptr, nullptr);  // the ECB may be freed from here on
+  ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_DONE_WITH_SESSION, &status, nullptr,
+                             nullptr);  // the ECB may be freed from here on
   lock.lock();
 }
 

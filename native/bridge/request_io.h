@@ -19,8 +19,8 @@ void register_io_completion(InflightRequest& req);
 // returns false if the server refused it at once; `done` runs on completion, with req.mu held
 // (it may release and retake it). Caller holds req.mu and has checked !req.ioBusy. Returns
 // false if the call was refused.
-bool begin_async_locked(const InflightPtr& req, std::unique_lock<std::mutex>& lock,
-                        std::function<bool()> issue, AsyncContinuation done);
+bool begin_async_locked(const InflightPtr& req, std::unique_lock<std::mutex>& lock, std::function<bool()> issue,
+                        AsyncContinuation done);
 
 // Ends the request with an error now (the client went away, or the server refused its
 // response) and tells the worker (Abort), so 'aborted' fires there and it stops producing.

@@ -56,8 +56,8 @@ std::string filter_header_problem(std::string_view name, std::string_view value)
 
 std::string status_problem(std::string_view s) {
   if (s.empty()) return "";  // "200 OK"
-  bool ok = s.size() >= 3 && s[0] >= '0' && s[0] <= '9' && s[1] >= '0' && s[1] <= '9' && s[2] >= '0' &&
-            s[2] <= '9' && (s.size() == 3 || s[3] == ' ');
+  bool ok = s.size() >= 3 && s[0] >= '0' && s[0] <= '9' && s[1] >= '0' && s[1] <= '9' && s[2] >= '0' && s[2] <= '9' &&
+            (s.size() == 3 || s[3] == ' ');
   if (!ok) return "status '" + shown(s) + "' is not '<3 digits> <reason>'";
   for (unsigned char c : s)
     if (is_control(c)) return "status '" + shown(s) + "' has a CR, LF, NUL or other control character";
@@ -92,11 +92,9 @@ std::string filter_change_problem(channel::FilterChange op, std::string_view a, 
   using channel::FilterChange;
   switch (op) {
     case FilterChange::SetHeader:
-    case FilterChange::AddHeader:
-      return filter_header_problem(a, b);
+    case FilterChange::AddHeader: return filter_header_problem(a, b);
     case FilterChange::AddResponseHeaders:
-    case FilterChange::AddHeadersOnDenial:
-      return header_block_problem(a);
+    case FilterChange::AddHeadersOnDenial: return header_block_problem(a);
     case FilterChange::SendResponseHeader: {
       std::string p = status_problem(a);
       return p.empty() ? header_block_problem(b) : p;
@@ -109,8 +107,7 @@ std::string filter_change_problem(channel::FilterChange op, std::string_view a, 
       if (a.find('\0') != std::string_view::npos || b.find('\0') != std::string_view::npos)
         return "a NUL in a filter's string";
       return "";
-    default:
-      return "";
+    default: return "";
   }
 }
 
@@ -123,8 +120,8 @@ bool refuse_unsafe_response(EXTENSION_CONTROL_BLOCK* ecb, std::string_view statu
       "<!DOCTYPE html><html><head><title>500 Internal Server Error</title></head><body>"
       "<h1>500 Internal Server Error</h1><p>The application sent a response header that is not "
       "allowed; see the application log.</p></body></html>\n";
-  std::string head = "Content-Type: text/html; charset=utf-8\r\nContent-Length: " +
-                     std::to_string(sizeof kBody - 1) + "\r\n\r\n" + kBody;
+  std::string head = "Content-Type: text/html; charset=utf-8\r\nContent-Length: " + std::to_string(sizeof kBody - 1) +
+                     "\r\n\r\n" + kBody;
   HSE_SEND_HEADER_EX_INFO info{};
   info.pszStatus = "500 Internal Server Error";
   info.cchStatus = DWORD(std::strlen(info.pszStatus));

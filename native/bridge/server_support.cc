@@ -64,7 +64,8 @@ bool has_control(std::string_view s) {
 
 }  // namespace
 
-ServerSupportResult server_support(const InflightPtr& reqp, const ServerSupportCall& call, std::unique_lock<std::mutex>& lock) {
+ServerSupportResult server_support(const InflightPtr& reqp, const ServerSupportCall& call,
+                                   std::unique_lock<std::mutex>& lock) {
   InflightRequest& req = *reqp;
   EXTENSION_CONTROL_BLOCK* ecb = req.ecb;
   // Checked here as well as in the runtime: the worker runs arbitrary code.
@@ -87,13 +88,11 @@ ServerSupportResult server_support(const InflightPtr& reqp, const ServerSupportC
       if (has_control(arg(call, 0)) || has_control(arg(call, 1)) || !header_block_problem(arg(call, 2)).empty())
         return refused();
       break;
-    default:
-      break;
+    default: break;
   }
   switch (call.request) {
     case HSE_REQ_IS_KEEP_CONN:
-    case HSE_REQ_IS_CONNECTED:
-      return bool_query(ecb, call.request);
+    case HSE_REQ_IS_CONNECTED: return bool_query(ecb, call.request);
 
     case HSE_REQ_CLOSE_CONNECTION:
     case HSE_REQ_ABORTIVE_CLOSE:
@@ -109,8 +108,10 @@ ServerSupportResult server_support(const InflightPtr& reqp, const ServerSupportC
     case HSE_REQ_SEND_URL_REDIRECT_RESP: {
       std::string text = arg(call, 0);
       DWORD size = DWORD(text.size() + 1);
-      ServerSupportResult r = result_of(ecb->ServerSupportFunction(ecb->ConnID, call.request, text.data(), &size, nullptr));
-      if (r.ok && (call.request == HSE_REQ_SEND_URL || call.request == HSE_REQ_SEND_URL_REDIRECT_RESP)) req.headersSent = true;
+      ServerSupportResult r =
+          result_of(ecb->ServerSupportFunction(ecb->ConnID, call.request, text.data(), &size, nullptr));
+      if (r.ok && (call.request == HSE_REQ_SEND_URL || call.request == HSE_REQ_SEND_URL_REDIRECT_RESP))
+        req.headersSent = true;
       return r;
     }
 
@@ -119,7 +120,8 @@ ServerSupportResult server_support(const InflightPtr& reqp, const ServerSupportC
       std::string buf(std::max<size_t>(url.size() + 1, 4096), '\0');
       std::memcpy(buf.data(), url.c_str(), url.size() + 1);
       DWORD size = DWORD(buf.size());
-      ServerSupportResult r = result_of(ecb->ServerSupportFunction(ecb->ConnID, call.request, buf.data(), &size, nullptr));
+      ServerSupportResult r =
+          result_of(ecb->ServerSupportFunction(ecb->ConnID, call.request, buf.data(), &size, nullptr));
       if (!r.ok && r.error == ERROR_INSUFFICIENT_BUFFER && size > buf.size()) {
         buf.assign(size, '\0');
         std::memcpy(buf.data(), url.c_str(), url.size() + 1);
@@ -133,8 +135,8 @@ ServerSupportResult server_support(const InflightPtr& reqp, const ServerSupportC
       std::string url = arg(call, 0);
       HSE_URL_MAPEX_INFO info{};
       DWORD size = DWORD(url.size() + 1);
-      ServerSupportResult r = result_of(ecb->ServerSupportFunction(
-          ecb->ConnID, call.request, url.data(), &size, reinterpret_cast<LPDWORD>(&info)));
+      ServerSupportResult r = result_of(
+          ecb->ServerSupportFunction(ecb->ConnID, call.request, url.data(), &size, reinterpret_cast<LPDWORD>(&info)));
       if (r.ok) {
         r.out = info.lpszPath;
         r.ints = {info.dwFlags, info.cchMatchingPath, info.cchMatchingURL};
@@ -224,8 +226,8 @@ ServerSupportResult server_support(const InflightPtr& reqp, const ServerSupportC
       int wn = MultiByteToWideChar(CP_UTF8, 0, path.data(), int(path.size()), nullptr, 0);
       std::wstring wpath(size_t(wn > 0 ? wn : 0), L'\0');
       if (wn > 0) MultiByteToWideChar(CP_UTF8, 0, path.data(), int(path.size()), wpath.data(), wn);
-      HANDLE file = CreateFileW(wpath.c_str(), GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_WRITE, nullptr,
-                                OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, nullptr);
+      HANDLE file = CreateFileW(wpath.c_str(), GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_WRITE, nullptr, OPEN_EXISTING,
+                                FILE_ATTRIBUTE_NORMAL, nullptr);
       if (file == INVALID_HANDLE_VALUE) return result_of(FALSE);
 #else
       int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);

@@ -33,6 +33,7 @@ struct ServerSupportResult {
 
 // Runs the call against req's ECB. Caller holds req->mu (an asynchronous call releases and
 // retakes it) and has checked !req->ended().
-ServerSupportResult server_support(const InflightPtr& req, const ServerSupportCall& call, std::unique_lock<std::mutex>& lock);
+ServerSupportResult server_support(const InflightPtr& req, const ServerSupportCall& call,
+                                   std::unique_lock<std::mutex>& lock);
 
 }  // namespace isapi::bridge

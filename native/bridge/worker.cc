@@ -300,7 +300,8 @@ void Worker::on_channel_closed() {
   const bool hung = unresponsive_.load();
   if (!failed.empty() || !reroute.empty()) {
     const size_t cut = failed.size() - answered;
-    std::string what = (hung ? "stopped answering" : "died") + std::string(" with ") + std::to_string(failed.size()) + " request(s) in flight";
+    std::string what = (hung ? "stopped answering" : "died") + std::string(" with ") + std::to_string(failed.size()) +
+                       " request(s) in flight";
     if (cut) what += hung ? "; answering them with 504" : "; answering them with 502";
     if (answered) what += "; " + std::to_string(answered) + " had sent their whole response (kept as answered)";
     if (!reroute.empty()) what += "; " + std::to_string(reroute.size()) + " not yet taken go to another worker";
@@ -308,9 +309,10 @@ void Worker::on_channel_closed() {
   }
   for (auto& r : failed) {
     if (hung)
-      fail_request(*r, 504, "Gateway Timeout", "The worker process handling this request stopped responding (its event loop was blocked) and was replaced.");
-    else
-      fail_request(*r, 502, "Bad Gateway", "The worker process handling this request exited.");
+      fail_request(
+          *r, 504, "Gateway Timeout",
+          "The worker process handling this request stopped responding (its event loop was blocked) and was replaced.");
+    else fail_request(*r, 502, "Bad Gateway", "The worker process handling this request exited.");
   }
   pool_.on_dead(*this);
   for (auto& r : reroute) pool_.dispatch(r);

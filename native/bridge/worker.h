@@ -99,7 +99,7 @@ class Worker : public std::enable_shared_from_this<Worker> {
   std::atomic<bool> wasReady_{false};
   std::atomic<bool> broken_{false};
   std::chrono::steady_clock::time_point drainingSince_{};
-  std::atomic<int64_t> lastPong_{0};   // steady_clock ticks
+  std::atomic<int64_t> lastPong_{0};  // steady_clock ticks
   uint32_t pingSeq_ = 0;
   std::atomic<bool> unresponsive_{false};
   std::mutex tailMu_;

@@ -65,8 +65,10 @@ void WorkerPool::start_failed_locked(size_t slot, const std::string& why, const 
   if (int(startFailureTimes_.size()) >= cfg_.rapidFailsPerMinute && now >= coolDownUntil_) {
     coolDownUntil_ = now + milliseconds(cfg_.rapidFailCooldownMs);
     startFailureTimes_.clear();
-    log_line(std::to_string(cfg_.rapidFailsPerMinute) + " workers failed to start within a minute (rapid-fail protection, "
-             "ISAPI_RAPID_FAILS_PER_MINUTE): no worker is started for " + std::to_string(cfg_.rapidFailCooldownMs / 1000) +
+    log_line(std::to_string(cfg_.rapidFailsPerMinute) +
+             " workers failed to start within a minute (rapid-fail protection, "
+             "ISAPI_RAPID_FAILS_PER_MINUTE): no worker is started for " +
+             std::to_string(cfg_.rapidFailCooldownMs / 1000) +
              " s, and requests get 503 meanwhile. Last failure: " + why);
   }
 }
@@ -95,13 +97,16 @@ std::string WorkerPool::unavailable_reason_locked(int& retryAfter) const {
   else
     for (auto& s : slots_)
       if (s.restartPending) next = std::min(next, s.restartAt);
-  retryAfter = next == Clock::time_point::max() ? 1
-                                                : int(std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::seconds>(next - now).count() + 1));
+  retryAfter =
+      next == Clock::time_point::max()
+          ? 1
+          : int(std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::seconds>(next - now).count() + 1));
   std::string app = cfg_.appName.empty() ? "The application" : "The application '" + cfg_.appName + "'";
   std::string text = app + " is not available: its worker process could not start";
   if (!lastFailure_.empty()) text += " (" + lastFailure_ + ")";
-  text += now < coolDownUntil_ ? ". Too many start failures in a minute: starting again in " + std::to_string(retryAfter) + " s."
-                               : ". Retrying in " + std::to_string(retryAfter) + " s.";
+  text += now < coolDownUntil_
+              ? ". Too many start failures in a minute: starting again in " + std::to_string(retryAfter) + " s."
+              : ". Retrying in " + std::to_string(retryAfter) + " s.";
   text += "\nThe worker's output is in " + log_path() + ".";
   if (cfg_.detailedErrors && !lastFailureOutput_.empty())
     text += "\n\nLast lines the worker printed (ISAPI_DETAILED_ERRORS=1):\n" + lastFailureOutput_;
@@ -127,9 +132,11 @@ void WorkerPool::check_app_offline_locked(std::unique_lock<std::mutex>& lock) {
     std::ostringstream text;
     text << in.rdbuf();
     offlineHtml_ = text.str().substr(0, 1u << 20);
-    if (offlineHtml_.empty()) offlineHtml_ = "<!doctype html><title>Offline</title><p>The application is offline.</p>\n";
+    if (offlineHtml_.empty())
+      offlineHtml_ = "<!doctype html><title>Offline</title><p>The application is offline.</p>\n";
     offline_ = true;
-    log_line("app_offline.htm found: the application is offline; stopping the workers (requests get 503 with its content)");
+    log_line(
+        "app_offline.htm found: the application is offline; stopping the workers (requests get 503 with its content)");
     std::vector<std::shared_ptr<Worker>> stopping;
     for (size_t i = 0; i < workers_.size(); ++i) {
       if (workers_[i]) stopping.push_back(std::move(workers_[i]));
@@ -196,8 +203,7 @@ bool WorkerPool::start(bool waitForReady, std::string& error) {
       if (w->state() == WorkerState::Ready) ready++;
       else if (w->state() == WorkerState::Starting) starting++;
     }
-    return (ready > 0 && ready == cfg_.workers) || (ready == 0 && !can_wait_locked()) ||
-           (starting == 0 && ready > 0);
+    return (ready > 0 && ready == cfg_.workers) || (ready == 0 && !can_wait_locked()) || (starting == 0 && ready > 0);
   };
   cv_.wait_until(lock, deadline, settled);
   int ready = 0;
@@ -216,7 +222,10 @@ std::shared_ptr<Worker> WorkerPool::pick_locked() {
   auto consider = [&](const std::shared_ptr<Worker>& w) {
     if (!w || !w->usable()) return;
     size_t l = w->load();
-    if (l < bestLoad) { best = w; bestLoad = l; }
+    if (l < bestLoad) {
+      best = w;
+      bestLoad = l;
+    }
   };
   for (auto& w : workers_) consider(w);
   for (auto& s : slots_) consider(s.retiring);
@@ -407,7 +416,8 @@ void WorkerPool::supervise() {
       it = draining_.erase(it);
       lock.unlock();
       std::string how = w->reap(2000);
-      log_line("worker " + std::to_string(w->slot()) + " (pid " + std::to_string(w->pid()) + ") of the previous generation exited: " + how);
+      log_line("worker " + std::to_string(w->slot()) + " (pid " + std::to_string(w->pid()) +
+               ") of the previous generation exited: " + how);
       lock.lock();
       it = draining_.begin();
     }
@@ -416,8 +426,7 @@ void WorkerPool::supervise() {
       auto w = workers_[i];
       auto& s = slots_[i];
       if (s.retiring && s.retiring->state() == WorkerState::Dead) draining_.push_back(std::move(s.retiring));
-      if (w && w->state() == WorkerState::Starting &&
-          now - w->startedAt() > milliseconds(cfg_.startupTimeoutMs)) {
+      if (w && w->state() == WorkerState::Starting && now - w->startedAt() > milliseconds(cfg_.startupTimeoutMs)) {
         log_line("worker " + std::to_string(i) + " sent no Ready message within " +
                  std::to_string(cfg_.startupTimeoutMs) + " ms; stopping it");
         w->kill();
@@ -434,15 +443,20 @@ void WorkerPool::supervise() {
           s.startFailures = 0;
           s.restartPending = true;
           s.restartAt = now;
-          log_line("worker " + std::to_string(i) + " (pid " + std::to_string(w->pid()) + ") exited: " + how + "; restarting");
+          log_line("worker " + std::to_string(i) + " (pid " + std::to_string(w->pid()) + ") exited: " + how +
+                   "; restarting");
         } else {
           bool timedOut = now - w->startedAt() > milliseconds(cfg_.startupTimeoutMs);
-          std::string why = timedOut ? "it sent no Ready message within " + std::to_string(cfg_.startupTimeoutMs) + " ms"
-                                     : "it exited (" + how + ") before it was ready";
+          std::string why = timedOut
+                                ? "it sent no Ready message within " + std::to_string(cfg_.startupTimeoutMs) + " ms"
+                                : "it exited (" + how + ") before it was ready";
           start_failed_locked(i, why, output);
-          log_line("worker " + std::to_string(i) + " (pid " + std::to_string(w->pid()) + ") failed to start: " + why +
-                   "; retrying in " + std::to_string(std::max<int64_t>(0, std::chrono::duration_cast<milliseconds>(
-                                                                         std::max(s.restartAt, coolDownUntil_) - now).count())) + " ms");
+          log_line(
+              "worker " + std::to_string(i) + " (pid " + std::to_string(w->pid()) + ") failed to start: " + why +
+              "; retrying in " +
+              std::to_string(std::max<int64_t>(
+                  0, std::chrono::duration_cast<milliseconds>(std::max(s.restartAt, coolDownUntil_) - now).count())) +
+              " ms");
           answer_pending_if_hopeless_locked(lock);
         }
       }
@@ -462,21 +476,24 @@ void WorkerPool::supervise() {
       lock.unlock();
       fail_request(*r, 503, "Service Unavailable",
                    "No worker became ready within " + std::to_string(cfg_.startupTimeoutMs) +
-                       " ms (ISAPI_STARTUP_TIMEOUT_MS); see " + log_path(), 5);
+                       " ms (ISAPI_STARTUP_TIMEOUT_MS); see " + log_path(),
+                   5);
       lock.lock();
     }
 
     // Deadlines for requests held by workers.
     std::vector<std::shared_ptr<Worker>> live;
-    for (auto& w : workers_) if (w) live.push_back(w);
-    for (auto& s : slots_) if (s.retiring) live.push_back(s.retiring);
+    for (auto& w : workers_)
+      if (w) live.push_back(w);
+    for (auto& s : slots_)
+      if (s.retiring) live.push_back(s.retiring);
     for (auto& w : draining_) live.push_back(w);
     lock.unlock();
     for (auto& w : live) {
       for (auto& r : w->snapshot()) {
         if (now - r->started <= milliseconds(cfg_.requestTimeoutMs)) continue;
-        log_line("request " + std::to_string(r->id) + " on worker " + std::to_string(w->slot()) +
-                 " passed its " + std::to_string(cfg_.requestTimeoutMs) + " ms deadline");
+        log_line("request " + std::to_string(r->id) + " on worker " + std::to_string(w->slot()) + " passed its " +
+                 std::to_string(cfg_.requestTimeoutMs) + " ms deadline");
         w->abort(r->id);
         fail_request(*r, 504, "Gateway Timeout", "The extension did not answer in time.");
       }
@@ -492,8 +509,10 @@ void WorkerPool::stop(int drainMs) {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_ && !supervisor_.joinable()) return;
     stopping_ = true;
-    for (auto& w : workers_) if (w) live.push_back(w);
-    for (auto& s : slots_) if (s.retiring) live.push_back(s.retiring);
+    for (auto& w : workers_)
+      if (w) live.push_back(w);
+    for (auto& s : slots_)
+      if (s.retiring) live.push_back(s.retiring);
     for (auto& w : draining_) live.push_back(w);
     draining_.clear();
     for (auto& s : slots_) s.retiring = nullptr;

@@ -17,14 +17,14 @@ namespace isapi::bridge {
 class Worker;
 
 struct PoolConfig {
-  std::string workerExe;      // the SEA worker beside the bridge
-  std::string bridgePath;     // this module (what the web server loaded)
+  std::string workerExe;   // the SEA worker beside the bridge
+  std::string bridgePath;  // this module (what the web server loaded)
   // What the worker loads as its Node-API addon (ISAPI_BRIDGE): this module, except in a
   // 32-bit bridge, whose x64 workers load the x64 build of the same code (see bridge_state.cc).
   std::string workerAddon;
   std::string logPath;
   int workers = 1;
-  std::string appName;        // the script's name, for error pages
+  std::string appName;  // the script's name, for error pages
   // While this file exists, the application is offline (as with the ASP.NET Core Module):
   // no worker runs, so the folder's files can be replaced, and requests get 503 with its content.
   std::string appOfflinePath;
@@ -39,7 +39,7 @@ struct PoolConfig {
   // start failures within a minute, no worker is started for rapidFailCooldownMs.
   int rapidFailsPerMinute = 10;
   int rapidFailCooldownMs = 60000;
-  bool detailedErrors = false; // 503 pages show the last lines the worker printed
+  bool detailedErrors = false;  // 503 pages show the last lines the worker printed
   // A worker whose own memory passes this is replaced the way a reload replaces it (0: never).
   size_t memoryLimitBytes = 0;
 };
@@ -112,8 +112,8 @@ class WorkerPool {
   std::vector<std::shared_ptr<Worker>> draining_;  // asked to shut down; reaped once they exit
   std::thread supervisor_;
   bool stopping_ = false;
-  std::string reloadReason_;                       // non-empty: the supervisor reloads next tick
-  int64_t exeStamp_ = 0;                           // worker executable's mtime+size at start
+  std::string reloadReason_;  // non-empty: the supervisor reloads next tick
+  int64_t exeStamp_ = 0;      // worker executable's mtime+size at start
 
   std::chrono::steady_clock::time_point memoryCheckedAt_{};
 

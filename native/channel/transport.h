@@ -11,7 +11,7 @@ namespace isapi::channel {
 #ifdef _WIN32
 using NativeHandle = void*;  // HANDLE
 #else
-using NativeHandle = int;    // file descriptor
+using NativeHandle = int;  // file descriptor
 #endif
 
 class Endpoint {
@@ -44,8 +44,7 @@ class Endpoint {
 // Bridge side. Creates the channel for one worker: `parent` is the bridge's end; `childHandle`
 // is the end the worker inherits (closed by the bridge after spawning); `childAddress` is what
 // the worker passes to open_worker_end() (it travels in the ISAPI_CHANNEL variable).
-bool create_channel(Endpoint& parent, NativeHandle& childHandle, std::string& childAddress,
-                    std::string& error);
+bool create_channel(Endpoint& parent, NativeHandle& childHandle, std::string& childAddress, std::string& error);
 void close_native(NativeHandle h);
 
 // Worker side: connects to the address the bridge gave it.

@@ -16,7 +16,11 @@ constexpr int kWorkerFd = 3;
 NativeHandle Endpoint::invalid() { return -1; }
 
 Endpoint& Endpoint::operator=(Endpoint&& o) noexcept {
-  if (this != &o) { close(); h_ = o.h_; o.h_ = invalid(); }
+  if (this != &o) {
+    close();
+    h_ = o.h_;
+    o.h_ = invalid();
+  }
   return *this;
 }
 
@@ -56,15 +60,17 @@ void Endpoint::shutdown() {
 }
 
 void Endpoint::close() {
-  if (valid()) { ::close(h_); h_ = invalid(); }
+  if (valid()) {
+    ::close(h_);
+    h_ = invalid();
+  }
 }
 
 void close_native(NativeHandle h) {
   if (h >= 0) ::close(h);
 }
 
-bool create_channel(Endpoint& parent, NativeHandle& childHandle, std::string& childAddress,
-                    std::string& error) {
+bool create_channel(Endpoint& parent, NativeHandle& childHandle, std::string& childAddress, std::string& error) {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     error = std::string("socketpair failed: ") + std::strerror(errno);
@@ -107,7 +113,10 @@ std::string random_token() {
   }
   static const char* hex = "0123456789abcdef";
   std::string s;
-  for (unsigned char c : b) { s += hex[c >> 4]; s += hex[c & 15]; }
+  for (unsigned char c : b) {
+    s += hex[c >> 4];
+    s += hex[c & 15];
+  }
   return s;
 }
 

@@ -39,9 +39,9 @@ namespace isapi::channel {
 
 namespace {
 
-constexpr DWORD kPipeBuffer = 1u << 20;          // a whole small response in one write
-constexpr DWORD kMaxIo = 1u << 30;               // per ReadFile/WriteFile call
-constexpr int kBusyTimeoutMs = 2000;             // worker side: waiting for a busy pipe
+constexpr DWORD kPipeBuffer = 1u << 20;  // a whole small response in one write
+constexpr DWORD kMaxIo = 1u << 30;       // per ReadFile/WriteFile call
+constexpr int kBusyTimeoutMs = 2000;     // worker side: waiting for a busy pipe
 
 struct PipeState {
   std::atomic<bool> shut{false};
@@ -100,7 +100,6 @@ DWORD finish_pending(HANDLE h, OVERLAPPED& ov, const PipeState& st, HANDLE peer,
   if (GetOverlappedResult(h, &ov, &bytes, TRUE)) return 0;
   return GetLastError();
 }
-
 
 // Waits for the worker to open the pipe. False when the endpoint was shut down or the worker
 // exited without connecting.
@@ -166,20 +165,22 @@ struct OwnerOnlySecurity {
 
 std::string system_message(unsigned long err) {
   char* text = nullptr;
-  DWORD n = FormatMessageA(FORMAT_MESSAGE_ALLOCATE_BUFFER | FORMAT_MESSAGE_FROM_SYSTEM |
-                               FORMAT_MESSAGE_IGNORE_INSERTS,
+  DWORD n = FormatMessageA(FORMAT_MESSAGE_ALLOCATE_BUFFER | FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS,
                            nullptr, err, 0, reinterpret_cast<char*>(&text), 0, nullptr);
   std::string s = n && text ? std::string(text, n) : std::string();
   if (text) LocalFree(text);
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' || s.back() == '.'))
-    s.pop_back();
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' || s.back() == '.')) s.pop_back();
   return s + " (error " + std::to_string(err) + ")";
 }
 
 NativeHandle Endpoint::invalid() { return INVALID_HANDLE_VALUE; }
 
 Endpoint& Endpoint::operator=(Endpoint&& o) noexcept {
-  if (this != &o) { close(); h_ = o.h_; o.h_ = invalid(); }
+  if (this != &o) {
+    close();
+    h_ = o.h_;
+    o.h_ = invalid();
+  }
   return *this;
 }
 
@@ -245,8 +246,7 @@ long Endpoint::read_some(void* buf, size_t n) {
       case ERROR_NO_DATA:
       case ERROR_OPERATION_ABORTED:  // shutdown()
         return 0;
-      default:
-        return -1;
+      default: return -1;
     }
   }
 }
@@ -293,25 +293,22 @@ bool link_worker_process(NativeHandle childHandle, void* process) {
   auto it = g_links.find(childHandle);
   if (it == g_links.end() || !process) return false;
   HANDLE dup = nullptr;
-  if (!DuplicateHandle(GetCurrentProcess(), process, GetCurrentProcess(), &dup, SYNCHRONIZE, FALSE, 0))
-    return false;
+  if (!DuplicateHandle(GetCurrentProcess(), process, GetCurrentProcess(), &dup, SYNCHRONIZE, FALSE, 0)) return false;
   if (it->second->peerProcess) CloseHandle(it->second->peerProcess);
   it->second->peerProcess = dup;
   return true;
 }
 
-bool create_channel(Endpoint& parent, NativeHandle& childHandle, std::string& childAddress,
-                    std::string& error) {
+bool create_channel(Endpoint& parent, NativeHandle& childHandle, std::string& childAddress, std::string& error) {
   childHandle = INVALID_HANDLE_VALUE;
   OwnerOnlySecurity sec;
   if (!sec.init(error)) return false;
   // The name is ASCII by construction (hex), so the ANSI pipe APIs here and in open_worker_end
   // are exact; paths that come from outside (folders, files) go through the wide APIs.
   std::string name = "\\\\.\\pipe\\node-isapi-" + random_token();
-  HANDLE h = CreateNamedPipeA(
-      name.c_str(), PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED | FILE_FLAG_FIRST_PIPE_INSTANCE,
-      PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS, 1, kPipeBuffer,
-      kPipeBuffer, 0, &sec.sa);
+  HANDLE h = CreateNamedPipeA(name.c_str(), PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED | FILE_FLAG_FIRST_PIPE_INSTANCE,
+                              PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS, 1,
+                              kPipeBuffer, kPipeBuffer, 0, &sec.sa);
   if (h == INVALID_HANDLE_VALUE) {
     error = "cannot create the worker's channel " + name + ": " + system_message(GetLastError());
     return false;
@@ -350,19 +347,20 @@ bool open_worker_end(const std::string& address, Endpoint& out, std::string& err
       return true;
     }
     DWORD err = GetLastError();
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+    auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
     if (err == ERROR_PIPE_BUSY && left > 0) {
       WaitNamedPipeA(name.c_str(), DWORD(left));
       continue;
     }
     if (err == ERROR_FILE_NOT_FOUND)
-      error = "the channel " + name + " does not exist (was this worker started by its bridge, and is the bridge still running?)";
+      error = "the channel " + name +
+              " does not exist (was this worker started by its bridge, and is the bridge still running?)";
     else if (err == ERROR_ACCESS_DENIED)
-      error = "access to the channel " + name + " was denied: the worker must run as the same user as the web server process that started it";
-    else if (err == ERROR_PIPE_BUSY)
-      error = "the channel " + name + " is already taken by another process";
-    else
-      error = "cannot open the channel " + name + ": " + system_message(err);
+      error = "access to the channel " + name +
+              " was denied: the worker must run as the same user as the web server process that started it";
+    else if (err == ERROR_PIPE_BUSY) error = "the channel " + name + " is already taken by another process";
+    else error = "cannot open the channel " + name + ": " + system_message(err);
     return false;
   }
 }
@@ -373,14 +371,18 @@ std::string random_token() {
     // Never seen in practice; still, never hand out a predictable all-zero name or token.
     LARGE_INTEGER t;
     QueryPerformanceCounter(&t);
-    unsigned long long mix[2] = {static_cast<unsigned long long>(t.QuadPart) * 0x9E3779B97F4A7C15ull,
-                                 (static_cast<unsigned long long>(GetCurrentProcessId()) << 32 ^
-                                  GetCurrentThreadId() ^ GetTickCount64()) * 0xC2B2AE3D27D4EB4Full};
+    unsigned long long mix[2] = {
+        static_cast<unsigned long long>(t.QuadPart) * 0x9E3779B97F4A7C15ull,
+        (static_cast<unsigned long long>(GetCurrentProcessId()) << 32 ^ GetCurrentThreadId() ^ GetTickCount64()) *
+            0xC2B2AE3D27D4EB4Full};
     std::memcpy(b, mix, sizeof b);
   }
   static const char* hex = "0123456789abcdef";
   std::string s;
-  for (unsigned char c : b) { s += hex[c >> 4]; s += hex[c & 15]; }
+  for (unsigned char c : b) {
+    s += hex[c >> 4];
+    s += hex[c & 15];
+  }
   return s;
 }
 

@@ -35,11 +35,12 @@ bool AccessLog::Open(const std::string& path, std::string* err) {
   time_t now = time(nullptr);
   struct tm tm;
   UtcTime(now, &tm);
-  fprintf(f_, "#Date: %04d-%02d-%02d %02d:%02d:%02d\n", tm.tm_year + 1900, tm.tm_mon + 1,
-          tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-  fputs("#Fields: date time s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username c-ip "
-        "cs(User-Agent) sc-status sc-substatus sc-win32-status sc-bytes cs-bytes time-taken\n",
-        f_);
+  fprintf(f_, "#Date: %04d-%02d-%02d %02d:%02d:%02d\n", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+          tm.tm_min, tm.tm_sec);
+  fputs(
+      "#Fields: date time s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username c-ip "
+      "cs(User-Agent) sc-status sc-substatus sc-win32-status sc-bytes cs-bytes time-taken\n",
+      f_);
   fflush(f_);
   return true;
 }
@@ -50,15 +51,14 @@ void AccessLog::Write(const AccessLogEntry& e) {
   struct tm tm;
   UtcTime(now, &tm);
   char stamp[64];
-  snprintf(stamp, sizeof stamp, "%04d-%02d-%02d %02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
-           tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+  snprintf(stamp, sizeof stamp, "%04d-%02d-%02d %02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+           tm.tm_hour, tm.tm_min, tm.tm_sec);
   std::string line = stamp;
-  line += ' ' + Field(e.server_ip) + ' ' + Field(e.method) + ' ' + Field(e.uri_stem) + ' ' +
-          Field(e.uri_query) + ' ' + std::to_string(e.server_port) + ' ' + Field(e.username) +
-          ' ' + Field(e.client_ip) + ' ' + Field(e.user_agent) + ' ' + std::to_string(e.status) +
-          ' ' + std::to_string(e.substatus) + ' ' + std::to_string(e.win32_status) + ' ' +
-          std::to_string(e.bytes_sent) + ' ' + std::to_string(e.bytes_received) + ' ' +
-          std::to_string(e.time_taken_ms) + '\n';
+  line += ' ' + Field(e.server_ip) + ' ' + Field(e.method) + ' ' + Field(e.uri_stem) + ' ' + Field(e.uri_query) + ' ' +
+          std::to_string(e.server_port) + ' ' + Field(e.username) + ' ' + Field(e.client_ip) + ' ' +
+          Field(e.user_agent) + ' ' + std::to_string(e.status) + ' ' + std::to_string(e.substatus) + ' ' +
+          std::to_string(e.win32_status) + ' ' + std::to_string(e.bytes_sent) + ' ' + std::to_string(e.bytes_received) +
+          ' ' + std::to_string(e.time_taken_ms) + '\n';
   std::lock_guard<std::mutex> lock(mu_);
   fwrite(line.data(), 1, line.size(), f_);
   fflush(f_);

@@ -110,8 +110,8 @@ bool Connection::SendAll(const char* p, size_t n, int timeout_ms) {
   return true;
 }
 
-int64_t BodyReader::Read(Connection* c, char* out, size_t cap, int timeout_ms, uint32_t* err,
-                         bool* framing_error, bool may_block) {
+int64_t BodyReader::Read(Connection* c, char* out, size_t cap, int timeout_ms, uint32_t* err, bool* framing_error,
+                         bool may_block) {
   *framing_error = false;
   if (failed_) {
     *err = ERROR_NETNAME_DELETED;

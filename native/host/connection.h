@@ -16,8 +16,7 @@ class FilterSession;
 
 class Connection {
  public:
-  Connection(socket_t s, const NetAddress& peer, const NetAddress& local)
-      : sock(s), peer(peer), local(local) {}
+  Connection(socket_t s, const NetAddress& peer, const NetAddress& local) : sock(s), peer(peer), local(local) {}
 
   const char* data() const { return buf_.data() + begin_; }
   size_t available() const { return buf_.size() - begin_; }
@@ -38,7 +37,7 @@ class Connection {
   socket_t sock;
   NetAddress peer;
   NetAddress local;
-  uint32_t id = 0;  // SF_REQ_GET_CONNID
+  uint32_t id = 0;           // SF_REQ_GET_CONNID
   bool abort_close = false;  // HSE_REQ_ABORTIVE_CLOSE: reset instead of a graceful close
 
   // ISAPI filters (nullptr when none are loaded). With read_filtering, every byte received goes
@@ -85,8 +84,7 @@ class BodyReader {
   // > 0 bytes, 0 at the end of the body, -1 on error (*err: a Win32 error code;
   // *framing_error: the chunked framing was invalid). With may_block false, only what is
   // already buffered is decoded, and 0 also means "nothing more has arrived yet".
-  int64_t Read(Connection* c, char* out, size_t cap, int timeout_ms, uint32_t* err,
-               bool* framing_error,
+  int64_t Read(Connection* c, char* out, size_t cap, int timeout_ms, uint32_t* err, bool* framing_error,
                bool may_block = true);
   bool done() const { return mode_ == kNone || (mode_ == kLength && remaining_ == 0) || chunked_done_; }
   bool failed() const { return failed_; }

@@ -18,8 +18,7 @@ bool IsapiExtension::Load(const std::string& path, void* handle, std::string* er
   size_t slash = path.find_last_of("/\\");
   dir_ = slash == std::string::npos ? std::string("./") : path.substr(0, slash + 1);
   handle_ = handle;
-  GetVersionFn get_version =
-      reinterpret_cast<GetVersionFn>(Symbol("GetExtensionVersion", "_GetExtensionVersion@4"));
+  GetVersionFn get_version = reinterpret_cast<GetVersionFn>(Symbol("GetExtensionVersion", "_GetExtensionVersion@4"));
   proc_ = reinterpret_cast<ProcFn>(Symbol("HttpExtensionProc", "_HttpExtensionProc@4"));
   terminate_ = reinterpret_cast<TerminateFn>(Symbol("TerminateExtension", "_TerminateExtension@4"));
   if (!get_version || !proc_) {
@@ -32,8 +31,8 @@ bool IsapiExtension::Load(const std::string& path, void* handle, std::string* er
   HSE_VERSION_INFO info;
   memset(&info, 0, sizeof info);
   if (!get_version(&info)) {
-    *err = "GetExtensionVersion of " + path +
-           " returned FALSE: the extension refused to start (see its own log for why)";
+    *err =
+        "GetExtensionVersion of " + path + " returned FALSE: the extension refused to start (see its own log for why)";
     handle_ = nullptr;
     return false;
   }
@@ -48,6 +47,5 @@ void IsapiExtension::Terminate() {
   if (!terminate_) return;
   if (!terminate_(HSE_TERM_ADVISORY_UNLOAD)) terminate_(HSE_TERM_MUST_UNLOAD);
 }
-
 
 }  // namespace isapi_host

@@ -165,7 +165,7 @@ class FilterSession {
   DWORD cur_type_ = 0;
   HttpRequestHead* cur_req_ = nullptr;  // PREPROC_HEADERS / AUTH_COMPLETE
   bool cur_req_dirty_ = false;
-  std::string* cur_status_ = nullptr;   // SEND_RESPONSE
+  std::string* cur_status_ = nullptr;  // SEND_RESPONSE
   std::vector<HttpHeader>* cur_resp_ = nullptr;
   DWORD last_error_ = 0;
 

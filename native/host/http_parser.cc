@@ -213,8 +213,8 @@ int ParseRequestHead(const char* data, size_t len, HttpRequestHead* head) {
   head->target.assign(t, sp2);
   head->version.assign(sp2 + 1, eol);
   const std::string& v = head->version;
-  if (v.size() != 8 || v.compare(0, 5, "HTTP/") != 0 || v[5] < '0' || v[5] > '9' || v[6] != '.' ||
-      v[7] < '0' || v[7] > '9')
+  if (v.size() != 8 || v.compare(0, 5, "HTTP/") != 0 || v[5] < '0' || v[5] > '9' || v[6] != '.' || v[7] < '0' ||
+      v[7] > '9')
     return 400;
   for (unsigned char c : head->target)
     if (c <= 0x20 || c >= 0x7f) return 400;
@@ -237,8 +237,7 @@ int ParseRequestHead(const char* data, size_t len, HttpRequestHead* head) {
     if (!IEquals(scheme, "http") && !IEquals(scheme, "https")) return 400;
     size_t auth_start = scheme_end + 3;
     size_t path_start = tgt.find_first_of("/?", auth_start);
-    authority = tgt.substr(auth_start, path_start == std::string::npos ? std::string::npos
-                                                                       : path_start - auth_start);
+    authority = tgt.substr(auth_start, path_start == std::string::npos ? std::string::npos : path_start - auth_start);
     if (authority.empty() || !IsValidHost(authority)) return 400;
     has_authority = true;
     tgt = path_start == std::string::npos ? "/" : tgt.substr(path_start);
@@ -330,8 +329,8 @@ int ParseRequestHead(const char* data, size_t len, HttpRequestHead* head) {
   return 0;
 }
 
-ChunkedDecoder::Result ChunkedDecoder::Feed(const char* in, size_t in_len, char* out,
-                                            size_t out_cap, size_t* consumed, size_t* produced) {
+ChunkedDecoder::Result ChunkedDecoder::Feed(const char* in, size_t in_len, char* out, size_t out_cap, size_t* consumed,
+                                            size_t* produced) {
   size_t i = 0, o = 0;
   while (i < in_len && state_ != kStateDone) {
     char c = in[i];
@@ -359,8 +358,7 @@ ChunkedDecoder::Result ChunkedDecoder::Feed(const char* in, size_t in_len, char*
       case kExt:  // chunk extensions are ignored
         if (c == '\r') {
           state_ = kSizeLf;
-        } else if (c == '\n' || (static_cast<unsigned char>(c) < 0x20 && c != '\t') ||
-                   ++line_len_ > 4096) {
+        } else if (c == '\n' || (static_cast<unsigned char>(c) < 0x20 && c != '\t') || ++line_len_ > 4096) {
           return kError;
         }
         i++;
@@ -419,8 +417,7 @@ ChunkedDecoder::Result ChunkedDecoder::Feed(const char* in, size_t in_len, char*
           trailer_line_empty_ = true;
         }
         break;
-      case kStateDone:
-        break;
+      case kStateDone: break;
     }
   }
 out:

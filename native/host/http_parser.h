@@ -16,19 +16,19 @@ struct HttpHeader {
 
 struct HttpRequestHead {
   std::string method;
-  std::string target;       // request-target as sent
-  std::string version;      // "HTTP/1.1"
+  std::string target;   // request-target as sent
+  std::string version;  // "HTTP/1.1"
   int minor_version = 1;
-  std::string raw_path;     // path part of the target, still percent-encoded
-  std::string path;         // percent-decoded path (URL, PATH_INFO)
-  std::string query;        // after '?', not decoded; "" if none
-  std::string host;         // Host header (or authority of an absolute-form target)
+  std::string raw_path;             // path part of the target, still percent-encoded
+  std::string path;                 // percent-decoded path (URL, PATH_INFO)
+  std::string query;                // after '?', not decoded; "" if none
+  std::string host;                 // Host header (or authority of an absolute-form target)
   std::vector<HttpHeader> headers;  // in arrival order
-  std::string raw_headers;  // header lines exactly as received (ALL_RAW), without the blank line
+  std::string raw_headers;          // header lines exactly as received (ALL_RAW), without the blank line
   bool has_content_length = false;
   uint64_t content_length = 0;
   bool chunked = false;
-  bool keep_alive = true;   // what the client allows
+  bool keep_alive = true;  // what the client allows
   bool expect_continue = false;
 
   bool has_body() const { return chunked || content_length > 0; }
@@ -62,8 +62,7 @@ class ChunkedDecoder {
   enum Result { kContinue, kDone, kError };
   explicit ChunkedDecoder(size_t max_trailer_bytes = 16384) : max_trailer_(max_trailer_bytes) {}
   // Consumes framing and data from `in`, copies up to out_cap data bytes to `out`.
-  Result Feed(const char* in, size_t in_len, char* out, size_t out_cap, size_t* consumed,
-              size_t* produced);
+  Result Feed(const char* in, size_t in_len, char* out, size_t out_cap, size_t* consumed, size_t* produced);
   bool done() const { return state_ == kStateDone; }
 
  private:

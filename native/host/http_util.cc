@@ -12,16 +12,15 @@ namespace isapi_host {
 
 std::string HttpDateNow() {
   static const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-  static const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                  "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  static const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
   thread_local time_t cached_at = 0;
   thread_local char cached[40];
   time_t now = time(nullptr);
   if (now != cached_at) {
     struct tm tm;
     UtcTime(now, &tm);
-    snprintf(cached, sizeof cached, "%s, %02d %s %04d %02d:%02d:%02d GMT", kDays[tm.tm_wday],
-             tm.tm_mday, kMonths[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    snprintf(cached, sizeof cached, "%s, %02d %s %04d %02d:%02d:%02d GMT", kDays[tm.tm_wday], tm.tm_mday,
+             kMonths[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
     cached_at = now;
   }
   return cached;
@@ -64,17 +63,16 @@ std::string StatusLineText(int status) { return std::to_string(status) + " " + R
 
 std::string ErrorBody(int status) {
   std::string code = StatusLineText(status);
-  return "<!DOCTYPE html><html><head><title>" + code + "</title></head><body><h1>" + code +
-         "</h1></body></html>\n";
+  return "<!DOCTYPE html><html><head><title>" + code + "</title></head><body><h1>" + code + "</h1></body></html>\n";
 }
 
 std::string BuildErrorResponse(int status, bool keep_alive, bool http10, bool head_only,
                                const std::string& extra_headers) {
   std::string code = StatusLineText(status);
   std::string body = ErrorBody(status);
-  std::string r = "HTTP/1.1 " + code + "\r\nServer: " + kServerHeader + "\r\nDate: " +
-                  HttpDateNow() + "\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: " +
-                  std::to_string(body.size()) + "\r\n" + extra_headers;
+  std::string r = "HTTP/1.1 " + code + "\r\nServer: " + kServerHeader + "\r\nDate: " + HttpDateNow() +
+                  "\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: " + std::to_string(body.size()) +
+                  "\r\n" + extra_headers;
   if (!keep_alive) r += "Connection: close\r\n";
   else if (http10) r += "Connection: keep-alive\r\n";
   r += "\r\n";
@@ -161,8 +159,8 @@ std::string Printable(const std::string& s) {
 }
 }  // namespace
 
-size_t ParseResponseHeaderLines(const char* text, size_t len, std::vector<HttpHeader>* out,
-                                bool* ended, std::string* error) {
+size_t ParseResponseHeaderLines(const char* text, size_t len, std::vector<HttpHeader>* out, bool* ended,
+                                std::string* error) {
   size_t i = 0;
   *ended = false;
   error->clear();
@@ -185,8 +183,7 @@ size_t ParseResponseHeaderLines(const char* text, size_t len, std::vector<HttpHe
     size_t vb = value.find_first_not_of(" \t");
     size_t ve = value.find_last_not_of(" \t");
     h.value = vb == std::string::npos ? "" : value.substr(vb, ve - vb + 1);
-    if (error->empty() && !IsToken(h.name))
-      *error = "header name '" + Printable(h.name) + "' is not a token";
+    if (error->empty() && !IsToken(h.name)) *error = "header name '" + Printable(h.name) + "' is not a token";
     else if (error->empty() && !IsFieldValue(h.value))
       *error = "header '" + Printable(h.name) + "' has a control character (CR, NUL...) in its value";
     out->push_back(std::move(h));
@@ -202,8 +199,7 @@ std::string CheckResponseHeaderList(const std::vector<HttpHeader>& headers) {
     if (!IsFieldValue(h.value))
       return "header '" + Printable(h.name) + "' has a control character (CR, LF, NUL...) in its value";
     if (IEquals(h.name, "Content-Length")) {
-      if (h.value.empty() || h.value.size() > 18 ||
-          h.value.find_first_not_of("0123456789") != std::string::npos)
+      if (h.value.empty() || h.value.size() > 18 || h.value.find_first_not_of("0123456789") != std::string::npos)
         return "Content-Length '" + Printable(h.value) + "' is not a number of at most 18 digits";
       int64_t n = std::stoll(h.value);
       if (length >= 0 && n != length) return "two different Content-Length headers";
@@ -217,8 +213,8 @@ std::string CheckResponseHeaderList(const std::vector<HttpHeader>& headers) {
 }
 
 bool IsValidStatusText(const std::string& st) {
-  if (st.size() < 3 || !isdigit(static_cast<unsigned char>(st[0])) ||
-      !isdigit(static_cast<unsigned char>(st[1])) || !isdigit(static_cast<unsigned char>(st[2])))
+  if (st.size() < 3 || !isdigit(static_cast<unsigned char>(st[0])) || !isdigit(static_cast<unsigned char>(st[1])) ||
+      !isdigit(static_cast<unsigned char>(st[2])))
     return false;
   if (st.size() > 3 && st[3] != ' ') return false;
   for (unsigned char c : st)
@@ -226,8 +222,8 @@ bool IsValidStatusText(const std::string& st) {
   return true;
 }
 
-std::string ComposeResponseHead(const std::string& status, const std::vector<HttpHeader>& headers,
-                                bool keep_alive, bool http10) {
+std::string ComposeResponseHead(const std::string& status, const std::vector<HttpHeader>& headers, bool keep_alive,
+                                bool http10) {
   bool has_server = false, has_date = false;
   for (const HttpHeader& h : headers) {
     if (IEquals(h.name, "Server")) has_server = true;

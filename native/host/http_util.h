@@ -30,8 +30,8 @@ size_t ParseHeaderLines(const char* text, size_t len, std::vector<HttpHeader>* o
 // token name, ':' and a value without CR, NUL or other controls but HTAB. Parsed by length: a
 // NUL is an error, never the end of the text. Returns the offset just past the blank line, or
 // len when there was none (*ended = false); *error names the first bad line ("" if none).
-size_t ParseResponseHeaderLines(const char* text, size_t len, std::vector<HttpHeader>* out,
-                                bool* ended, std::string* error);
+size_t ParseResponseHeaderLines(const char* text, size_t len, std::vector<HttpHeader>* out, bool* ended,
+                                std::string* error);
 // "" when the header list can go to the wire as it is; otherwise why not: a name that is not
 // an RFC 9110 token, CR/LF/NUL in a value, a Content-Length that is not 1-18 digits, two
 // different Content-Lengths, or Content-Length with Transfer-Encoding. The host owns the
@@ -43,8 +43,8 @@ bool IsValidStatusText(const std::string& status);
 // A response head: "HTTP/1.1 <status>", the headers, Server and Date when absent, then
 // "Connection: close" (keep_alive false) or "Connection: keep-alive" (HTTP/1.0 client), and the
 // blank line. Connection headers in `headers` are dropped: the host decides.
-std::string ComposeResponseHead(const std::string& status, const std::vector<HttpHeader>& headers,
-                                bool keep_alive, bool http10);
+std::string ComposeResponseHead(const std::string& status, const std::vector<HttpHeader>& headers, bool keep_alive,
+                                bool http10);
 // Framing facts of a header list.
 struct ResponseFraming {
   int64_t content_length = -1;

@@ -11,5 +11,4 @@ thread_local DWORD g_last_error = 0;
 
 __attribute__((visibility("default"))) void SetLastError(DWORD err) { g_last_error = err; }
 __attribute__((visibility("default"))) DWORD GetLastError(void) { return g_last_error; }
-
 }

@@ -54,8 +54,8 @@ long long ParseNumber(const std::string& opt, const char* value, long long min, 
   errno = 0;
   long long v = strtoll(value, &end, 10);
   if (!*value || *end || errno || v < min || v > max)
-    Fail(opt + " expects a number from " + std::to_string(min) + " to " + std::to_string(max) +
-         ", got '" + value + "' (see --help)");
+    Fail(opt + " expects a number from " + std::to_string(min) + " to " + std::to_string(max) + ", got '" + value +
+         "' (see --help)");
   return v;
 }
 

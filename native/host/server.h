@@ -45,7 +45,7 @@ struct ServerConfig {
   size_t max_request_line = 8192;                          // → 414
   int header_timeout_ms = 30000;                           // → 408 (silent close if no byte)
   int keepalive_timeout_ms = 120000;
-  int io_timeout_ms = 120000;                              // a stalled body read / response write
+  int io_timeout_ms = 120000;  // a stalled body read / response write
   int shutdown_grace_ms = 10000;
 };
 
@@ -86,14 +86,13 @@ class Server {
   // Win32 error (kUrlRefused) for a URL that would leave the mapped directory. *matched_url /
   // *matched_path receive the lengths of the vdir prefix and of the physical directory
   // (HSE_URL_MAPEX_INFO).
-  uint32_t MapUrlToPath(const std::string& url, UrlForm form, std::string* path,
-                        const Vdir** vdir_out = nullptr, size_t* matched_url = nullptr,
-                        size_t* matched_path = nullptr) const;
+  uint32_t MapUrlToPath(const std::string& url, UrlForm form, std::string* path, const Vdir** vdir_out = nullptr,
+                        size_t* matched_url = nullptr, size_t* matched_path = nullptr) const;
   // PATH_TRANSLATED of a request path (decoded, canonical): "" when it cannot be mapped.
   std::string PathTranslated(const std::string& path) const;
 
  private:
-  static constexpr int kLingerMs = 2000;              // graceful close: wait this long for the client's FIN
+  static constexpr int kLingerMs = 2000;               // graceful close: wait this long for the client's FIN
   static constexpr int64_t kLingerMaxBytes = 1 << 20;  // ... discarding at most this much
   enum class Outcome { kKeepAlive, kClose, kPending };
 
@@ -105,27 +104,25 @@ class Server {
   void LoopClose(Connection* c);  // caller removed c from idle_
   // Hands c back to the poller (release/acquire with OnReadable through c->handoff).
   void Rearm(Connection* c);
-  void CloseLoop();                // after the loop threads stopped: listener and idle connections
+  void CloseLoop();  // after the loop threads stopped: listener and idle connections
   // pool side
   void ServeConnection(Connection* c);
   Outcome HandleRequest(Connection* c, HttpRequestHead& head, size_t head_bytes, int64_t start_ms);
-  Outcome ServeStatic(Connection* c, const HttpRequestHead& head, size_t head_bytes,
-                      int64_t start_ms, const std::string* physical);
+  Outcome ServeStatic(Connection* c, const HttpRequestHead& head, size_t head_bytes, int64_t start_ms,
+                      const std::string* physical);
   // After a filter verdict other than kContinue during the request phase.
-  Outcome FilterVerdict(Connection* c, const HttpRequestHead& head, size_t head_bytes,
-                        int64_t start_ms, FilterSession::Verdict v);
+  Outcome FilterVerdict(Connection* c, const HttpRequestHead& head, size_t head_bytes, int64_t start_ms,
+                        FilterSession::Verdict v);
   // Sends a host-made response head (+ body) through the filters (SEND_RESPONSE,
   // SEND_RAW_DATA). *keep may turn false; *sent counts bytes; *status may change.
-  bool SendHostResponse(Connection* c, const HttpRequestHead* head, int* status,
-                        std::vector<HttpHeader> headers, const std::string& body, bool* keep,
-                        uint64_t* sent);
+  bool SendHostResponse(Connection* c, const HttpRequestHead* head, int* status, std::vector<HttpHeader> headers,
+                        const std::string& body, bool* keep, uint64_t* sent);
   bool SendOut(Connection* c, const char* p, size_t n, bool* keep);
-  Outcome SendSimple(Connection* c, const HttpRequestHead& head, size_t head_bytes,
-                     int64_t start_ms, int status, const std::string& extra_headers = "");
-  void SendErrorAndClose(Connection* c, int status, const HttpRequestHead* head, size_t head_bytes,
-                         int64_t start_ms);
-  void LogSimple(Connection* c, const HttpRequestHead* head, int status, uint64_t sent,
-                 uint64_t received, int64_t start_ms, bool notify_filters = true);
+  Outcome SendSimple(Connection* c, const HttpRequestHead& head, size_t head_bytes, int64_t start_ms, int status,
+                     const std::string& extra_headers = "");
+  void SendErrorAndClose(Connection* c, int status, const HttpRequestHead* head, size_t head_bytes, int64_t start_ms);
+  void LogSimple(Connection* c, const HttpRequestHead* head, int status, uint64_t sent, uint64_t received,
+                 int64_t start_ms, bool notify_filters = true);
   void ReturnToLoop(Connection* c, bool linger);
   Outcome ServeHealth(Connection* c, const HttpRequestHead& head, size_t head_bytes, int64_t start_ms);
   void CloseNow(Connection* c);  // pool side, hard close
@@ -141,7 +138,7 @@ class Server {
   std::atomic<uint32_t> next_conn_id_{1};
   std::mutex health_mu_;
   std::vector<std::string> unhealthy_;  // "library: reason" lines, oldest first (at most 100)
-  std::string root_;  // absolute, with trailing separator; "" = none
+  std::string root_;                    // absolute, with trailing separator; "" = none
   std::string cwd_;
   std::unique_ptr<AccessLog> access_log_;
   std::unique_ptr<ThreadPool> pool_;
@@ -150,7 +147,7 @@ class Server {
   socket_t listener_ = kInvalidSocket;
   NetAddress bound_;
   std::vector<std::thread> loop_threads_;
-  bool inline_serve_ = false;             // loop threads serve requests themselves
+  bool inline_serve_ = false;  // loop threads serve requests themselves
   std::atomic<int> loop_running_{0};
   std::atomic<int64_t> last_scan_{0};
   int listener_tag_ = 0;  // its address tags listener events

@@ -45,19 +45,42 @@ std::string Utf8ToUtf16Le(const std::string& s) {
     unsigned char c = static_cast<unsigned char>(s[i]);
     uint32_t cp;
     size_t len;
-    if (c < 0x80) { cp = c; len = 1; }
-    else if ((c & 0xe0) == 0xc0) { cp = c & 0x1f; len = 2; }
-    else if ((c & 0xf0) == 0xe0) { cp = c & 0x0f; len = 3; }
-    else if ((c & 0xf8) == 0xf0) { cp = c & 0x07; len = 4; }
-    else { put(0xfffd); i++; continue; }
-    if (i + len > s.size()) { put(0xfffd); i++; continue; }
+    if (c < 0x80) {
+      cp = c;
+      len = 1;
+    } else if ((c & 0xe0) == 0xc0) {
+      cp = c & 0x1f;
+      len = 2;
+    } else if ((c & 0xf0) == 0xe0) {
+      cp = c & 0x0f;
+      len = 3;
+    } else if ((c & 0xf8) == 0xf0) {
+      cp = c & 0x07;
+      len = 4;
+    } else {
+      put(0xfffd);
+      i++;
+      continue;
+    }
+    if (i + len > s.size()) {
+      put(0xfffd);
+      i++;
+      continue;
+    }
     bool ok = true;
     for (size_t k = 1; k < len; k++) {
       unsigned char cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xc0) != 0x80) { ok = false; break; }
+      if ((cc & 0xc0) != 0x80) {
+        ok = false;
+        break;
+      }
       cp = (cp << 6) | (cc & 0x3f);
     }
-    if (!ok) { put(0xfffd); i++; continue; }
+    if (!ok) {
+      put(0xfffd);
+      i++;
+      continue;
+    }
     i += len;
     if (cp >= 0x10000) {
       cp -= 0x10000;
@@ -101,13 +124,11 @@ const std::unordered_map<std::string, Getter>& Table() {
       {"URL", [](const VarSource& r) { return H(r).path; }},
       {"QUERY_STRING", [](const VarSource& r) { return H(r).query; }},
       {"PATH_INFO", [](const VarSource& r) { return H(r).path; }},
-      {"PATH_TRANSLATED",
-       [](const VarSource& r) { return r.path_translated ? *r.path_translated : std::string(); }},
+      {"PATH_TRANSLATED", [](const VarSource& r) { return r.path_translated ? *r.path_translated : std::string(); }},
       {"SCRIPT_NAME", [](const VarSource& r) { return r.vdir ? r.vdir->prefix : H(r).path; }},
       {"SCRIPT_TRANSLATED",
        [](const VarSource& r) {
-         return r.vdir ? r.vdir->library
-                       : (r.path_translated ? *r.path_translated : std::string());
+         return r.vdir ? r.vdir->library : (r.path_translated ? *r.path_translated : std::string());
        }},
       {"CONTENT_TYPE",
        [](const VarSource& r) {
@@ -134,34 +155,23 @@ const std::unordered_map<std::string, Getter>& Table() {
       {"INSTANCE_NAME", [](const VarSource&) { return std::string("isapi-host"); }},
       {"INSTANCE_META_PATH", [](const VarSource&) { return std::string("/LM/W3SVC/1"); }},
       {"APPL_MD_PATH",
-       [](const VarSource& r) {
-         return "/LM/W3SVC/1/ROOT" + (r.vdir ? r.vdir->prefix : std::string());
-       }},
+       [](const VarSource& r) { return "/LM/W3SVC/1/ROOT" + (r.vdir ? r.vdir->prefix : std::string()); }},
       {"APPL_PHYSICAL_PATH",
        [](const VarSource& r) { return r.vdir ? r.vdir->physical_dir : r.server->static_root(); }},
       {"APP_POOL_ID", [](const VarSource&) { return std::string("isapi-host"); }},
       {"AUTH_TYPE", [](const VarSource& r) { return r.auth ? r.auth->type : std::string(); }},
       {"AUTH_USER", [](const VarSource& r) { return r.auth ? r.auth->user : std::string(); }},
-      {"AUTH_PASSWORD",
-       [](const VarSource& r) { return r.auth ? r.auth->password : std::string(); }},
+      {"AUTH_PASSWORD", [](const VarSource& r) { return r.auth ? r.auth->password : std::string(); }},
       {"REMOTE_USER", [](const VarSource& r) { return r.auth ? r.auth->user : std::string(); }},
       {"LOGON_USER", [](const VarSource& r) { return r.auth ? r.auth->user : std::string(); }},
-      {"UNMAPPED_REMOTE_USER",
-       [](const VarSource& r) { return r.auth ? r.auth->user : std::string(); }},
+      {"UNMAPPED_REMOTE_USER", [](const VarSource& r) { return r.auth ? r.auth->user : std::string(); }},
       {"ALL_HTTP", AllHttp},
       {"ALL_RAW", [](const VarSource& r) { return H(r).raw_headers; }},
       {"HTTP_URL",
-       [](const VarSource& r) {
-         return H(r).query.empty() ? H(r).raw_path : H(r).raw_path + "?" + H(r).query;
-       }},
+       [](const VarSource& r) { return H(r).query.empty() ? H(r).raw_path : H(r).raw_path + "?" + H(r).query; }},
       {"UNENCODED_URL",
-       [](const VarSource& r) {
-         return H(r).query.empty() ? H(r).raw_path : H(r).raw_path + "?" + H(r).query;
-       }},
-      {"CACHE_URL",
-       [](const VarSource& r) {
-         return H(r).query.empty() ? H(r).path : H(r).path + "?" + H(r).query;
-       }},
+       [](const VarSource& r) { return H(r).query.empty() ? H(r).raw_path : H(r).raw_path + "?" + H(r).query; }},
+      {"CACHE_URL", [](const VarSource& r) { return H(r).query.empty() ? H(r).path : H(r).path + "?" + H(r).query; }},
       {"HTTPS_KEYSIZE", [](const VarSource&) { return std::string(); }},
       {"HTTPS_SECRETKEYSIZE", [](const VarSource&) { return std::string(); }},
       {"HTTPS_SERVER_ISSUER", [](const VarSource&) { return std::string(); }},
@@ -207,8 +217,7 @@ bool LookupUtf8(const VarSource& r, const std::string& name, std::string* value)
 
 }  // namespace
 
-bool LookupServerVariable(const VarSource& r, const char* name, std::string* value,
-                          uint32_t* err) {
+bool LookupServerVariable(const VarSource& r, const char* name, std::string* value, uint32_t* err) {
   std::string n = name;
   value->clear();
   if (n.size() > 8 && Upper(n.substr(0, 8)) == "UNICODE_") {

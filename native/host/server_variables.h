@@ -27,7 +27,7 @@ struct VarSource {
   const HttpRequestHead* head = nullptr;  // nullptr before the head is parsed (READ_RAW_DATA)
   const Vdir* vdir = nullptr;             // nullptr: a URL no virtual directory maps
   const std::string* path_translated = nullptr;
-  const AuthInfo* auth = nullptr;         // nullptr: anonymous
+  const AuthInfo* auth = nullptr;  // nullptr: anonymous
 };
 
 // Fills *value with the variable's bytes INCLUDING the terminator (one NUL byte; for UNICODE_*

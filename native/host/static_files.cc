@@ -16,30 +16,40 @@ const char* ContentTypeFor(const std::string& path) {
     const char* ext;
     const char* type;
   } kTypes[] = {
-      {".html", "text/html; charset=utf-8"}, {".htm", "text/html; charset=utf-8"},
-      {".css", "text/css; charset=utf-8"},   {".js", "text/javascript; charset=utf-8"},
-      {".mjs", "text/javascript; charset=utf-8"}, {".json", "application/json"},
-      {".txt", "text/plain; charset=utf-8"}, {".xml", "application/xml"},
-      {".svg", "image/svg+xml"},             {".png", "image/png"},
-      {".jpg", "image/jpeg"},                {".jpeg", "image/jpeg"},
-      {".gif", "image/gif"},                 {".webp", "image/webp"},
-      {".ico", "image/x-icon"},              {".wasm", "application/wasm"},
-      {".pdf", "application/pdf"},           {".zip", "application/zip"},
-      {".woff", "font/woff"},                {".woff2", "font/woff2"},
-      {".map", "application/json"},          {".csv", "text/csv"},
+      {".html", "text/html; charset=utf-8"},
+      {".htm", "text/html; charset=utf-8"},
+      {".css", "text/css; charset=utf-8"},
+      {".js", "text/javascript; charset=utf-8"},
+      {".mjs", "text/javascript; charset=utf-8"},
+      {".json", "application/json"},
+      {".txt", "text/plain; charset=utf-8"},
+      {".xml", "application/xml"},
+      {".svg", "image/svg+xml"},
+      {".png", "image/png"},
+      {".jpg", "image/jpeg"},
+      {".jpeg", "image/jpeg"},
+      {".gif", "image/gif"},
+      {".webp", "image/webp"},
+      {".ico", "image/x-icon"},
+      {".wasm", "application/wasm"},
+      {".pdf", "application/pdf"},
+      {".zip", "application/zip"},
+      {".woff", "font/woff"},
+      {".woff2", "font/woff2"},
+      {".map", "application/json"},
+      {".csv", "text/csv"},
   };
   size_t dot = path.find_last_of('.');
   size_t slash = path.find_last_of("/\\");
-  if (dot == std::string::npos || (slash != std::string::npos && dot < slash))
-    return "application/octet-stream";
+  if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) return "application/octet-stream";
   std::string ext = path.substr(dot);
   for (const auto& t : kTypes)
     if (IEquals(ext, t.ext)) return t.type;
   return "application/octet-stream";
 }
 
-StaticFile ResolveStaticFile(const std::string& root, const std::string& method,
-                             const std::string& url_path, const std::string* physical) {
+StaticFile ResolveStaticFile(const std::string& root, const std::string& method, const std::string& url_path,
+                             const std::string* physical) {
   StaticFile r;
   if (method != "GET" && method != "HEAD") {
     r.status = 405;

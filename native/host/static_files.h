@@ -6,8 +6,8 @@
 namespace isapi_host {
 
 struct StaticFile {
-  int status = 0;            // 200, or the error to send (400, 404, 405)
-  std::string path;          // file to send (status 200)
+  int status = 0;    // 200, or the error to send (400, 404, 405)
+  std::string path;  // file to send (status 200)
   uint64_t size = 0;
   const char* content_type = "application/octet-stream";
 };
@@ -17,8 +17,8 @@ struct StaticFile {
 // that climbs above the root is 400, a device name or aliasing name 404.
 // physical: the file the URL maps to when filters (SF_NOTIFY_URL_MAP) decided it; nullptr: root
 // + the URL path.
-StaticFile ResolveStaticFile(const std::string& root, const std::string& method,
-                             const std::string& url_path, const std::string* physical = nullptr);
+StaticFile ResolveStaticFile(const std::string& root, const std::string& method, const std::string& url_path,
+                             const std::string* physical = nullptr);
 const char* ContentTypeFor(const std::string& path);
 
 }  // namespace isapi_host

@@ -25,8 +25,8 @@ bool IsDeviceName(const std::string& segment) {
   static const char* kNames[] = {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$", "CLOCK$"};
   for (const char* n : kNames)
     if (IEq(stem, n)) return true;
-  if (stem.size() == 4 && (IEq(stem.substr(0, 3), "COM") || IEq(stem.substr(0, 3), "LPT")) &&
-      stem[3] >= '0' && stem[3] <= '9')
+  if (stem.size() == 4 && (IEq(stem.substr(0, 3), "COM") || IEq(stem.substr(0, 3), "LPT")) && stem[3] >= '0' &&
+      stem[3] <= '9')
     return true;
   return false;
 }

@@ -42,8 +42,7 @@ bool VdirMap::Add(const std::string& url_prefix, const std::string& library, std
 const Vdir* VdirMap::Match(const std::string& path) const {
   for (const Vdir& v : entries_) {
     if (v.prefix.empty()) return &v;
-    if (IPrefix(path, v.prefix) && (path.size() == v.prefix.size() || path[v.prefix.size()] == '/'))
-      return &v;
+    if (IPrefix(path, v.prefix) && (path.size() == v.prefix.size() || path[v.prefix.size()] == '/')) return &v;
   }
   return nullptr;
 }

@@ -9,8 +9,8 @@ namespace isapi_host {
 class IsapiExtension;
 
 struct Vdir {
-  std::string prefix;  // "/hello" (no trailing slash); "" for the root vdir "/"
-  std::string library; // absolute path of the library
+  std::string prefix;   // "/hello" (no trailing slash); "" for the root vdir "/"
+  std::string library;  // absolute path of the library
   IsapiExtension* extension = nullptr;
   // Physical path of the vdir: the library's directory, with a trailing separator.
   std::string physical_dir;

@@ -8,22 +8,22 @@ extern "C" {
 #endif
 
 typedef uint32_t DWORD;
-typedef DWORD *LPDWORD;
+typedef DWORD* LPDWORD;
 typedef int BOOL;
 typedef unsigned char BYTE;
-typedef BYTE *LPBYTE;
+typedef BYTE* LPBYTE;
 typedef char CHAR;
-typedef CHAR *LPSTR;
-typedef const CHAR *LPCSTR;
+typedef CHAR* LPSTR;
+typedef const CHAR* LPCSTR;
 typedef void VOID;
-typedef void *PVOID;
-typedef void *LPVOID;
-typedef void *HANDLE;
+typedef void* PVOID;
+typedef void* LPVOID;
+typedef void* HANDLE;
 typedef uint16_t WORD;
 typedef uint16_t WCHAR;
 typedef uintptr_t ULONG_PTR;
 typedef ULONG_PTR DWORD_PTR;
-typedef void *HCONN;
+typedef void* HCONN;
 
 #ifndef TRUE
 #define TRUE 1
@@ -33,7 +33,7 @@ typedef void *HCONN;
 #endif
 #define WINAPI
 #define MAKELONG(lo, hi) ((DWORD)(((WORD)(lo)) | (((DWORD)((WORD)(hi))) << 16)))
-#define LOWORD(l) ((WORD)((DWORD)(l) & 0xffff))
+#define LOWORD(l) ((WORD)((DWORD)(l)&0xffff))
 #define HIWORD(l) ((WORD)(((DWORD)(l) >> 16) & 0xffff))
 #define MAX_PATH 260
 
@@ -67,13 +67,14 @@ struct _EXTENSION_CONTROL_BLOCK {
   DWORD cbAvailable;
   LPBYTE lpbData;
   LPSTR lpszContentType;
-  BOOL (WINAPI *GetServerVariable)(HCONN hConn, LPSTR lpszVariableName, LPVOID lpvBuffer, LPDWORD lpdwSize);
-  BOOL (WINAPI *WriteClient)(HCONN ConnID, LPVOID Buffer, LPDWORD lpdwBytes, DWORD dwReserved);
-  BOOL (WINAPI *ReadClient)(HCONN ConnID, LPVOID lpvBuffer, LPDWORD lpdwSize);
-  BOOL (WINAPI *ServerSupportFunction)(HCONN hConn, DWORD dwHSERequest, LPVOID lpvBuffer, LPDWORD lpdwSize, LPDWORD lpdwDataType);
+  BOOL(WINAPI* GetServerVariable)(HCONN hConn, LPSTR lpszVariableName, LPVOID lpvBuffer, LPDWORD lpdwSize);
+  BOOL(WINAPI* WriteClient)(HCONN ConnID, LPVOID Buffer, LPDWORD lpdwBytes, DWORD dwReserved);
+  BOOL(WINAPI* ReadClient)(HCONN ConnID, LPVOID lpvBuffer, LPDWORD lpdwSize);
+  BOOL(WINAPI* ServerSupportFunction)
+  (HCONN hConn, DWORD dwHSERequest, LPVOID lpvBuffer, LPDWORD lpdwSize, LPDWORD lpdwDataType);
 };
 
-typedef VOID (WINAPI *PFN_HSE_IO_COMPLETION)(EXTENSION_CONTROL_BLOCK *pECB, PVOID pContext, DWORD cbIO, DWORD dwError);
+typedef VOID(WINAPI* PFN_HSE_IO_COMPLETION)(EXTENSION_CONTROL_BLOCK* pECB, PVOID pContext, DWORD cbIO, DWORD dwError);
 
 typedef struct _HSE_SEND_HEADER_EX_INFO {
   LPCSTR pszStatus;
@@ -133,7 +134,7 @@ typedef struct _HSE_EXEC_URL_INFO {
 } HSE_EXEC_URL_INFO, *LPHSE_EXEC_URL_INFO;
 
 typedef struct _HSE_CUSTOM_ERROR_INFO {
-  CHAR *pszStatus;
+  CHAR* pszStatus;
   uint16_t uHttpSubError;
   BOOL fAsync;
 } HSE_CUSTOM_ERROR_INFO, *LPHSE_CUSTOM_ERROR_INFO;
@@ -173,11 +174,12 @@ struct _HTTP_FILTER_CONTEXT {
   DWORD ulReserved;
   BOOL fIsSecurePort;
   PVOID pFilterContext;
-  BOOL (WINAPI *GetServerVariable)(PHTTP_FILTER_CONTEXT pfc, LPSTR lpszVariableName, LPVOID lpvBuffer, LPDWORD lpdwSize);
-  BOOL (WINAPI *AddResponseHeaders)(PHTTP_FILTER_CONTEXT pfc, LPSTR lpszHeaders, DWORD dwReserved);
-  BOOL (WINAPI *WriteClient)(PHTTP_FILTER_CONTEXT pfc, LPVOID Buffer, LPDWORD lpdwBytes, DWORD dwReserved);
-  VOID *(WINAPI *AllocMem)(PHTTP_FILTER_CONTEXT pfc, DWORD cbSize, DWORD dwReserved);
-  BOOL (WINAPI *ServerSupportFunction)(PHTTP_FILTER_CONTEXT pfc, SF_REQ_TYPE sfReq, PVOID pData, ULONG_PTR ul1, ULONG_PTR ul2);
+  BOOL(WINAPI* GetServerVariable)(PHTTP_FILTER_CONTEXT pfc, LPSTR lpszVariableName, LPVOID lpvBuffer, LPDWORD lpdwSize);
+  BOOL(WINAPI* AddResponseHeaders)(PHTTP_FILTER_CONTEXT pfc, LPSTR lpszHeaders, DWORD dwReserved);
+  BOOL(WINAPI* WriteClient)(PHTTP_FILTER_CONTEXT pfc, LPVOID Buffer, LPDWORD lpdwBytes, DWORD dwReserved);
+  VOID*(WINAPI* AllocMem)(PHTTP_FILTER_CONTEXT pfc, DWORD cbSize, DWORD dwReserved);
+  BOOL(WINAPI* ServerSupportFunction)
+  (PHTTP_FILTER_CONTEXT pfc, SF_REQ_TYPE sfReq, PVOID pData, ULONG_PTR ul1, ULONG_PTR ul2);
 };
 
 typedef struct _HTTP_FILTER_RAW_DATA {
@@ -188,51 +190,51 @@ typedef struct _HTTP_FILTER_RAW_DATA {
 } HTTP_FILTER_RAW_DATA, *PHTTP_FILTER_RAW_DATA;
 
 typedef struct _HTTP_FILTER_PREPROC_HEADERS {
-  BOOL (WINAPI *GetHeader)(PHTTP_FILTER_CONTEXT pfc, LPSTR lpszName, LPVOID lpvBuffer, LPDWORD lpdwSize);
-  BOOL (WINAPI *SetHeader)(PHTTP_FILTER_CONTEXT pfc, LPSTR lpszName, LPSTR lpszValue);
-  BOOL (WINAPI *AddHeader)(PHTTP_FILTER_CONTEXT pfc, LPSTR lpszName, LPSTR lpszValue);
+  BOOL(WINAPI* GetHeader)(PHTTP_FILTER_CONTEXT pfc, LPSTR lpszName, LPVOID lpvBuffer, LPDWORD lpdwSize);
+  BOOL(WINAPI* SetHeader)(PHTTP_FILTER_CONTEXT pfc, LPSTR lpszName, LPSTR lpszValue);
+  BOOL(WINAPI* AddHeader)(PHTTP_FILTER_CONTEXT pfc, LPSTR lpszName, LPSTR lpszValue);
   DWORD HttpStatus;
   DWORD dwReserved;
 } HTTP_FILTER_PREPROC_HEADERS, *PHTTP_FILTER_PREPROC_HEADERS;
 typedef HTTP_FILTER_PREPROC_HEADERS HTTP_FILTER_SEND_RESPONSE;
-typedef HTTP_FILTER_PREPROC_HEADERS *PHTTP_FILTER_SEND_RESPONSE;
+typedef HTTP_FILTER_PREPROC_HEADERS* PHTTP_FILTER_SEND_RESPONSE;
 
 typedef struct _HTTP_FILTER_AUTHENT {
-  CHAR *pszUser;
+  CHAR* pszUser;
   DWORD cbUserBuff;
-  CHAR *pszPassword;
+  CHAR* pszPassword;
   DWORD cbPasswordBuff;
 } HTTP_FILTER_AUTHENT, *PHTTP_FILTER_AUTHENT;
 
 typedef struct _HTTP_FILTER_URL_MAP {
-  const CHAR *pszURL;
-  CHAR *pszPhysicalPath;
+  const CHAR* pszURL;
+  CHAR* pszPhysicalPath;
   DWORD cbPathBuff;
 } HTTP_FILTER_URL_MAP, *PHTTP_FILTER_URL_MAP;
 
 typedef struct _HTTP_FILTER_URL_MAP_EX {
-  const CHAR *pszURL;
-  CHAR *pszPhysicalPath;
+  const CHAR* pszURL;
+  CHAR* pszPhysicalPath;
   DWORD cbPathBuff;
   DWORD dwFlags;
   DWORD cchMatchingPath;
   DWORD cchMatchingURL;
-  const CHAR *pszScriptMapEntry;
+  const CHAR* pszScriptMapEntry;
 } HTTP_FILTER_URL_MAP_EX, *PHTTP_FILTER_URL_MAP_EX;
 
 typedef struct _HTTP_FILTER_ACCESS_DENIED {
-  const CHAR *pszURL;
-  const CHAR *pszPhysicalPath;
+  const CHAR* pszURL;
+  const CHAR* pszPhysicalPath;
   DWORD dwReason;
 } HTTP_FILTER_ACCESS_DENIED, *PHTTP_FILTER_ACCESS_DENIED;
 
 typedef struct _HTTP_FILTER_LOG {
-  const CHAR *pszClientHostName;
-  const CHAR *pszClientUserName;
-  const CHAR *pszServerName;
-  const CHAR *pszOperation;
-  const CHAR *pszTarget;
-  const CHAR *pszParameters;
+  const CHAR* pszClientHostName;
+  const CHAR* pszClientUserName;
+  const CHAR* pszServerName;
+  const CHAR* pszOperation;
+  const CHAR* pszTarget;
+  const CHAR* pszParameters;
   DWORD dwHttpStatus;
   DWORD dwWin32Status;
   DWORD dwBytesSent;
@@ -241,10 +243,10 @@ typedef struct _HTTP_FILTER_LOG {
 } HTTP_FILTER_LOG, *PHTTP_FILTER_LOG;
 
 typedef struct _HTTP_FILTER_AUTH_COMPLETE_INFO {
-  BOOL (WINAPI *GetHeader)(PHTTP_FILTER_CONTEXT pfc, LPSTR lpszName, LPVOID lpvBuffer, LPDWORD lpdwSize);
-  BOOL (WINAPI *SetHeader)(PHTTP_FILTER_CONTEXT pfc, LPSTR lpszName, LPSTR lpszValue);
-  BOOL (WINAPI *AddHeader)(PHTTP_FILTER_CONTEXT pfc, LPSTR lpszName, LPSTR lpszValue);
-  BOOL (WINAPI *GetUserToken)(PHTTP_FILTER_CONTEXT pfc, HANDLE *phToken);
+  BOOL(WINAPI* GetHeader)(PHTTP_FILTER_CONTEXT pfc, LPSTR lpszName, LPVOID lpvBuffer, LPDWORD lpdwSize);
+  BOOL(WINAPI* SetHeader)(PHTTP_FILTER_CONTEXT pfc, LPSTR lpszName, LPSTR lpszValue);
+  BOOL(WINAPI* AddHeader)(PHTTP_FILTER_CONTEXT pfc, LPSTR lpszName, LPSTR lpszValue);
+  BOOL(WINAPI* GetUserToken)(PHTTP_FILTER_CONTEXT pfc, HANDLE* phToken);
   DWORD HttpStatus;
   BOOL fResetAuth;
   DWORD dwReserved;

@@ -9,8 +9,7 @@
 
 using namespace isapi_host;
 
-static ChunkedDecoder::Result Decode(const uint8_t* data, size_t size, size_t piece, size_t out_cap,
-                                     std::string* out) {
+static ChunkedDecoder::Result Decode(const uint8_t* data, size_t size, size_t piece, size_t out_cap, std::string* out) {
   ChunkedDecoder d(256);
   char buf[64];
   size_t i = 0;

@@ -124,7 +124,11 @@ bool Process::wait(int timeoutMs) {
       else exitDescription_ = "status " + std::to_string(status);
       return true;
     }
-    if (r < 0 && errno == ECHILD) { exited_ = true; exitDescription_ = "reaped elsewhere"; return true; }
+    if (r < 0 && errno == ECHILD) {
+      exited_ = true;
+      exitDescription_ = "reaped elsewhere";
+      return true;
+    }
     if (std::chrono::steady_clock::now() >= deadline) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }

@@ -107,8 +107,8 @@ WorkerJob g_job;
 
 HANDLE open_inheritable(const wchar_t* path, DWORD access, DWORD disposition) {
   SECURITY_ATTRIBUTES sa{sizeof sa, nullptr, TRUE};
-  return CreateFileW(path, access, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, &sa,
-                     disposition, FILE_ATTRIBUTE_NORMAL, nullptr);
+  return CreateFileW(path, access, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, &sa, disposition,
+                     FILE_ATTRIBUTE_NORMAL, nullptr);
 }
 
 }  // namespace
@@ -167,8 +167,8 @@ bool Process::spawn(const SpawnOptions& opts, std::string& error) {
   // Without a handle list (not expected on Windows 8+), nothing is inherited rather than
   // everything: the worker then runs without captured output.
   BOOL inheritHandles = si.lpAttributeList ? TRUE : FALSE;
-  BOOL ok = CreateProcessW(exe.c_str(), cmdline.data(), nullptr, nullptr, inheritHandles, flags,
-                           env.data(), nullptr, &si.StartupInfo, &pi);
+  BOOL ok = CreateProcessW(exe.c_str(), cmdline.data(), nullptr, nullptr, inheritHandles, flags, env.data(), nullptr,
+                           &si.StartupInfo, &pi);
   DWORD err = ok ? 0 : GetLastError();
   if (si.lpAttributeList) DeleteProcThreadAttributeList(si.lpAttributeList);
   if (log != INVALID_HANDLE_VALUE) CloseHandle(log);

@@ -98,8 +98,7 @@ std::unique_ptr<Poller> Poller::Create(std::string* err) {
   if (s == INVALID_SOCKET || bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
       getsockname(s, reinterpret_cast<sockaddr*>(&a), &len) != 0 ||
       connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ioctlsocket(s, FIONBIO, &one) != 0) {
-    *err = "cannot create the event loop's wakeup socket (WSA error " +
-           std::to_string(WSAGetLastError()) + ")";
+    *err = "cannot create the event loop's wakeup socket (WSA error " + std::to_string(WSAGetLastError()) + ")";
     if (s != INVALID_SOCKET) closesocket(s);
     return nullptr;
   }

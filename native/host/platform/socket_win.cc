@@ -81,16 +81,14 @@ socket_t NetListen(const std::string& addr, int port, NetAddress* bound, std::st
   SOCKET s = INVALID_SOCKET;
   std::string last;
   for (addrinfo* ai = res; ai; ai = ai->ai_next) {
-    s = WSASocketW(ai->ai_family, ai->ai_socktype, ai->ai_protocol, nullptr, 0,
-                   WSA_FLAG_NO_HANDLE_INHERIT);
+    s = WSASocketW(ai->ai_family, ai->ai_socktype, ai->ai_protocol, nullptr, 0, WSA_FLAG_NO_HANDLE_INHERIT);
     if (s == INVALID_SOCKET) {
       last = ErrorText(WSAGetLastError());
       continue;
     }
     BOOL one = TRUE;  // not SO_REUSEADDR: on Windows that lets another process steal the port
     setsockopt(s, SOL_SOCKET, SO_EXCLUSIVEADDRUSE, reinterpret_cast<const char*>(&one), sizeof one);
-    if (bind(s, ai->ai_addr, static_cast<int>(ai->ai_addrlen)) == 0 && listen(s, SOMAXCONN) == 0 &&
-        SetNonBlocking(s))
+    if (bind(s, ai->ai_addr, static_cast<int>(ai->ai_addrlen)) == 0 && listen(s, SOMAXCONN) == 0 && SetNonBlocking(s))
       break;
     last = ErrorText(WSAGetLastError());
     closesocket(s);
@@ -126,8 +124,7 @@ socket_t NetAccept(socket_t listener, NetAddress* peer, NetAddress* local) {
 void NetConfigureConnection(socket_t s) {
   SetNonBlocking(static_cast<SOCKET>(s));
   BOOL one = TRUE;
-  setsockopt(static_cast<SOCKET>(s), IPPROTO_TCP, TCP_NODELAY, reinterpret_cast<const char*>(&one),
-             sizeof one);
+  setsockopt(static_cast<SOCKET>(s), IPPROTO_TCP, TCP_NODELAY, reinterpret_cast<const char*>(&one), sizeof one);
 }
 
 int64_t NetRecv(socket_t s, void* buf, size_t len) {

@@ -27,11 +27,8 @@ BOOL WINAPI OnConsoleControl(DWORD type) {
     case CTRL_C_EVENT:
     case CTRL_BREAK_EVENT:
     case CTRL_CLOSE_EVENT:
-    case CTRL_SHUTDOWN_EVENT:
-      SetEvent(g_stop_event);
-      return TRUE;
-    default:
-      return FALSE;
+    case CTRL_SHUTDOWN_EVENT: SetEvent(g_stop_event); return TRUE;
+    default: return FALSE;
   }
 }
 }  // namespace

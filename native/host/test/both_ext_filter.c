@@ -12,7 +12,7 @@
 
 static int filter_version_calls, extension_version_calls, filter_seen;
 
-EXPORT BOOL WINAPI GetFilterVersion(HTTP_FILTER_VERSION *ver) {
+EXPORT BOOL WINAPI GetFilterVersion(HTTP_FILTER_VERSION* ver) {
   filter_version_calls++;
   ver->dwFilterVersion = HTTP_FILTER_REVISION;
   strcpy(ver->lpszFilterDesc, "both_ext_filter");
@@ -30,22 +30,21 @@ EXPORT DWORD WINAPI HttpFilterProc(PHTTP_FILTER_CONTEXT pfc, DWORD type, LPVOID 
   return SF_STATUS_REQ_NEXT_NOTIFICATION;
 }
 
-EXPORT BOOL WINAPI GetExtensionVersion(HSE_VERSION_INFO *ver) {
+EXPORT BOOL WINAPI GetExtensionVersion(HSE_VERSION_INFO* ver) {
   extension_version_calls++;
   ver->dwExtensionVersion = MAKELONG(0, 8);
   strcpy(ver->lpszExtensionDesc, "both_ext_filter");
   return TRUE;
 }
 
-EXPORT DWORD WINAPI HttpExtensionProc(EXTENSION_CONTROL_BLOCK *ecb) {
+EXPORT DWORD WINAPI HttpExtensionProc(EXTENSION_CONTROL_BLOCK* ecb) {
   char body[128], headers[128];
   DWORD n;
   snprintf(body, sizeof body, "filter_version_calls=%d extension_version_calls=%d filter_seen=%d\n",
            filter_version_calls, extension_version_calls, filter_seen);
   snprintf(headers, sizeof headers, "Content-Type: text/plain\r\nContent-Length: %lu\r\n\r\n",
            (unsigned long)strlen(body));
-  ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_SEND_RESPONSE_HEADER, (LPVOID) "200 OK", NULL,
-                             (LPDWORD)headers);
+  ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_SEND_RESPONSE_HEADER, (LPVOID) "200 OK", NULL, (LPDWORD)headers);
   n = (DWORD)strlen(body);
   ecb->WriteClient(ecb->ConnID, body, &n, HSE_IO_SYNC);
   return HSE_STATUS_SUCCESS;

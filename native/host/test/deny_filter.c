@@ -18,11 +18,10 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
-EXPORT BOOL WINAPI GetFilterVersion(HTTP_FILTER_VERSION *ver) {
+EXPORT BOOL WINAPI GetFilterVersion(HTTP_FILTER_VERSION* ver) {
   ver->dwFilterVersion = HTTP_FILTER_REVISION;
   strcpy(ver->lpszFilterDesc, "deny_filter");
-  ver->dwFlags = SF_NOTIFY_PREPROC_HEADERS | SF_NOTIFY_AUTHENTICATION | SF_NOTIFY_ACCESS_DENIED |
-                 SF_NOTIFY_ORDER_HIGH;
+  ver->dwFlags = SF_NOTIFY_PREPROC_HEADERS | SF_NOTIFY_AUTHENTICATION | SF_NOTIFY_ACCESS_DENIED | SF_NOTIFY_ORDER_HIGH;
   return TRUE;
 }
 
@@ -61,8 +60,7 @@ EXPORT DWORD WINAPI HttpFilterProc(PHTTP_FILTER_CONTEXT pfc, DWORD type, LPVOID 
     PHTTP_FILTER_ACCESS_DENIED ad = (PHTTP_FILTER_ACCESS_DENIED)data;
     char line[64];
     if (strstr(ad->pszURL, "takeover")) {
-      static const char resp[] =
-          "HTTP/1.1 401 Unauthorized\r\nContent-Length: 8\r\nConnection: close\r\n\r\nfiltered";
+      static const char resp[] = "HTTP/1.1 401 Unauthorized\r\nContent-Length: 8\r\nConnection: close\r\n\r\nfiltered";
       DWORD n = sizeof resp - 1;
       pfc->WriteClient(pfc, (LPVOID)resp, &n, 0);
       return SF_STATUS_REQ_FINISHED;

@@ -43,8 +43,8 @@
 #define EXPORT __declspec(dllexport)
 #include <process.h>
 static void sleep_ms(int ms) { Sleep(ms); }
-typedef unsigned(__stdcall *thread_fn)(void *);
-static int start_thread(void (*fn)(void *), void *arg) {
+typedef unsigned(__stdcall* thread_fn)(void*);
+static int start_thread(void (*fn)(void*), void* arg) {
   return _beginthreadex(NULL, 0, (thread_fn)fn, arg, 0, NULL) != 0;
 }
 #else
@@ -57,9 +57,9 @@ static void sleep_ms(int ms) {
   ts.tv_nsec = (long)(ms % 1000) * 1000000L;
   nanosleep(&ts, NULL);
 }
-static int start_thread(void (*fn)(void *), void *arg) {
+static int start_thread(void (*fn)(void*), void* arg) {
   pthread_t t;
-  if (pthread_create(&t, NULL, (void *(*)(void *))fn, arg) != 0) return 0;
+  if (pthread_create(&t, NULL, (void* (*)(void*))fn, arg) != 0) return 0;
   pthread_detach(t);
   return 1;
 }
@@ -67,15 +67,15 @@ static int start_thread(void (*fn)(void *), void *arg) {
 
 /* ---- a growable text buffer */
 typedef struct {
-  char *data;
+  char* data;
   size_t len, cap;
 } Text;
 
-static void text_add(Text *t, const char *p, size_t n) {
+static void text_add(Text* t, const char* p, size_t n) {
   if (t->len + n + 1 > t->cap) {
     size_t cap = t->cap ? t->cap * 2 : 1024;
     while (cap < t->len + n + 1) cap *= 2;
-    t->data = (char *)realloc(t->data, cap);
+    t->data = (char*)realloc(t->data, cap);
     t->cap = cap;
   }
   memcpy(t->data + t->len, p, n);
@@ -83,8 +83,8 @@ static void text_add(Text *t, const char *p, size_t n) {
   t->data[t->len] = 0;
 }
 
-static void text_printf(Text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void text_printf(Text *t, const char *fmt, ...) {
+static void text_printf(Text* t, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+static void text_printf(Text* t, const char* fmt, ...) {
   char buf[1024];
   va_list ap;
   int n;
@@ -97,35 +97,33 @@ static void text_printf(Text *t, const char *fmt, ...) {
 }
 
 /* ---- responses */
-static BOOL send_response(EXTENSION_CONTROL_BLOCK *ecb, const char *status, const char *type,
-                          const char *body, size_t len) {
+static BOOL send_response(EXTENSION_CONTROL_BLOCK* ecb, const char* status, const char* type, const char* body,
+                          size_t len) {
   char headers[256];
   HSE_SEND_HEADER_EX_INFO info;
   DWORD n = (DWORD)len;
-  snprintf(headers, sizeof headers, "Content-Type: %s\r\nContent-Length: %lu\r\n\r\n", type,
-           (unsigned long)len);
+  snprintf(headers, sizeof headers, "Content-Type: %s\r\nContent-Length: %lu\r\n\r\n", type, (unsigned long)len);
   info.pszStatus = status;
   info.cchStatus = (DWORD)strlen(status);
   info.pszHeader = headers;
   info.cchHeader = (DWORD)strlen(headers);
   info.fKeepConn = TRUE;
-  if (!ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_SEND_RESPONSE_HEADER_EX, &info, NULL, NULL))
-    return FALSE;
+  if (!ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_SEND_RESPONSE_HEADER_EX, &info, NULL, NULL)) return FALSE;
   return len == 0 || ecb->WriteClient(ecb->ConnID, (LPVOID)body, &n, HSE_IO_SYNC);
 }
 
-static DWORD send_text(EXTENSION_CONTROL_BLOCK *ecb, Text *t) {
+static DWORD send_text(EXTENSION_CONTROL_BLOCK* ecb, Text* t) {
   BOOL ok = send_response(ecb, "200 OK", "text/plain", t->data ? t->data : "", t->len);
   free(t->data);
   return ok ? HSE_STATUS_SUCCESS : HSE_STATUS_ERROR;
 }
 
 /* Value of a query parameter (not decoded). */
-static int query_param(const char *query, const char *key, char *out, size_t cap) {
+static int query_param(const char* query, const char* key, char* out, size_t cap) {
   size_t klen = strlen(key);
-  const char *p = query;
+  const char* p = query;
   while (p && *p) {
-    const char *amp = strchr(p, '&');
+    const char* amp = strchr(p, '&');
     size_t seg = amp ? (size_t)(amp - p) : strlen(p);
     if (seg > klen && strncmp(p, key, klen) == 0 && p[klen] == '=') {
       size_t vlen = seg - klen - 1;
@@ -139,33 +137,33 @@ static int query_param(const char *query, const char *key, char *out, size_t cap
   return 0;
 }
 
-static const char *last_segment(const char *path) {
-  const char *s = strrchr(path, '/');
+static const char* last_segment(const char* path) {
+  const char* s = strrchr(path, '/');
   return s ? s + 1 : path;
 }
 
 /* ---- GET .../vars?name=X */
-static DWORD do_vars(EXTENSION_CONTROL_BLOCK *ecb) {
+static DWORD do_vars(EXTENSION_CONTROL_BLOCK* ecb) {
   char name[256];
   Text t = {0};
   DWORD size = 0, needed;
   BOOL ok;
-  char *buf;
+  char* buf;
   if (!query_param(ecb->lpszQueryString, "name", name, sizeof name)) strcpy(name, "URL");
 
   ok = ecb->GetServerVariable(ecb->ConnID, name, NULL, &size);
   needed = size;
-  text_printf(&t, "null-buffer: %s err=%lu size=%lu\n", ok ? "TRUE" : "FALSE",
-              ok ? 0UL : (unsigned long)GetLastError(), (unsigned long)size);
+  text_printf(&t, "null-buffer: %s err=%lu size=%lu\n", ok ? "TRUE" : "FALSE", ok ? 0UL : (unsigned long)GetLastError(),
+              (unsigned long)size);
   if (!ok && GetLastError() == ERROR_INSUFFICIENT_BUFFER && needed > 1) {
-    char *small = (char *)malloc(needed);
+    char* small = (char*)malloc(needed);
     size = needed - 1;
     ok = ecb->GetServerVariable(ecb->ConnID, name, small, &size);
     text_printf(&t, "small-buffer: %s err=%lu size=%lu\n", ok ? "TRUE" : "FALSE",
                 ok ? 0UL : (unsigned long)GetLastError(), (unsigned long)size);
     free(small);
   }
-  buf = (char *)malloc(needed + 1);
+  buf = (char*)malloc(needed + 1);
   size = needed;
   ok = ecb->GetServerVariable(ecb->ConnID, name, buf, &size);
   if (ok) {
@@ -180,13 +178,12 @@ static DWORD do_vars(EXTENSION_CONTROL_BLOCK *ecb) {
 
   size = 0;
   ok = ecb->GetServerVariable(ecb->ConnID, (LPSTR) "NO_SUCH_VARIABLE_XYZ", NULL, &size);
-  text_printf(&t, "unknown: %s err=%lu\n", ok ? "TRUE" : "FALSE",
-              ok ? 0UL : (unsigned long)GetLastError());
+  text_printf(&t, "unknown: %s err=%lu\n", ok ? "TRUE" : "FALSE", ok ? 0UL : (unsigned long)GetLastError());
   return send_text(ecb, &t);
 }
 
 /* ---- GET .../uvars?name=X: UNICODE_X, reported as size + the low bytes of each UTF-16 unit */
-static DWORD do_uvars(EXTENSION_CONTROL_BLOCK *ecb) {
+static DWORD do_uvars(EXTENSION_CONTROL_BLOCK* ecb) {
   char name[256] = "UNICODE_";
   unsigned char buf[65536];
   DWORD size = sizeof buf, i;
@@ -212,25 +209,46 @@ static DWORD do_uvars(EXTENSION_CONTROL_BLOCK *ecb) {
 }
 
 /* ---- GET .../info */
-static DWORD do_info(EXTENSION_CONTROL_BLOCK *ecb) {
-  static const char *names[] = {
-      "REQUEST_METHOD", "URL", "QUERY_STRING", "PATH_INFO", "PATH_TRANSLATED", "SCRIPT_NAME",
-      "CONTENT_TYPE", "CONTENT_LENGTH", "REMOTE_ADDR", "REMOTE_HOST", "REMOTE_PORT", "SERVER_NAME",
-      "SERVER_PORT", "SERVER_PORT_SECURE", "SERVER_PROTOCOL", "HTTP_VERSION", "SERVER_SOFTWARE",
-      "HTTPS", "INSTANCE_ID", "INSTANCE_META_PATH", "APPL_MD_PATH", "APPL_PHYSICAL_PATH",
-      "AUTH_TYPE", "REMOTE_USER", "HTTP_HOST", "HTTP_USER_AGENT", "ALL_HTTP", "ALL_RAW", NULL};
+static DWORD do_info(EXTENSION_CONTROL_BLOCK* ecb) {
+  static const char* names[] = {"REQUEST_METHOD",
+                                "URL",
+                                "QUERY_STRING",
+                                "PATH_INFO",
+                                "PATH_TRANSLATED",
+                                "SCRIPT_NAME",
+                                "CONTENT_TYPE",
+                                "CONTENT_LENGTH",
+                                "REMOTE_ADDR",
+                                "REMOTE_HOST",
+                                "REMOTE_PORT",
+                                "SERVER_NAME",
+                                "SERVER_PORT",
+                                "SERVER_PORT_SECURE",
+                                "SERVER_PROTOCOL",
+                                "HTTP_VERSION",
+                                "SERVER_SOFTWARE",
+                                "HTTPS",
+                                "INSTANCE_ID",
+                                "INSTANCE_META_PATH",
+                                "APPL_MD_PATH",
+                                "APPL_PHYSICAL_PATH",
+                                "AUTH_TYPE",
+                                "REMOTE_USER",
+                                "HTTP_HOST",
+                                "HTTP_USER_AGENT",
+                                "ALL_HTTP",
+                                "ALL_RAW",
+                                NULL};
   Text t = {0};
   char buf[65536];
   int i;
-  text_printf(&t, "ecb.cbSize=%lu\necb.dwVersion=0x%08lx\necb.dwHttpStatusCode=%lu\n",
-              (unsigned long)ecb->cbSize, (unsigned long)ecb->dwVersion,
-              (unsigned long)ecb->dwHttpStatusCode);
-  text_printf(&t, "ecb.lpszMethod=%s\necb.lpszQueryString=%s\necb.lpszPathInfo=%s\n",
-              ecb->lpszMethod, ecb->lpszQueryString, ecb->lpszPathInfo);
-  text_printf(&t, "ecb.lpszPathTranslated=%s\necb.lpszContentType=%s\n", ecb->lpszPathTranslated,
-              ecb->lpszContentType);
-  text_printf(&t, "ecb.cbTotalBytes=%lu\necb.cbAvailable=%lu\necb.lpszLogData=%s\n",
-              (unsigned long)ecb->cbTotalBytes, (unsigned long)ecb->cbAvailable, ecb->lpszLogData);
+  text_printf(&t, "ecb.cbSize=%lu\necb.dwVersion=0x%08lx\necb.dwHttpStatusCode=%lu\n", (unsigned long)ecb->cbSize,
+              (unsigned long)ecb->dwVersion, (unsigned long)ecb->dwHttpStatusCode);
+  text_printf(&t, "ecb.lpszMethod=%s\necb.lpszQueryString=%s\necb.lpszPathInfo=%s\n", ecb->lpszMethod,
+              ecb->lpszQueryString, ecb->lpszPathInfo);
+  text_printf(&t, "ecb.lpszPathTranslated=%s\necb.lpszContentType=%s\n", ecb->lpszPathTranslated, ecb->lpszContentType);
+  text_printf(&t, "ecb.cbTotalBytes=%lu\necb.cbAvailable=%lu\necb.lpszLogData=%s\n", (unsigned long)ecb->cbTotalBytes,
+              (unsigned long)ecb->cbAvailable, ecb->lpszLogData);
   for (i = 0; names[i]; i++) {
     DWORD size = sizeof buf;
     if (ecb->GetServerVariable(ecb->ConnID, (LPSTR)names[i], buf, &size)) {
@@ -245,13 +263,13 @@ static DWORD do_info(EXTENSION_CONTROL_BLOCK *ecb) {
 }
 
 /* ---- POST: echo */
-static DWORD do_echo(EXTENSION_CONTROL_BLOCK *ecb) {
+static DWORD do_echo(EXTENSION_CONTROL_BLOCK* ecb) {
   Text t = {0};
   char buf[65536];
   char headers[256];
   HSE_SEND_HEADER_EX_INFO info;
   DWORD n;
-  if (ecb->cbAvailable) text_add(&t, (const char *)ecb->lpbData, ecb->cbAvailable);
+  if (ecb->cbAvailable) text_add(&t, (const char*)ecb->lpbData, ecb->cbAvailable);
   for (;;) {
     n = sizeof buf;
     if (!ecb->ReadClient(ecb->ConnID, buf, &n)) {
@@ -285,13 +303,13 @@ static DWORD do_echo(EXTENSION_CONTROL_BLOCK *ecb) {
 
 /* ---- PENDING + DONE_WITH_SESSION from another thread */
 typedef struct {
-  EXTENSION_CONTROL_BLOCK *ecb;
+  EXTENSION_CONTROL_BLOCK* ecb;
   int delay_ms;
 } PendingJob;
 
-static void pending_worker(void *arg) {
-  PendingJob *job = (PendingJob *)arg;
-  EXTENSION_CONTROL_BLOCK *ecb = job->ecb;
+static void pending_worker(void* arg) {
+  PendingJob* job = (PendingJob*)arg;
+  EXTENSION_CONTROL_BLOCK* ecb = job->ecb;
   DWORD status = HSE_STATUS_SUCCESS_AND_KEEP_CONN;
   static const char body[] = "pending done\n";
   sleep_ms(job->delay_ms);
@@ -300,8 +318,8 @@ static void pending_worker(void *arg) {
   ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_DONE_WITH_SESSION, &status, NULL, NULL);
 }
 
-static DWORD do_pending(EXTENSION_CONTROL_BLOCK *ecb, int delay_ms, int sleep_before_return) {
-  PendingJob *job = (PendingJob *)malloc(sizeof *job);
+static DWORD do_pending(EXTENSION_CONTROL_BLOCK* ecb, int delay_ms, int sleep_before_return) {
+  PendingJob* job = (PendingJob*)malloc(sizeof *job);
   job->ecb = ecb;
   job->delay_ms = delay_ms;
   if (!start_thread(pending_worker, job)) {
@@ -313,46 +331,42 @@ static DWORD do_pending(EXTENSION_CONTROL_BLOCK *ecb, int delay_ms, int sleep_be
 }
 
 /* ---- async WriteClient */
-static void WINAPI async_done(EXTENSION_CONTROL_BLOCK *ecb, PVOID ctx, DWORD cb, DWORD err) {
+static void WINAPI async_done(EXTENSION_CONTROL_BLOCK* ecb, PVOID ctx, DWORD cb, DWORD err) {
   DWORD status = err ? HSE_STATUS_ERROR : HSE_STATUS_SUCCESS;
   (void)ctx;
   (void)cb;
   ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_DONE_WITH_SESSION, &status, NULL, NULL);
 }
 
-static DWORD do_async(EXTENSION_CONTROL_BLOCK *ecb) {
+static DWORD do_async(EXTENSION_CONTROL_BLOCK* ecb) {
   static const char body[] = "async write\n";
   static char headers[] = "Content-Type: text/plain\r\nContent-Length: 12\r\n\r\n";
   DWORD n = sizeof body - 1;
   DWORD bogus = 1;
   /* Without a registered completion an async write must fail with ERROR_INVALID_PARAMETER. */
-  if (ecb->WriteClient(ecb->ConnID, (LPVOID)body, &bogus, HSE_IO_ASYNC) ||
-      GetLastError() != ERROR_INVALID_PARAMETER)
+  if (ecb->WriteClient(ecb->ConnID, (LPVOID)body, &bogus, HSE_IO_ASYNC) || GetLastError() != ERROR_INVALID_PARAMETER)
     return HSE_STATUS_ERROR;
   ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_IO_COMPLETION, (LPVOID)async_done, NULL, NULL);
-  ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_SEND_RESPONSE_HEADER, (LPVOID) "200 OK", NULL,
-                             (LPDWORD)headers);
+  ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_SEND_RESPONSE_HEADER, (LPVOID) "200 OK", NULL, (LPDWORD)headers);
   if (!ecb->WriteClient(ecb->ConnID, (LPVOID)body, &n, HSE_IO_ASYNC)) return HSE_STATUS_ERROR;
   return HSE_STATUS_PENDING;
 }
 
-static DWORD do_simple_header(EXTENSION_CONTROL_BLOCK *ecb, const char *status, const char *headers) {
-  return ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_SEND_RESPONSE_HEADER, (LPVOID)status, NULL,
-                                    (LPDWORD)headers)
+static DWORD do_simple_header(EXTENSION_CONTROL_BLOCK* ecb, const char* status, const char* headers) {
+  return ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_SEND_RESPONSE_HEADER, (LPVOID)status, NULL, (LPDWORD)headers)
              ? HSE_STATUS_SUCCESS
              : HSE_STATUS_ERROR;
 }
 
-EXPORT BOOL WINAPI GetExtensionVersion(HSE_VERSION_INFO *ver) {
+EXPORT BOOL WINAPI GetExtensionVersion(HSE_VERSION_INFO* ver) {
   ver->dwExtensionVersion = MAKELONG(0, 8);
   strcpy(ver->lpszExtensionDesc, "ecb_basics_ext: ISAPI host conformance probes");
   return TRUE;
 }
 
-EXPORT DWORD WINAPI HttpExtensionProc(EXTENSION_CONTROL_BLOCK *ecb) {
-  const char *what = last_segment(ecb->lpszPathInfo);
-  if (strcmp(ecb->lpszMethod, "POST") == 0 || strcmp(ecb->lpszMethod, "PUT") == 0)
-    return do_echo(ecb);
+EXPORT DWORD WINAPI HttpExtensionProc(EXTENSION_CONTROL_BLOCK* ecb) {
+  const char* what = last_segment(ecb->lpszPathInfo);
+  if (strcmp(ecb->lpszMethod, "POST") == 0 || strcmp(ecb->lpszMethod, "PUT") == 0) return do_echo(ecb);
   if (strcmp(what, "vars") == 0) return do_vars(ecb);
   if (strcmp(what, "uvars") == 0) return do_uvars(ecb);
   if (strcmp(what, "info") == 0) return do_info(ecb);
@@ -364,8 +378,7 @@ EXPORT DWORD WINAPI HttpExtensionProc(EXTENSION_CONTROL_BLOCK *ecb) {
     char ms[16];
     static const char body[] = "slow done\n";
     sleep_ms(query_param(ecb->lpszQueryString, "ms", ms, sizeof ms) ? atoi(ms) : 1000);
-    return send_response(ecb, "200 OK", "text/plain", body, sizeof body - 1) ? HSE_STATUS_SUCCESS
-                                                                             : HSE_STATUS_ERROR;
+    return send_response(ecb, "200 OK", "text/plain", body, sizeof body - 1) ? HSE_STATUS_SUCCESS : HSE_STATUS_ERROR;
   }
   if (strcmp(what, "nothing") == 0) return HSE_STATUS_SUCCESS;
   if (strcmp(what, "raw") == 0) {
@@ -385,26 +398,22 @@ EXPORT DWORD WINAPI HttpExtensionProc(EXTENSION_CONTROL_BLOCK *ecb) {
   if (strcmp(what, "chunked") == 0) {
     static const char body[] = "5\r\nHello\r\n7\r\n chunks\r\n0\r\n\r\n";
     DWORD n = sizeof body - 1;
-    if (do_simple_header(ecb, "200 OK",
-                         "Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n") !=
+    if (do_simple_header(ecb, "200 OK", "Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n") !=
         HSE_STATUS_SUCCESS)
       return HSE_STATUS_ERROR;
     ecb->WriteClient(ecb->ConnID, (LPVOID)body, &n, HSE_IO_SYNC);
     return HSE_STATUS_SUCCESS;
   }
   if (strcmp(what, "redirect") == 0) {
-    return ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_SEND_URL_REDIRECT_RESP,
-                                      (LPVOID) "/elsewhere", NULL, NULL)
+    return ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_SEND_URL_REDIRECT_RESP, (LPVOID) "/elsewhere", NULL, NULL)
                ? HSE_STATUS_SUCCESS
                : HSE_STATUS_ERROR;
   }
   if (strcmp(what, "log") == 0) {
     static const char body[] = "logged\n";
     strcpy(ecb->lpszLogData, "[logdata]");
-    ecb->ServerSupportFunction(ecb->ConnID, HSE_APPEND_LOG_PARAMETER, (LPVOID) "[appended]", NULL,
-                               NULL);
-    return send_response(ecb, "200 OK", "text/plain", body, sizeof body - 1) ? HSE_STATUS_SUCCESS
-                                                                             : HSE_STATUS_ERROR;
+    ecb->ServerSupportFunction(ecb->ConnID, HSE_APPEND_LOG_PARAMETER, (LPVOID) "[appended]", NULL, NULL);
+    return send_response(ecb, "200 OK", "text/plain", body, sizeof body - 1) ? HSE_STATUS_SUCCESS : HSE_STATUS_ERROR;
   }
   if (strcmp(what, "status") == 0) {
     char code[16] = "418";
@@ -412,8 +421,7 @@ EXPORT DWORD WINAPI HttpExtensionProc(EXTENSION_CONTROL_BLOCK *ecb) {
     if (!query_param(ecb->lpszQueryString, "code", code, sizeof code)) strcpy(code, "418");
     ecb->dwHttpStatusCode = (DWORD)atoi(code);
     snprintf(status, sizeof status, "%s Custom", code);
-    return send_response(ecb, status, "text/plain", "status\n", 7) ? HSE_STATUS_SUCCESS
-                                                                    : HSE_STATUS_ERROR;
+    return send_response(ecb, status, "text/plain", "status\n", 7) ? HSE_STATUS_SUCCESS : HSE_STATUS_ERROR;
   }
   {
     Text t = {0};

@@ -16,13 +16,13 @@
 static const char kBody[] = "Hello from C\n";
 static const char kHeaders[] = "Content-Type: text/plain\r\nContent-Length: 13\r\n\r\n";
 
-EXPORT BOOL WINAPI GetExtensionVersion(HSE_VERSION_INFO *ver) {
+EXPORT BOOL WINAPI GetExtensionVersion(HSE_VERSION_INFO* ver) {
   ver->dwExtensionVersion = MAKELONG(0, 8);
   strcpy(ver->lpszExtensionDesc, "hello_ext: Hello from C");
   return TRUE;
 }
 
-EXPORT DWORD WINAPI HttpExtensionProc(EXTENSION_CONTROL_BLOCK *ecb) {
+EXPORT DWORD WINAPI HttpExtensionProc(EXTENSION_CONTROL_BLOCK* ecb) {
   HSE_SEND_HEADER_EX_INFO info;
   DWORD n = sizeof kBody - 1;
   info.pszStatus = "200 OK";

@@ -10,7 +10,7 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
-EXPORT BOOL WINAPI GetFilterVersion(HTTP_FILTER_VERSION *ver) {
+EXPORT BOOL WINAPI GetFilterVersion(HTTP_FILTER_VERSION* ver) {
   ver->dwFilterVersion = HTTP_FILTER_REVISION;
   strcpy(ver->lpszFilterDesc, "log_filter");
   ver->dwFlags = SF_NOTIFY_LOG;
@@ -20,14 +20,14 @@ EXPORT BOOL WINAPI GetFilterVersion(HTTP_FILTER_VERSION *ver) {
 EXPORT DWORD WINAPI HttpFilterProc(PHTTP_FILTER_CONTEXT pfc, DWORD type, LPVOID data) {
   if (type == SF_NOTIFY_LOG) {
     PHTTP_FILTER_LOG lg = (PHTTP_FILTER_LOG)data;
-    const char *out = getenv("LOG_FILTER_OUT");
+    const char* out = getenv("LOG_FILTER_OUT");
     size_t n = strlen(lg->pszTarget) + 16;
-    char *target = (char *)pfc->AllocMem(pfc, (DWORD)n, 0);
+    char* target = (char*)pfc->AllocMem(pfc, (DWORD)n, 0);
     if (out) {
-      FILE *f = fopen(out, "a");
+      FILE* f = fopen(out, "a");
       if (f) {
-        fprintf(f, "%lu %s %s %lu\n", (unsigned long)lg->dwHttpStatus, lg->pszTarget,
-                lg->pszOperation, (unsigned long)lg->dwBytesSent);
+        fprintf(f, "%lu %s %s %lu\n", (unsigned long)lg->dwHttpStatus, lg->pszTarget, lg->pszOperation,
+                (unsigned long)lg->dwBytesSent);
         fclose(f);
       }
     }

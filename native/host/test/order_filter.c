@@ -28,9 +28,9 @@
 
 static char log_path[1024];
 
-static void log_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void log_line(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 #include <stdarg.h>
-static void log_line(const char *fmt, ...) {
+static void log_line(const char* fmt, ...) {
   char buf[2048];
   va_list ap;
   int n, fd;
@@ -49,8 +49,8 @@ static void log_line(const char *fmt, ...) {
   }
 }
 
-EXPORT BOOL WINAPI GetFilterVersion(HTTP_FILTER_VERSION *ver) {
-  const char *p = getenv("ORDER_FILTER_LOG");
+EXPORT BOOL WINAPI GetFilterVersion(HTTP_FILTER_VERSION* ver) {
+  const char* p = getenv("ORDER_FILTER_LOG");
   if (p) snprintf(log_path, sizeof log_path, "%s", p);
   log_line("GetFilterVersion server=0x%08lx", (unsigned long)ver->dwServerFilterVersion);
 #ifdef FAIL_VERSION
@@ -58,18 +58,17 @@ EXPORT BOOL WINAPI GetFilterVersion(HTTP_FILTER_VERSION *ver) {
 #endif
   ver->dwFilterVersion = HTTP_FILTER_REVISION;
   snprintf(ver->lpszFilterDesc, sizeof ver->lpszFilterDesc, "order_filter %s", NAME);
-  ver->dwFlags = SF_NOTIFY_READ_RAW_DATA | SF_NOTIFY_PREPROC_HEADERS | SF_NOTIFY_URL_MAP |
-                 SF_NOTIFY_AUTHENTICATION | SF_NOTIFY_AUTH_COMPLETE | SF_NOTIFY_ACCESS_DENIED |
-                 SF_NOTIFY_SEND_RESPONSE | SF_NOTIFY_SEND_RAW_DATA | SF_NOTIFY_END_OF_REQUEST |
-                 SF_NOTIFY_LOG | SF_NOTIFY_END_OF_NET_SESSION | ORDER;
+  ver->dwFlags = SF_NOTIFY_READ_RAW_DATA | SF_NOTIFY_PREPROC_HEADERS | SF_NOTIFY_URL_MAP | SF_NOTIFY_AUTHENTICATION |
+                 SF_NOTIFY_AUTH_COMPLETE | SF_NOTIFY_ACCESS_DENIED | SF_NOTIFY_SEND_RESPONSE | SF_NOTIFY_SEND_RAW_DATA |
+                 SF_NOTIFY_END_OF_REQUEST | SF_NOTIFY_LOG | SF_NOTIFY_END_OF_NET_SESSION | ORDER;
 #ifdef SECURE_ONLY
   ver->dwFlags |= SF_NOTIFY_SECURE_PORT;
 #endif
   return TRUE;
 }
 
-static void get_header(PHTTP_FILTER_PREPROC_HEADERS ph, PHTTP_FILTER_CONTEXT pfc, const char *name,
-                       char *out, DWORD cap) {
+static void get_header(PHTTP_FILTER_PREPROC_HEADERS ph, PHTTP_FILTER_CONTEXT pfc, const char* name, char* out,
+                       DWORD cap) {
   DWORD n = cap;
   if (!ph->GetHeader(pfc, (LPSTR)name, out, &n)) snprintf(out, cap, "(err=%lu)", (unsigned long)GetLastError());
 }
@@ -85,9 +84,9 @@ EXPORT DWORD WINAPI HttpFilterProc(PHTTP_FILTER_CONTEXT pfc, DWORD type, LPVOID 
     case SF_NOTIFY_PREPROC_HEADERS: {
       PHTTP_FILTER_PREPROC_HEADERS ph = (PHTTP_FILTER_PREPROC_HEADERS)data;
       char hdr[128];
-      int *count = (int *)pfc->pFilterContext;
+      int* count = (int*)pfc->pFilterContext;
       if (!count) {
-        count = (int *)calloc(1, sizeof *count);
+        count = (int*)calloc(1, sizeof *count);
         pfc->pFilterContext = count;
       }
       ++*count;
@@ -100,14 +99,13 @@ EXPORT DWORD WINAPI HttpFilterProc(PHTTP_FILTER_CONTEXT pfc, DWORD type, LPVOID 
     }
     case SF_NOTIFY_URL_MAP: {
       PHTTP_FILTER_URL_MAP um = (PHTTP_FILTER_URL_MAP)data;
-      log_line("URL_MAP url=%s path=%s cb=%lu", um->pszURL, um->pszPhysicalPath,
-               (unsigned long)um->cbPathBuff);
+      log_line("URL_MAP url=%s path=%s cb=%lu", um->pszURL, um->pszPhysicalPath, (unsigned long)um->cbPathBuff);
       break;
     }
     case SF_NOTIFY_AUTHENTICATION: {
       PHTTP_FILTER_AUTHENT au = (PHTTP_FILTER_AUTHENT)data;
-      log_line("AUTHENTICATION user=%s password=%s cbUser=%lu cbPassword=%lu", au->pszUser,
-               au->pszPassword, (unsigned long)au->cbUserBuff, (unsigned long)au->cbPasswordBuff);
+      log_line("AUTHENTICATION user=%s password=%s cbUser=%lu cbPassword=%lu", au->pszUser, au->pszPassword,
+               (unsigned long)au->cbUserBuff, (unsigned long)au->cbPasswordBuff);
       break;
     }
     case SF_NOTIFY_AUTH_COMPLETE: {
@@ -134,22 +132,18 @@ EXPORT DWORD WINAPI HttpFilterProc(PHTTP_FILTER_CONTEXT pfc, DWORD type, LPVOID 
       log_line("SEND_RAW_DATA n=%lu", (unsigned long)rd->cbInData);
       break;
     }
-    case SF_NOTIFY_END_OF_REQUEST:
-      log_line("END_OF_REQUEST");
-      break;
+    case SF_NOTIFY_END_OF_REQUEST: log_line("END_OF_REQUEST"); break;
     case SF_NOTIFY_LOG: {
       PHTTP_FILTER_LOG lg = (PHTTP_FILTER_LOG)data;
-      log_line("LOG status=%lu target=%s op=%s", (unsigned long)lg->dwHttpStatus, lg->pszTarget,
-               lg->pszOperation);
+      log_line("LOG status=%lu target=%s op=%s", (unsigned long)lg->dwHttpStatus, lg->pszTarget, lg->pszOperation);
       break;
     }
     case SF_NOTIFY_END_OF_NET_SESSION:
-      log_line("END_OF_NET_SESSION requests=%d", pfc->pFilterContext ? *(int *)pfc->pFilterContext : 0);
+      log_line("END_OF_NET_SESSION requests=%d", pfc->pFilterContext ? *(int*)pfc->pFilterContext : 0);
       free(pfc->pFilterContext);
       pfc->pFilterContext = NULL;
       break;
-    default:
-      log_line("UNKNOWN 0x%lx", (unsigned long)type);
+    default: log_line("UNKNOWN 0x%lx", (unsigned long)type);
   }
   return SF_STATUS_REQ_NEXT_NOTIFICATION;
 }

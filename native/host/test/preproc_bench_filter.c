@@ -15,7 +15,7 @@
 #define EXPORT __attribute__((visibility("default")))
 #endif
 
-EXPORT BOOL WINAPI GetFilterVersion(HTTP_FILTER_VERSION *ver) {
+EXPORT BOOL WINAPI GetFilterVersion(HTTP_FILTER_VERSION* ver) {
   ver->dwFilterVersion = HTTP_FILTER_REVISION;
   strcpy(ver->lpszFilterDesc, "preproc_bench_filter");
   ver->dwFlags = SF_NOTIFY_PREPROC_HEADERS | SF_NOTIFY_ORDER_DEFAULT;

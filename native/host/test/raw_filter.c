@@ -12,7 +12,7 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
-EXPORT BOOL WINAPI GetFilterVersion(HTTP_FILTER_VERSION *ver) {
+EXPORT BOOL WINAPI GetFilterVersion(HTTP_FILTER_VERSION* ver) {
   ver->dwFilterVersion = HTTP_FILTER_REVISION;
   strcpy(ver->lpszFilterDesc, "raw_filter");
   ver->dwFlags = SF_NOTIFY_READ_RAW_DATA | SF_NOTIFY_SEND_RAW_DATA;
@@ -22,7 +22,7 @@ EXPORT BOOL WINAPI GetFilterVersion(HTTP_FILTER_VERSION *ver) {
 EXPORT DWORD WINAPI HttpFilterProc(PHTTP_FILTER_CONTEXT pfc, DWORD type, LPVOID data) {
   PHTTP_FILTER_RAW_DATA rd = (PHTTP_FILTER_RAW_DATA)data;
   if (type == SF_NOTIFY_READ_RAW_DATA) {
-    char *p = (char *)rd->pvInData;
+    char* p = (char*)rd->pvInData;
     DWORD i;
     if (rd->cbInData == 6 && memcmp(p, "PING\r\n", 6) == 0) {
       rd->cbInData = 0;
@@ -38,10 +38,10 @@ EXPORT DWORD WINAPI HttpFilterProc(PHTTP_FILTER_CONTEXT pfc, DWORD type, LPVOID 
       pfc->ServerSupportFunction(pfc, SF_REQ_DISABLE_NOTIFICATIONS, NULL,
                                  SF_NOTIFY_SEND_RAW_DATA | SF_NOTIFY_READ_RAW_DATA, 0);
     } else if (strstr(url, "/upper") && !(rd->cbInData >= 5 && memcmp(rd->pvInData, "HTTP/", 5) == 0)) {
-      char *copy = (char *)pfc->AllocMem(pfc, rd->cbInData, 0);
+      char* copy = (char*)pfc->AllocMem(pfc, rd->cbInData, 0);
       DWORD i;
       if (!copy) return SF_STATUS_REQ_ERROR;
-      for (i = 0; i < rd->cbInData; i++) copy[i] = (char)toupper(((unsigned char *)rd->pvInData)[i]);
+      for (i = 0; i < rd->cbInData; i++) copy[i] = (char)toupper(((unsigned char*)rd->pvInData)[i]);
       rd->pvInData = copy;
       rd->cbInBuffer = rd->cbInData;
     }

@@ -21,15 +21,15 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
-EXPORT BOOL WINAPI GetFilterVersion(HTTP_FILTER_VERSION *ver) {
+EXPORT BOOL WINAPI GetFilterVersion(HTTP_FILTER_VERSION* ver) {
   ver->dwFilterVersion = HTTP_FILTER_REVISION;
   strcpy(ver->lpszFilterDesc, "rewrite_filter");
-  ver->dwFlags = SF_NOTIFY_PREPROC_HEADERS | SF_NOTIFY_URL_MAP | SF_NOTIFY_SEND_RESPONSE |
-                 SF_NOTIFY_NONSECURE_PORT | SF_NOTIFY_ORDER_MEDIUM;
+  ver->dwFlags = SF_NOTIFY_PREPROC_HEADERS | SF_NOTIFY_URL_MAP | SF_NOTIFY_SEND_RESPONSE | SF_NOTIFY_NONSECURE_PORT |
+                 SF_NOTIFY_ORDER_MEDIUM;
   return TRUE;
 }
 
-static void add_probe(PHTTP_FILTER_CONTEXT pfc, const char *name, const char *value) {
+static void add_probe(PHTTP_FILTER_CONTEXT pfc, const char* name, const char* value) {
   char line[512];
   snprintf(line, sizeof line, "X-Probe-%s: %s\r\n", name, value);
   pfc->AddResponseHeaders(pfc, line, 0);
@@ -95,7 +95,7 @@ EXPORT DWORD WINAPI HttpFilterProc(PHTTP_FILTER_CONTEXT pfc, DWORD type, LPVOID 
     if (strcmp(url, "/x/probe") == 0) probes(pfc, ph);
   } else if (type == SF_NOTIFY_URL_MAP) {
     PHTTP_FILTER_URL_MAP um = (PHTTP_FILTER_URL_MAP)data;
-    const char *target = getenv("REWRITE_TARGET");
+    const char* target = getenv("REWRITE_TARGET");
     if (strncmp(um->pszURL, "/x/mapped", 9) == 0) {
       snprintf(um->pszPhysicalPath, um->cbPathBuff, "/mapped/by/filter");
     } else if (strcmp(um->pszURL, "/remap.txt") == 0 && target) {

@@ -22,11 +22,11 @@
 #define EXPORT __attribute__((visibility("default")))
 #endif
 
-static int param(const char *q, const char *key, char *out, size_t cap) {
+static int param(const char* q, const char* key, char* out, size_t cap) {
   size_t k = strlen(key);
-  const char *p = q;
+  const char* p = q;
   while (p && *p) {
-    const char *amp = strchr(p, '&');
+    const char* amp = strchr(p, '&');
     size_t seg = amp ? (size_t)(amp - p) : strlen(p);
     if (seg > k && strncmp(p, key, k) == 0 && p[k] == '=') {
       size_t n = seg - k - 1;
@@ -40,7 +40,7 @@ static int param(const char *q, const char *key, char *out, size_t cap) {
   return 0;
 }
 
-static DWORD reply(EXTENSION_CONTROL_BLOCK *ecb, const char *text) {
+static DWORD reply(EXTENSION_CONTROL_BLOCK* ecb, const char* text) {
   char headers[128];
   DWORD n = (DWORD)strlen(text);
   snprintf(headers, sizeof headers, "Content-Type: text/plain\r\nContent-Length: %lu\r\n\r\n", (unsigned long)n);
@@ -50,7 +50,7 @@ static DWORD reply(EXTENSION_CONTROL_BLOCK *ecb, const char *text) {
   return HSE_STATUS_SUCCESS;
 }
 
-static DWORD reply_err(EXTENSION_CONTROL_BLOCK *ecb) {
+static DWORD reply_err(EXTENSION_CONTROL_BLOCK* ecb) {
   char out[32];
   snprintf(out, sizeof out, "err=%lu", (unsigned long)GetLastError());
   return reply(ecb, out);
@@ -59,10 +59,11 @@ static DWORD reply_err(EXTENSION_CONTROL_BLOCK *ecb) {
 /* Header texts given with their exact length (cchHeader), NULs included. */
 static const struct {
   const char *name, *status;
-  const char *text;
+  const char* text;
   size_t len;
 } kCases[] = {
-#define CASE(n, st, t) {n, st, t, sizeof t - 1}
+#define CASE(n, st, t) \
+  { n, st, t, sizeof t - 1 }
     CASE("nul-in-header", "200 OK", "X-A: a\0b\r\nContent-Length: 2\r\n\r\nok"),
     CASE("nul-in-body", "200 OK", "Content-Length: 3\r\n\r\na\0b"),
     CASE("nul-terminator-counted", "200 OK", "Content-Length: 2\r\n\r\nok\0"),
@@ -80,7 +81,7 @@ static const struct {
 #undef CASE
 };
 
-static DWORD do_hdr(EXTENSION_CONTROL_BLOCK *ecb) {
+static DWORD do_hdr(EXTENSION_CONTROL_BLOCK* ecb) {
   char c[64];
   size_t i;
   if (!param(ecb->lpszQueryString, "c", c, sizeof c)) return reply(ecb, "no case");
@@ -102,15 +103,15 @@ static DWORD do_hdr(EXTENSION_CONTROL_BLOCK *ecb) {
   return reply(ecb, "unknown case");
 }
 
-EXPORT BOOL WINAPI GetExtensionVersion(HSE_VERSION_INFO *ver) {
+EXPORT BOOL WINAPI GetExtensionVersion(HSE_VERSION_INFO* ver) {
   ver->dwExtensionVersion = MAKELONG(0, 8);
   strcpy(ver->lpszExtensionDesc, "security_ext");
   return TRUE;
 }
 
-EXPORT DWORD WINAPI HttpExtensionProc(EXTENSION_CONTROL_BLOCK *ecb) {
+EXPORT DWORD WINAPI HttpExtensionProc(EXTENSION_CONTROL_BLOCK* ecb) {
   char v[1024], out[2048];
-  const char *what = strrchr(ecb->lpszPathInfo, '/');
+  const char* what = strrchr(ecb->lpszPathInfo, '/');
   what = what ? what + 1 : ecb->lpszPathInfo;
   if (!strcmp(what, "map")) {
     char path[2048];
@@ -125,7 +126,8 @@ EXPORT DWORD WINAPI HttpExtensionProc(EXTENSION_CONTROL_BLOCK *ecb) {
     HSE_URL_MAPEX_INFO mi;
     DWORD size = 0;
     if (!param(ecb->lpszQueryString, "u", v, sizeof v)) strcpy(v, "/");
-    if (!ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_MAP_URL_TO_PATH_EX, v, &size, (LPDWORD)&mi)) return reply_err(ecb);
+    if (!ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_MAP_URL_TO_PATH_EX, v, &size, (LPDWORD)&mi))
+      return reply_err(ecb);
     snprintf(out, sizeof out, "path=%s", mi.lpszPath);
     return reply(ecb, out);
   }
@@ -153,8 +155,8 @@ EXPORT DWORD WINAPI HttpExtensionProc(EXTENSION_CONTROL_BLOCK *ecb) {
   }
   if (!strcmp(what, "hdr")) return do_hdr(ecb);
   if (!strcmp(what, "redirect-crlf")) {
-    if (!ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_SEND_URL_REDIRECT_RESP, (LPVOID) "/x\r\nSet-Cookie: injected=1",
-                                    NULL, NULL))
+    if (!ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_SEND_URL_REDIRECT_RESP,
+                                    (LPVOID) "/x\r\nSet-Cookie: injected=1", NULL, NULL))
       return reply_err(ecb);
     return HSE_STATUS_SUCCESS;
   }

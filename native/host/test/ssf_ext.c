@@ -49,17 +49,17 @@
 static char last[512];
 static pthread_mutex_t last_mu = PTHREAD_MUTEX_INITIALIZER;
 
-static void set_last(const char *s) {
+static void set_last(const char* s) {
   pthread_mutex_lock(&last_mu);
   snprintf(last, sizeof last, "%s", s);
   pthread_mutex_unlock(&last_mu);
 }
 
-static int param(const char *q, const char *key, char *out, size_t cap) {
+static int param(const char* q, const char* key, char* out, size_t cap) {
   size_t k = strlen(key);
-  const char *p = q;
+  const char* p = q;
   while (p && *p) {
-    const char *amp = strchr(p, '&');
+    const char* amp = strchr(p, '&');
     size_t seg = amp ? (size_t)(amp - p) : strlen(p);
     if (seg > k && strncmp(p, key, k) == 0 && p[k] == '=') {
       size_t n = seg - k - 1;
@@ -73,7 +73,7 @@ static int param(const char *q, const char *key, char *out, size_t cap) {
   return 0;
 }
 
-static DWORD reply(EXTENSION_CONTROL_BLOCK *ecb, const char *text) {
+static DWORD reply(EXTENSION_CONTROL_BLOCK* ecb, const char* text) {
   char headers[128];
   DWORD n = (DWORD)strlen(text);
   snprintf(headers, sizeof headers, "Content-Type: text/plain\r\nContent-Length: %lu\r\n\r\n", (unsigned long)n);
@@ -83,7 +83,7 @@ static DWORD reply(EXTENSION_CONTROL_BLOCK *ecb, const char *text) {
   return HSE_STATUS_SUCCESS;
 }
 
-static void WINAPI done_cb(EXTENSION_CONTROL_BLOCK *ecb, PVOID ctx, DWORD cb, DWORD err) {
+static void WINAPI done_cb(EXTENSION_CONTROL_BLOCK* ecb, PVOID ctx, DWORD cb, DWORD err) {
   char s[128];
   DWORD status = HSE_STATUS_SUCCESS;
   if (ctx) close((int)(intptr_t)ctx - 1);
@@ -92,9 +92,9 @@ static void WINAPI done_cb(EXTENSION_CONTROL_BLOCK *ecb, PVOID ctx, DWORD cb, DW
   ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_DONE_WITH_SESSION, &status, NULL, NULL);
 }
 
-static DWORD do_transmit(EXTENSION_CONTROL_BLOCK *ecb) {
+static DWORD do_transmit(EXTENSION_CONTROL_BLOCK* ecb) {
   char v[64], headers[256];
-  const char *file = getenv("SSF_FILE");
+  const char* file = getenv("SSF_FILE");
   HSE_TF_INFO tf;
   int fd, async, sendheaders;
   long size, offset = 0, len = 0;
@@ -122,7 +122,8 @@ static DWORD do_transmit(EXTENSION_CONTROL_BLOCK *ecb) {
     tf.pHead = headers;
     tf.HeadLength = (DWORD)strlen(headers);
   } else {
-    if (!ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_SEND_RESPONSE_HEADER, (LPVOID) "200 OK", NULL, (LPDWORD)headers))
+    if (!ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_SEND_RESPONSE_HEADER, (LPVOID) "200 OK", NULL,
+                                    (LPDWORD)headers))
       return HSE_STATUS_ERROR;
     tf.pHead = (PVOID) "HEAD[";
     tf.HeadLength = 5;
@@ -138,19 +139,18 @@ static DWORD do_transmit(EXTENSION_CONTROL_BLOCK *ecb) {
   return HSE_STATUS_SUCCESS;
 }
 
-static void record_exec_status(EXTENSION_CONTROL_BLOCK *ecb) {
+static void record_exec_status(EXTENSION_CONTROL_BLOCK* ecb) {
   HSE_EXEC_URL_STATUS st;
   char s[128];
   memset(&st, 0, sizeof st);
   if (ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_GET_EXEC_URL_STATUS, &st, NULL, NULL))
     snprintf(s, sizeof s, "exec status=%u sub=%u win32=%lu", st.uHttpStatusCode, st.uHttpSubStatus,
              (unsigned long)st.dwWin32Error);
-  else
-    snprintf(s, sizeof s, "exec status FALSE err=%lu", (unsigned long)GetLastError());
+  else snprintf(s, sizeof s, "exec status FALSE err=%lu", (unsigned long)GetLastError());
   set_last(s);
 }
 
-static void WINAPI exec_done(EXTENSION_CONTROL_BLOCK *ecb, PVOID ctx, DWORD cb, DWORD err) {
+static void WINAPI exec_done(EXTENSION_CONTROL_BLOCK* ecb, PVOID ctx, DWORD cb, DWORD err) {
   DWORD status = HSE_STATUS_SUCCESS;
   (void)ctx;
   (void)cb;
@@ -159,7 +159,7 @@ static void WINAPI exec_done(EXTENSION_CONTROL_BLOCK *ecb, PVOID ctx, DWORD cb, 
   ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_DONE_WITH_SESSION, &status, NULL, NULL);
 }
 
-static DWORD do_exec(EXTENSION_CONTROL_BLOCK *ecb) {
+static DWORD do_exec(EXTENSION_CONTROL_BLOCK* ecb) {
   static char url[512], method[32];
   HSE_EXEC_URL_INFO info;
   char v[16];
@@ -167,7 +167,8 @@ static DWORD do_exec(EXTENSION_CONTROL_BLOCK *ecb) {
   if (param(ecb->lpszQueryString, "url", url, sizeof url)) info.pszUrl = url;
   if (param(ecb->lpszQueryString, "method", method, sizeof method)) info.pszMethod = method;
   info.pszChildHeaders = "X-Child: yes\r\n";
-  if (param(ecb->lpszQueryString, "ignore", v, sizeof v)) info.dwExecUrlFlags |= HSE_EXEC_URL_IGNORE_CURRENT_INTERCEPTOR;
+  if (param(ecb->lpszQueryString, "ignore", v, sizeof v))
+    info.dwExecUrlFlags |= HSE_EXEC_URL_IGNORE_CURRENT_INTERCEPTOR;
   if (param(ecb->lpszQueryString, "async", v, sizeof v)) {
     ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_IO_COMPLETION, (LPVOID)exec_done, NULL, NULL);
     if (!ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_EXEC_URL, &info, NULL, NULL)) return HSE_STATUS_ERROR;
@@ -178,7 +179,7 @@ static DWORD do_exec(EXTENSION_CONTROL_BLOCK *ecb) {
   return HSE_STATUS_SUCCESS;
 }
 
-static void WINAPI custom_done(EXTENSION_CONTROL_BLOCK *ecb, PVOID ctx, DWORD cb, DWORD err) {
+static void WINAPI custom_done(EXTENSION_CONTROL_BLOCK* ecb, PVOID ctx, DWORD cb, DWORD err) {
   DWORD status = HSE_STATUS_SUCCESS;
   char s[64];
   (void)ctx;
@@ -189,14 +190,13 @@ static void WINAPI custom_done(EXTENSION_CONTROL_BLOCK *ecb, PVOID ctx, DWORD cb
 
 static char read_buf[65536];
 static DWORD read_total;
-static void WINAPI read_done(EXTENSION_CONTROL_BLOCK *ecb, PVOID ctx, DWORD cb, DWORD err) {
+static void WINAPI read_done(EXTENSION_CONTROL_BLOCK* ecb, PVOID ctx, DWORD cb, DWORD err) {
   DWORD status = HSE_STATUS_SUCCESS;
-  char *noncb = (char *)ctx;
+  char* noncb = (char*)ctx;
   if (!err && cb > 0) {
     DWORD size = sizeof read_buf - read_total, type = HSE_IO_ASYNC;
     read_total += cb;
-    if (ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_ASYNC_READ_CLIENT, read_buf + read_total, &size, &type))
-      return;
+    if (ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_ASYNC_READ_CLIENT, read_buf + read_total, &size, &type)) return;
   }
   {
     char text[70000];
@@ -206,7 +206,7 @@ static void WINAPI read_done(EXTENSION_CONTROL_BLOCK *ecb, PVOID ctx, DWORD cb, 
   ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_DONE_WITH_SESSION, &status, NULL, NULL);
 }
 
-static DWORD do_asyncread(EXTENSION_CONTROL_BLOCK *ecb) {
+static DWORD do_asyncread(EXTENSION_CONTROL_BLOCK* ecb) {
   static char noncb[64];
   DWORD size = sizeof read_buf, type = HSE_IO_ASYNC;
   BOOL ok = ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_ASYNC_READ_CLIENT, read_buf, &size, &type);
@@ -220,14 +220,14 @@ static DWORD do_asyncread(EXTENSION_CONTROL_BLOCK *ecb) {
   return HSE_STATUS_PENDING;
 }
 
-EXPORT BOOL WINAPI GetExtensionVersion(HSE_VERSION_INFO *ver) {
+EXPORT BOOL WINAPI GetExtensionVersion(HSE_VERSION_INFO* ver) {
   ver->dwExtensionVersion = MAKELONG(0, 8);
   strcpy(ver->lpszExtensionDesc, "ssf_ext: ServerSupportFunction probes");
   return TRUE;
 }
 
-EXPORT DWORD WINAPI HttpExtensionProc(EXTENSION_CONTROL_BLOCK *ecb) {
-  const char *what = strrchr(ecb->lpszPathInfo, '/');
+EXPORT DWORD WINAPI HttpExtensionProc(EXTENSION_CONTROL_BLOCK* ecb) {
+  const char* what = strrchr(ecb->lpszPathInfo, '/');
   char v[512], out[1024];
   what = what ? what + 1 : ecb->lpszPathInfo;
   if (!strcmp(what, "transmit")) return do_transmit(ecb);
@@ -239,7 +239,8 @@ EXPORT DWORD WINAPI HttpExtensionProc(EXTENSION_CONTROL_BLOCK *ecb) {
   }
   if (!strcmp(what, "sendurl")) {
     if (!param(ecb->lpszQueryString, "to", v, sizeof v)) strcpy(v, "/");
-    return ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_SEND_URL, v, NULL, NULL) ? HSE_STATUS_SUCCESS : HSE_STATUS_ERROR;
+    return ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_SEND_URL, v, NULL, NULL) ? HSE_STATUS_SUCCESS
+                                                                                    : HSE_STATUS_ERROR;
   }
   if (!strcmp(what, "exec")) return do_exec(ecb);
   if (!strcmp(what, "custom")) {
@@ -255,7 +256,7 @@ EXPORT DWORD WINAPI HttpExtensionProc(EXTENSION_CONTROL_BLOCK *ecb) {
     return ce.fAsync ? HSE_STATUS_PENDING : HSE_STATUS_SUCCESS;
   }
   if (!strcmp(what, "vector")) {
-    const char *file = getenv("SSF_FILE");
+    const char* file = getenv("SSF_FILE");
     int fd = file ? open(file, O_RDONLY) : -1;
     HSE_VECTOR_ELEMENT el[3];
     HSE_RESPONSE_VECTOR rv;
@@ -293,7 +294,8 @@ EXPORT DWORD WINAPI HttpExtensionProc(EXTENSION_CONTROL_BLOCK *ecb) {
   if (!strcmp(what, "token")) {
     HANDLE token = (HANDLE)1;
     BOOL ok = ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_GET_IMPERSONATION_TOKEN, &token, NULL, NULL);
-    snprintf(out, sizeof out, "ok=%d err=%lu token=%s", ok, ok ? 0UL : (unsigned long)GetLastError(), token ? "set" : "null");
+    snprintf(out, sizeof out, "ok=%d err=%lu token=%s", ok, ok ? 0UL : (unsigned long)GetLastError(),
+             token ? "set" : "null");
     return reply(ecb, out);
   }
   if (!strcmp(what, "normalize")) {
@@ -332,14 +334,16 @@ EXPORT DWORD WINAPI HttpExtensionProc(EXTENSION_CONTROL_BLOCK *ecb) {
     HSE_URL_MAPEX_INFO mi;
     DWORD size = 0;
     if (!param(ecb->lpszQueryString, "u", v, sizeof v)) strcpy(v, "/");
-    if (!ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_MAP_URL_TO_PATH_EX, v, &size, (LPDWORD)&mi)) return HSE_STATUS_ERROR;
-    snprintf(out, sizeof out, "path=%s flags=0x%lx cchPath=%lu cchURL=%lu size=%lu", mi.lpszPath, (unsigned long)mi.dwFlags,
-             (unsigned long)mi.cchMatchingPath, (unsigned long)mi.cchMatchingURL, (unsigned long)size);
+    if (!ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_MAP_URL_TO_PATH_EX, v, &size, (LPDWORD)&mi))
+      return HSE_STATUS_ERROR;
+    snprintf(out, sizeof out, "path=%s flags=0x%lx cchPath=%lu cchURL=%lu size=%lu", mi.lpszPath,
+             (unsigned long)mi.dwFlags, (unsigned long)mi.cchMatchingPath, (unsigned long)mi.cchMatchingURL,
+             (unsigned long)size);
     return reply(ecb, out);
   }
   if (!strcmp(what, "unsupported-all")) {
-    static const DWORD codes[] = {1002, 1007, 1015, 1023, 1024, 1025, 1038, 1040, 1041, 1042, 1044,
-                                  1045, 1046, 1047, 1049, 1050, 9999};
+    static const DWORD codes[] = {1002, 1007, 1015, 1023, 1024, 1025, 1038, 1040, 1041,
+                                  1042, 1044, 1045, 1046, 1047, 1049, 1050, 9999};
     size_t i, o = 0;
     char buf[4096];
     for (i = 0; i < sizeof codes / sizeof codes[0]; i++) {
@@ -359,7 +363,8 @@ EXPORT DWORD WINAPI HttpExtensionProc(EXTENSION_CONTROL_BLOCK *ecb) {
     if (!param(ecb->lpszQueryString, "u", v, sizeof v)) strcpy(v, "/");
     strcpy(path, v);
     ok = ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_MAP_URL_TO_PATH, path, &size, NULL);
-    snprintf(out, sizeof out, "small=%s/%lu/%lu ", ok ? "TRUE" : "FALSE", ok ? 0UL : (unsigned long)GetLastError(), (unsigned long)size);
+    snprintf(out, sizeof out, "small=%s/%lu/%lu ", ok ? "TRUE" : "FALSE", ok ? 0UL : (unsigned long)GetLastError(),
+             (unsigned long)size);
     strcpy(path, v);
     size = sizeof path;
     if (ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_MAP_URL_TO_PATH, path, &size, NULL))
