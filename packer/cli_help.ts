@@ -9,7 +9,9 @@ export type Verb = (typeof VERBS)[number];
 const PACK = `isapi pack <script.ts> [--out <dir>] [--target ${TARGETS.join('|')}] [--node <version>]
     Bundle the script with the node-isapi runtime into a Node single executable and
     write a deployable folder: <out>/<name>/ with _<name>.so|.dll (the bridge IIS loads),
-    <name>[.exe] (the worker), install[.exe] (the installer) and <name>.manifest.json.
+    <name>[.exe] (the worker: the one copy of Node in the folder), install[.exe] (a small
+    launcher that runs the worker as the installer) and <name>.manifest.json; win-ia32 adds
+    _<name>.x64.node (the x64 workers' channel addon).
     The bridge and host come prebuilt with the package: no compiler is needed, and any
     build machine (Linux x64 or Windows x64) packs for every target.
     --out     output directory (default: dist)

@@ -33,7 +33,9 @@ function pack(script: string, out: string): Promise<void> {
 // Suites that use no packed folder: in-process unit tests and `isapi dev` (which never packs).
 const NEEDS_NO_PACKS = [/^test\/unit\//, /^test\/e2e\/dev\.test\.ts$/, /^test\/wine\/dev\.test\.ts$/,
   // issue 12: the npm package in a fresh project packs its own apps
-  /^test\/e2e\/npm_package\.test\.ts$/, /^test\/wine\/cli_windows\.test\.ts$/];
+  /^test\/e2e\/npm_package\.test\.ts$/, /^test\/wine\/cli_windows\.test\.ts$/,
+  // bundling, addons from npm and 32-bit pools pack their own fixtures
+  /^test\/e2e\/bundling\.test\.ts$/, /^test\/e2e\/native-addons\.test\.ts$/, /^test\/wine\/ia32\.test\.ts$/];
 
 function testFiles(dir: string): string[] {
   return readdirSync(path.join(root, dir), { withFileTypes: true }).flatMap((e) =>
@@ -63,7 +65,8 @@ export default async function setup(): Promise<() => void> {
   process.env.ISAPI_TEST_DIST = testDist;
   rmSync(testDist, { recursive: true, force: true });
   if (onlyPackFreeSuites()) return () => {};
-  // Packing is mostly postject rewriting a 120 MB binary: one pack per core. ISAPI_TEST_PACK
+  // Packing is mostly writing a 120 MB executable (and for win-x64 rebuilding its resources): one
+  // pack per core. ISAPI_TEST_PACK
   // (names, comma-separated) packs only those, for runs of a few suites (.ci/sanitizers.sh).
   const only = process.env.ISAPI_TEST_PACK?.split(',').map((n) => n.trim());
   const queue = SCRIPTS.filter((s) => !only || only.includes(path.basename(s, '.ts')));
