@@ -7,6 +7,8 @@
 
 #ifdef _WIN32
 #include <windows.h>
+
+#include "utf8_win.h"
 #endif
 
 namespace isapi::bridge {
@@ -21,12 +23,7 @@ uint64_t g_cap = 10u << 20;
 int g_generations = 5;
 
 #ifdef _WIN32
-std::wstring widen(const std::string& s) {
-  int n = MultiByteToWideChar(CP_UTF8, 0, s.data(), int(s.size()), nullptr, 0);
-  std::wstring w(size_t(n > 0 ? n : 0), L'\0');
-  if (n > 0) MultiByteToWideChar(CP_UTF8, 0, s.data(), int(s.size()), w.data(), n);
-  return w;
-}
+using win::widen;
 // Paths are UTF-8 inside the bridge; the narrow CRT functions would read them in the ANSI
 // code page and fail for a folder such as C:\inetpub\fü.
 FILE* open_file(const std::string& path, const wchar_t* mode) { return _wfopen(widen(path).c_str(), mode); }

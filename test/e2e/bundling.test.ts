@@ -9,6 +9,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { count, isapiCli, root, waitFor } from '../helpers';
+import { startServing } from '../package_helpers';
 
 const fixture = 'test/fixtures/bundling-app.ts';
 const out = mkdtempSync(path.join(os.tmpdir(), 'isapi-bundling-'));
@@ -57,14 +58,8 @@ async function serve(env: NodeJS.ProcessEnv): Promise<Served> {
     env: { ...buildMachineEnv(), ISAPI_WORKERS: '2', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  let output = '';
-  proc.stdout!.on('data', (d) => (output += d));
-  proc.stderr!.on('data', (d) => (output += d));
-  const m = await waitFor(() => {
-    if (proc.exitCode !== null) throw new Error(`isapi serve exited with ${proc.exitCode}:\n${output}`);
-    return /isapi-host listening on http:\/\/[\d.]+:(\d+)\//.exec(output);
-  }, 'isapi serve to listen', 60_000);
-  return { url: `http://127.0.0.1:${m[1]}/bundling-app`, proc, output: () => output };
+  const served = await startServing(proc, 'isapi serve', 60_000);
+  return { url: `http://127.0.0.1:${served.port}/bundling-app`, proc, output: served.output };
 }
 
 function stop(s: Served | undefined): Promise<void> {

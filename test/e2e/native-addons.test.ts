@@ -13,7 +13,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findWine, killWine, temporaryWinePrefix, toWinePath } from '../../packer/wine';
-import { isapiCli, root, waitFor } from '../helpers';
+import { isapiCli, root } from '../helpers';
+import { startServing } from '../package_helpers';
 
 const project = mkdtempSync(path.join(os.tmpdir(), 'isapi-addons-project-'));
 const out = path.join(project, 'dist');
@@ -65,14 +66,8 @@ async function serve(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ url
     env: { ...inherited, ISAPI_WORKERS: '1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  let output = '';
-  proc.stdout!.on('data', (d) => (output += d));
-  proc.stderr!.on('data', (d) => (output += d));
-  const m = await waitFor(() => {
-    if (proc.exitCode !== null) throw new Error(`isapi serve exited with ${proc.exitCode}:\n${output}`);
-    return /isapi-host listening on http:\/\/[\d.]+:(\d+)\//.exec(output);
-  }, 'isapi serve to listen', 120_000);
-  return { url: `http://127.0.0.1:${m[1]}/addons/`, proc, output: () => output };
+  const served = await startServing(proc, 'isapi serve', 120_000);
+  return { url: `http://127.0.0.1:${served.port}/addons/`, proc, output: served.output };
 }
 
 function stop(proc: ChildProcess | undefined): Promise<void> {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "system.h"
+#include "utf8_win.h"
 
 namespace isapi_host {
 
@@ -56,13 +57,7 @@ char** Utf8Arguments(int* argc, char** argv) {
 }
 
 FILE* OpenFileUtf8(const std::string& path, const char* mode) {
-  auto widen = [](const std::string& s) {
-    int n = MultiByteToWideChar(CP_UTF8, 0, s.data(), int(s.size()), nullptr, 0);
-    std::wstring w(size_t(n > 0 ? n : 0), L'\0');
-    if (n > 0) MultiByteToWideChar(CP_UTF8, 0, s.data(), int(s.size()), w.data(), n);
-    return w;
-  };
-  return _wfopen(widen(path).c_str(), widen(mode).c_str());
+  return _wfopen(isapi::win::widen(path).c_str(), isapi::win::widen(mode).c_str());
 }
 
 void PrepareProcess() {
