@@ -17,7 +17,9 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 async function warningsFor(source: string): Promise<string[]> {
   const file = path.join(dir, `app-${Math.random().toString(36).slice(2)}.ts`);
   writeFileSync(file, source);
-  const r = await build({ entryPoints: [file], bundle: true, write: false, platform: 'node', format: 'cjs', metafile: true, logLevel: 'silent', outdir: dir });
+  // The metafile's input paths are relative to esbuild's working directory: make it `dir`, the one
+  // unbundledRequires resolves them against (the packer uses the default, process.cwd(), for both).
+  const r = await build({ entryPoints: [file], absWorkingDir: dir, bundle: true, write: false, platform: 'node', format: 'cjs', metafile: true, logLevel: 'silent', outdir: dir });
   return unbundledRequires(r.metafile!, dir).map((w) => w.replace(/^.*?app-\w+\.ts/, 'app.ts'));
 }
 
