@@ -81,28 +81,68 @@ wstring wide(const std::string& s) {
   MultiByteToWideChar(CP_UTF8, 0, s.data(), (int)s.size(), w.data(), n);
   return w;
 }
-std::string readFile(const wstring& p) {
-  HANDLE h = CreateFileW(p.c_str(), GENERIC_READ, FILE_SHARE_READ, nullptr, OPEN_EXISTING, 0, nullptr);
-  if (h == INVALID_HANDLE_VALUE) return {};
-  std::string s;
+// Opened sharing read, write and delete: a reader never makes another call's write or rename
+// fail, and is never refused because another call has the file open.
+bool readFile(const wstring& p, std::string& s) {
+  s.clear();
+  HANDLE h = CreateFileW(p.c_str(), GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, nullptr,
+                         OPEN_EXISTING, 0, nullptr);
+  if (h == INVALID_HANDLE_VALUE) return false;
   char buf[65536];
   DWORD n;
-  while (ReadFile(h, buf, sizeof buf, &n, nullptr) && n) s.append(buf, n);
+  BOOL ok;
+  while ((ok = ReadFile(h, buf, sizeof buf, &n, nullptr)) && n) s.append(buf, n);
   CloseHandle(h);
+  return ok != FALSE;
+}
+std::string readFile(const wstring& p) {
+  std::string s;
+  readFile(p, s);
   return s;
 }
-void writeFile(const wstring& p, const std::string& s, bool append) {
-  HANDLE h = CreateFileW(p.c_str(), append ? FILE_APPEND_DATA : GENERIC_WRITE, FILE_SHARE_READ, nullptr,
-                         append ? OPEN_ALWAYS : CREATE_ALWAYS, 0, nullptr);
+void appendFile(const wstring& p, const std::string& s) {
+  HANDLE h = CreateFileW(p.c_str(), FILE_APPEND_DATA, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, nullptr,
+                         OPEN_ALWAYS, 0, nullptr);
   if (h == INVALID_HANDLE_VALUE) return;
   DWORD n;
   WriteFile(h, s.data(), (DWORD)s.size(), &n, nullptr);
   CloseHandle(h);
 }
 
+// A call that cannot read or write the server's state stops with a message and exit code 1
+// (what appcmd does when applicationHost.config cannot be read), never carrying on as if the
+// server were empty: an empty answer to `list app` would make the installer add an
+// application the server already has.
+[[noreturn]] void stateFailure(const wchar_t* what) {
+  wchar_t text[512];
+  swprintf(text, 512, L"ERROR ( message:iis-standin cannot %ls C:\\iis-standin\\state.txt (error %lu) )\r\n", what,
+           GetLastError());
+  std::string o = utf8(text);
+  DWORD w;
+  WriteFile(GetStdHandle(STD_OUTPUT_HANDLE), o.data(), (DWORD)o.size(), &w, nullptr);
+  ExitProcess(1);
+}
+
+// The state is replaced whole, as IIS replaces applicationHost.config: written to a file of this
+// process's own, flushed, then renamed over the old one. A call that reads it meanwhile (or a
+// call killed half-way through writing) sees the old state or the new one, never a part.
+void replaceFile(const wstring& p, const std::string& s) {
+  wstring tmp = p + L".tmp-" + std::to_wstring(GetCurrentProcessId());
+  HANDLE h = CreateFileW(tmp.c_str(), GENERIC_WRITE, 0, nullptr, CREATE_ALWAYS, 0, nullptr);
+  if (h == INVALID_HANDLE_VALUE) stateFailure(L"create a temporary file beside");
+  DWORD n = 0;
+  BOOL ok = WriteFile(h, s.data(), (DWORD)s.size(), &n, nullptr) && n == s.size() && FlushFileBuffers(h);
+  CloseHandle(h);
+  if (!ok || !MoveFileExW(tmp.c_str(), p.c_str(), MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH)) {
+    DeleteFileW(tmp.c_str());
+    stateFailure(L"replace");
+  }
+}
+
 // State file: one entry a line, fields separated by TAB (values never hold TAB or newline).
 void load() {
-  std::string text = readFile(path(L"state.txt"));
+  std::string text;
+  if (!readFile(path(L"state.txt"), text)) stateFailure(L"read");
   size_t pos = 0;
   while (pos < text.size()) {
     size_t end = text.find('\n', pos);
@@ -130,7 +170,7 @@ void save() {
     for (auto& a : e.attrs) line += L"\t" + a.first + L"\t" + a.second;
     s += utf8(line) + "\n";
   }
-  writeFile(path(L"state.txt"), s, false);
+  replaceFile(path(L"state.txt"), s);
 }
 
 wstring cfgId(const wstring& section, const wstring& location, const wstring& collection) {
@@ -721,7 +761,7 @@ int wmain() {
   std::string line = "{\"exe\":" + json(isIcacls ? L"icacls" : L"appcmd") + ",\"commandLine\":" + json(cmdline) + ",\"argv\":[";
   for (int i = 1; i < argc; i++) line += (i > 1 ? "," : "") + json(argv[i]);
   line += "],\"exitCode\":" + std::to_string(code) + ",\"output\":" + json(out) + "}\n";
-  writeFile(path(L"log.jsonl"), line, true);
+  appendFile(path(L"log.jsonl"), line);
   std::string o = utf8(out);
   DWORD n;
   WriteFile(GetStdHandle(STD_OUTPUT_HANDLE), o.data(), (DWORD)o.size(), &n, nullptr);
