@@ -10,7 +10,7 @@ export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 export const testDist = process.env.ISAPI_TEST_DIST ?? path.join(root, 'build', 'test-dist', 'default');
 export const isapiCli = path.join(root, 'bin', 'isapi.cjs');
 // ISAPI_SANITIZE=address|thread: the sanitizer build (scripts/build-native.js, .ci/sanitizers.sh).
-const nativeOut = path.join(root, 'build', 'native', process.env.ISAPI_SANITIZE ? `linux-x64-${process.env.ISAPI_SANITIZE}` : 'linux-x64', 'out');
+export const nativeOut = path.join(root, 'build', 'native', process.env.ISAPI_SANITIZE ? `linux-x64-${process.env.ISAPI_SANITIZE}` : 'linux-x64', 'out');
 export const hostExe = path.join(nativeOut, 'isapi-host');
 
 /**

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CHANNEL_PROTOCOL } from '../../runtime/channel';
-import { bridgeLog, root, startHost, waitFor, type Host } from '../helpers';
+import { bridgeLog, nativeOut, startHost, waitFor, type Host } from '../helpers';
 
 const OLD = CHANNEL_PROTOCOL - 1;
 let host: Host;
@@ -14,7 +14,9 @@ let dir: string;
 
 beforeAll(async () => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'isapi-foreign-'));
-  copyFileSync(path.join(root, 'build', 'native', 'linux-x64', 'out', 'isapi-bridge.so'), path.join(dir, '_old.so'));
+  // The bridge of the host's own build (the sanitizer one under .ci/sanitizers.sh: a plain bridge
+  // in an ASan host mixes two allocators).
+  copyFileSync(path.join(nativeOut, 'isapi-bridge.so'), path.join(dir, '_old.so'));
   // Ready is frame type 1: u32 protocol, u32 pid, str token (the shape every version shares).
   const worker = path.join(dir, 'old');
   writeFileSync(
