@@ -293,7 +293,7 @@ void Worker::on_channel_closed() {
       // An empty frame: adopt() is sending it right now, and re-routes it when the send returns.
       if (!r->beginFrame.empty()) reroute.push_back(r);
     } else {
-      if (r->headersSent && r->response_complete()) ++answered;
+      if (r->response_complete()) ++answered;  // false until headers with a Content-Length went out
       failed.push_back(r);
     }
   }

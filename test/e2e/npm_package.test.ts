@@ -144,6 +144,23 @@ async function serve(args: string[], what: string, extra: NodeJS.ProcessEnv = {}
   return startServing(proc, what, 180_000);
 }
 
+/** Serves each packed folder in turn (`isapi serve <flags> <folder>`) and checks its answer. */
+async function serveAndAsk(hello: string, expressApp: string, item: string, flags: string[], extra: NodeJS.ProcessEnv = {}) {
+  for (const [folder, url, check] of [
+    [hello, '/hello/world', (body: string) => expect(body).toBe('Hello from the package: GET /hello/world\n')],
+    [expressApp, `/express-app/items/${item}`, (body: string) => expect(JSON.parse(body)).toEqual({ id: item, from: 'express' })],
+  ] as const) {
+    const served = await serve([...flags, folder], ['isapi serve', ...flags, path.basename(folder)].join(' '), extra);
+    try {
+      const res = await fetch(`http://127.0.0.1:${served.port}${url}`);
+      expect(res.status).toBe(200);
+      check(await res.text());
+    } finally {
+      await served.stop();
+    }
+  }
+}
+
 describe('the npm package, installed into a fresh project without a compiler', () => {
   beforeAll(async () => {
     work = path.join(os.tmpdir(), `isapi-npm-package-${process.pid}`);
@@ -241,19 +258,7 @@ describe('the npm package, installed into a fresh project without a compiler', (
   it('packs hello and an Express app for linux-x64 and serves them', async () => {
     const hello = await packIn('hello.ts', 'linux-x64');
     const expressApp = await packIn('express-app.ts', 'linux-x64');
-    for (const [folder, url, check] of [
-      [hello, '/hello/world', (body: string) => expect(body).toBe('Hello from the package: GET /hello/world\n')],
-      [expressApp, '/express-app/items/7', (body: string) => expect(JSON.parse(body)).toEqual({ id: '7', from: 'express' })],
-    ] as const) {
-      const served = await serve([folder], `isapi serve ${path.basename(folder)}`);
-      try {
-        const res = await fetch(`http://127.0.0.1:${served.port}${url}`);
-        expect(res.status).toBe(200);
-        check(await res.text());
-      } finally {
-        await served.stop();
-      }
-    }
+    await serveAndAsk(hello, expressApp, '7', []);
   }, 600_000);
 
   it('isapi dev serves the script from the installed package (the runtime sources it bundles ship)', async () => {
@@ -283,18 +288,6 @@ describe('the npm package, installed into a fresh project without a compiler', (
     if (!wine) return;
     prefix = temporaryWinePrefix('npm-package');
     mkdirSync(prefix, { recursive: true });
-    for (const [folder, url, check] of [
-      [hello, '/hello/world', (body: string) => expect(body).toBe('Hello from the package: GET /hello/world\n')],
-      [expressApp, '/express-app/items/9', (body: string) => expect(JSON.parse(body)).toEqual({ id: '9', from: 'express' })],
-    ] as const) {
-      const served = await serve(['--wine', folder], `isapi serve --wine ${path.basename(folder)}`, { ISAPI_WINEPREFIX: prefix });
-      try {
-        const res = await fetch(`http://127.0.0.1:${served.port}${url}`);
-        expect(res.status).toBe(200);
-        check(await res.text());
-      } finally {
-        await served.stop();
-      }
-    }
+    await serveAndAsk(hello, expressApp, '9', ['--wine'], { ISAPI_WINEPREFIX: prefix });
   }, 900_000);
 });
