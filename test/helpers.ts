@@ -4,13 +4,15 @@ import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { builtNativeDir } from '../packer/paths';
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 // One folder per vitest run (set by test/global-setup.ts), so concurrent runs never share packs.
 export const testDist = process.env.ISAPI_TEST_DIST ?? path.join(root, 'build', 'test-dist', 'default');
 export const isapiCli = path.join(root, 'bin', 'isapi.cjs');
-// ISAPI_SANITIZE=address|thread: the sanitizer build (scripts/build-native.js, .ci/sanitizers.sh).
-export const nativeOut = path.join(root, 'build', 'native', process.env.ISAPI_SANITIZE ? `linux-x64-${process.env.ISAPI_SANITIZE}` : 'linux-x64', 'out');
+// The checkout's own build (never prebuilt/): with ISAPI_SANITIZE=address|thread, the sanitizer
+// build (scripts/build-native.js, .ci/sanitizers.sh).
+export const nativeOut = builtNativeDir('linux-x64');
 export const hostExe = path.join(nativeOut, 'isapi-host');
 
 /**
