@@ -128,11 +128,13 @@ BOOL RequestContext::ServerSupportFunction(DWORD request, LPVOID buffer, LPDWORD
     }
     case HSE_REQ_SEND_URL_REDIRECT_RESP: return SendRedirect(static_cast<const char*>(buffer)) ? TRUE : FALSE;
     case HSE_REQ_CLOSE_CONNECTION:
+      FlushHeld();  // the head the extension sent still goes out before the close
       close_requested_ = true;
       NetShutdownBoth(conn->sock);
       return TRUE;
     case HSE_REQ_ABORTIVE_CLOSE:
       // Reset (RST) instead of FIN: SO_LINGER 0, closed when the request ends.
+      FlushHeld();
       close_requested_ = true;
       conn->abort_close = true;
       NetSetAbortiveClose(conn->sock);

@@ -150,7 +150,18 @@ RequestContext::Outcome RequestContext::Run() {
     Release();  // Run
     return Outcome::kClose;
   }
+  {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    proc_thread_ = std::this_thread::get_id();
+  }
   DWORD st = vdir->extension->HttpExtensionProc(&ecb);
+  {
+    // From here on a head goes out at once; one held until now goes out before the request
+    // may wait (PENDING) for more.
+    std::lock_guard<std::mutex> lock(write_mu_);
+    proc_thread_ = std::thread::id();
+    FlushHeldLocked();
+  }
   DWORD final_status = st;
   {
     std::lock_guard<std::mutex> lock(state_mu_);
@@ -248,6 +259,32 @@ void RequestContext::PostCompletion(PFN_HSE_IO_COMPLETION cb, void* ctx, DWORD b
 }
 
 bool RequestContext::SendLocked(const char* p, size_t n) {
+  if (!held_head_.empty()) {
+    constexpr size_t kMergeLimit = 16384;  // larger bodies: two sends beat one copy
+    if (n <= kMergeLimit && !write_failed_) {
+      held_head_.append(p, n);
+      std::string out;
+      out.swap(held_head_);
+      return SendNowLocked(out.data(), out.size());
+    }
+    if (!FlushHeldLocked()) return false;
+  }
+  return SendNowLocked(p, n);
+}
+
+bool RequestContext::FlushHeldLocked() {
+  if (held_head_.empty()) return !write_failed_;
+  std::string out;
+  out.swap(held_head_);
+  return SendNowLocked(out.data(), out.size());
+}
+
+void RequestContext::FlushHeld() {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  FlushHeldLocked();
+}
+
+bool RequestContext::SendNowLocked(const char* p, size_t n) {
   if (write_failed_) return false;
   if (n == 0) return true;
   bool ok;
@@ -344,6 +381,12 @@ BOOL RequestContext::SendHeaders(const char* status, size_t status_len, const ch
   headers_sent_ = true;
   status_sent_ = code;
   resp_content_length_ = fr.content_length;
+  bool body_follows = !head_only_ && code != 204 && code != 304 && code >= 200 &&
+                      (fr.content_length < 0 || static_cast<uint64_t>(fr.content_length) > resp_body_bytes_);
+  if (body_follows && !filters && !parent_ && proc_thread_ == std::this_thread::get_id()) {
+    held_head_ = std::move(out);  // goes out with the first body bytes (SendLocked)
+    return TRUE;
+  }
   if (!SendLocked(out.data(), out.size())) {
     SetLastError(ERROR_NETNAME_DELETED);
     return FALSE;
@@ -408,6 +451,7 @@ bool RequestContext::Finish(DWORD status) {
   bool keep;
   {
     std::lock_guard<std::mutex> lock(write_mu_);
+    FlushHeldLocked();
     if (!headers_sent_ && !raw_output_) {
       if (status == HSE_STATUS_ERROR) {
         std::string st = StatusLineText(500);

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "connection.h"
@@ -84,8 +85,12 @@ class RequestContext {
   void AddRef() { refs_.fetch_add(1, std::memory_order_relaxed); }
   void Release();
 
-  // Response side; *_locked functions need write_mu_.
+  // Response side; *_locked functions need write_mu_. SendLocked sends any held head first
+  // (in the same system call when the bytes are few).
   bool SendLocked(const char* p, size_t n);
+  bool SendNowLocked(const char* p, size_t n);
+  bool FlushHeldLocked();
+  void FlushHeld();
   bool WriteBody(const char* p, DWORD n);  // the response body bytes of WriteClient, sync or async
   BOOL SendHeaders(const char* status, size_t status_len, const char* headers, size_t headers_len, bool ex,
                    bool keep_conn);
@@ -151,6 +156,11 @@ class RequestContext {
   int64_t resp_content_length_ = -1;
   uint64_t resp_body_bytes_ = 0;
   uint64_t bytes_sent_ = 0;
+  // A response head sent by HttpExtensionProc on its own thread, held until its first body
+  // bytes, a child request, a close, or HttpExtensionProc's return (whichever comes first), so
+  // that head and body reach the client in one segment, as Node's http server sends them.
+  std::string held_head_;
+  std::thread::id proc_thread_;  // the thread inside HttpExtensionProc, while it runs
   std::string log_param_;
   std::atomic<bool> close_requested_{false};
 

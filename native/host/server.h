@@ -24,6 +24,7 @@
 #include "extension_loader.h"
 #include "filters.h"
 #include "http_parser.h"
+#include "idle_set.h"
 #include "platform/poller.h"
 #include "static_files.h"
 #include "thread_pool.h"
@@ -152,9 +153,7 @@ class Server {
   std::atomic<int64_t> last_scan_{0};
   int listener_tag_ = 0;  // its address tags listener events
 
-  std::mutex idle_mu_;
-  std::unordered_set<Connection*> idle_;  // connections owned by the loop
-  bool loop_closed_ = false;
+  IdleSet idle_;  // connections owned by the loop
   std::atomic<int> busy_{0};  // connections owned by pool threads / requests
   std::atomic<bool> stopping_{false};
 };

@@ -42,14 +42,11 @@ void Server::LoopMain() {
 void Server::CloseLoop() {
   poller_->Remove(listener_);
   NetClose(listener_);
-  std::lock_guard<std::mutex> lock(idle_mu_);
-  loop_closed_ = true;
-  for (Connection* c : idle_) {
+  for (Connection* c : idle_.Close()) {
     poller_->Remove(c->sock);
     NetClose(c->sock);
     DestroyConnection(c);
   }
-  idle_.clear();
 }
 
 void Server::AcceptAll() {
@@ -66,13 +63,11 @@ void Server::AcceptAll() {
       c->read_filtering = c->filters->Wants(SF_NOTIFY_READ_RAW_DATA);
     }
     c->deadline_ms = now + config_.header_timeout_ms;  // first request: header timeout
-    {
-      std::lock_guard<std::mutex> lock(idle_mu_);
-      idle_.insert(c);
-    }
-    if (!poller_->Add(s, c)) {
-      std::lock_guard<std::mutex> lock(idle_mu_);
-      idle_.erase(c);
+    bool added = false;
+    if (!idle_.Insert(c, [&] { added = poller_->Add(s, c); })) {
+      LoopClose(c);  // shutting down
+    } else if (!added) {
+      idle_.Erase(c);
       LoopClose(c);
     }
   }
@@ -124,28 +119,19 @@ void Server::OnReadable(Connection* c) {
       }
       break;  // EOF, error or too much: close now
     }
-    {
-      std::lock_guard<std::mutex> lock(idle_mu_);
-      idle_.erase(c);
-    }
+    idle_.Erase(c);
     LoopClose(c);
     return;
   }
   int64_t n = c->FillNonBlocking();
   if (n == 0 || n == kIoError) {
-    {
-      std::lock_guard<std::mutex> lock(idle_mu_);
-      idle_.erase(c);
-    }
+    idle_.Erase(c);
     LoopClose(c);
     return;
   }
   if (c->read_filtering && c->unfiltered() > 0) {
     // READ_RAW_DATA filters see the bytes before anything parses them: on a pool thread.
-    {
-      std::lock_guard<std::mutex> lock(idle_mu_);
-      idle_.erase(c);
-    }
+    idle_.Erase(c);
     busy_++;
     if (inline_serve_) ServeConnection(c);
     else pool_->Post([this, c] { ServeConnection(c); });
@@ -165,24 +151,14 @@ void Server::OnReadable(Connection* c) {
     Rearm(c);
     return;
   }
-  {
-    std::lock_guard<std::mutex> lock(idle_mu_);
-    idle_.erase(c);
-  }
+  idle_.Erase(c);
   busy_++;
   if (inline_serve_) ServeConnection(c);  // this loop thread serves it: no hand-off
   else pool_->Post([this, c] { ServeConnection(c); });
 }
 
 void Server::ScanTimeouts(int64_t now) {
-  std::vector<Connection*> expired;
-  {
-    std::lock_guard<std::mutex> lock(idle_mu_);
-    for (Connection* c : idle_)
-      if (c->deadline_ms <= now) expired.push_back(c);
-    for (Connection* c : expired) idle_.erase(c);
-  }
-  for (Connection* c : expired) {
+  for (Connection* c : idle_.TakeExpired(now)) {
     if (c->loop_state == Connection::LoopState::kReading && c->head_started) {
       // A partial request head for too long: 408, then a graceful close.
       std::string r = BuildErrorResponse(408, false, false, false);
@@ -192,9 +168,7 @@ void Server::ScanTimeouts(int64_t now) {
       c->loop_state = Connection::LoopState::kLinger;
       c->linger_bytes = 0;
       c->deadline_ms = now + kLingerMs;
-      std::lock_guard<std::mutex> lock(idle_mu_);
-      idle_.insert(c);
-      Rearm(c);
+      if (!idle_.Insert(c, [&] { Rearm(c); })) LoopClose(c);
     } else {
       LoopClose(c);  // idle keep-alive connection, or a linger that timed out: close silently
     }

@@ -36,12 +36,6 @@ void Server::ReturnToLoop(Connection* c, bool linger) {
   if (!linger && stopping_.load()) linger = true;
   if (linger) NetShutdownWrite(c->sock);
   int64_t now = MonotonicMs();
-  std::unique_lock<std::mutex> lock(idle_mu_);
-  if (loop_closed_) {
-    lock.unlock();
-    CloseNow(c);
-    return;
-  }
   c->linger_bytes = 0;
   if (linger) {
     c->loop_state = Connection::LoopState::kLinger;
@@ -51,8 +45,10 @@ void Server::ReturnToLoop(Connection* c, bool linger) {
     c->head_started = c->available() > 0;
     c->deadline_ms = now + (c->head_started ? config_.header_timeout_ms : config_.keepalive_timeout_ms);
   }
-  idle_.insert(c);
-  Rearm(c);
+  if (!idle_.Insert(c, [&] { Rearm(c); })) {
+    CloseNow(c);  // the loop is closed: shutting down
+    return;
+  }
   busy_--;
 }
 
