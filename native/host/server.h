@@ -153,7 +153,7 @@ class Server {
   std::atomic<int64_t> last_scan_{0};
   int listener_tag_ = 0;  // its address tags listener events
 
-  IdleSet idle_;  // connections owned by the loop
+  IdleSet idle_;              // connections owned by the loop
   std::atomic<int> busy_{0};  // connections owned by pool threads / requests
   std::atomic<bool> stopping_{false};
 };
