@@ -117,8 +117,36 @@ void Worker::kill_unresponsive(const std::string& why) {
 }
 
 bool Worker::send(const std::string& frames) {
-  std::lock_guard<std::mutex> lock(sendMu_);
-  return channel_.write_all(frames.data(), frames.size());
+  // Combining: with one lock held across write(), a loop thread waited for every other's system
+  // call on the same worker (issue 17: 63% of the host's futex calls at 64 connections). Now a
+  // caller that finds a sender at work leaves its frames for it and returns. A worker that dies
+  // meanwhile is still handled as before: its reader takes back every request not yet Taken.
+  std::string batch;
+  {
+    std::lock_guard<std::mutex> lock(sendMu_);
+    if (broken_.load()) return false;
+    if (sending_) {
+      sendQueue_ += frames;
+      return true;
+    }
+    sending_ = true;
+  }
+  bool ok = channel_.write_all(frames.data(), frames.size());
+  const bool mine = ok;  // what the caller's own frames did: adopt() re-routes on false
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(sendMu_);
+      if (!ok) broken_ = true;
+      if (!ok || sendQueue_.empty()) {
+        sendQueue_.clear();
+        sending_ = false;
+        return mine;
+      }
+      batch.clear();
+      batch.swap(sendQueue_);
+    }
+    ok = channel_.write_all(batch.data(), batch.size());
+  }
 }
 
 bool Worker::adopt(const InflightPtr& req) {

@@ -93,7 +93,11 @@ class Worker : public std::enable_shared_from_this<Worker> {
   std::atomic<WorkerState> state_{WorkerState::Starting};
   Process process_;
   channel::Endpoint channel_;
+  // send(): frames queue here; one sender at a time writes everything queued (sendMu_ guards
+  // the three). Web-server threads never wait for one another's system call.
   std::mutex sendMu_;
+  std::string sendQueue_;
+  bool sending_ = false;
   std::thread reader_;
   std::thread outputReader_;
   std::atomic<bool> wasReady_{false};

@@ -119,8 +119,10 @@ Napi::Value Write(const Napi::CallbackInfo& info) {
 
 // done(id, hseStatus, httpStatus, logData)
 Napi::Value Done(const Napi::CallbackInfo& info) {
-  if (send_from_args<msg::Done>(info, "done", true) && g_channel && !g_capture)
-    g_channel->flush();  // the request is complete: send it now, from this thread
+  // The request is complete: send it now, from this thread; inside a batch of requests, the
+  // batch's end sends every answer in one write.
+  if (send_from_args<msg::Done>(info, "done", true) && g_channel && !g_capture && !g_channel->delivering())
+    g_channel->flush();
   return info.Env().Undefined();
 }
 

@@ -3,3 +3,8 @@
 set(ISAPI_WORKER_ADDON_SRC
   ${CMAKE_CURRENT_LIST_DIR}/addon.cc
   ${CMAKE_CURRENT_LIST_DIR}/worker_channel.cc)
+if(WIN32)
+  list(APPEND ISAPI_WORKER_ADDON_SRC ${CMAKE_CURRENT_LIST_DIR}/loop_reader_win.cc)
+else()
+  list(APPEND ISAPI_WORKER_ADDON_SRC ${CMAKE_CURRENT_LIST_DIR}/loop_reader_posix.cc)
+endif()

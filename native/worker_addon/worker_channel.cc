@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include "js_codec.h"
+#include "loop_reader.h"
 
 namespace isapi::worker {
 
@@ -71,12 +72,65 @@ bool Channel::open(Napi::Env env, Napi::Function drain, std::string& error) {
   }
   token_ = token;
   if (!channel::open_worker_end(addr, ep_, error)) return false;
+  // The thread-safe function also carries the writer thread's Drain, on every platform.
   tsfn_ = Napi::ThreadSafeFunction::New(env, drain, "isapi-channel", 0, 1);
-  reader_ = std::thread([this] { read_loop(); });
+  env_ = env;
+  drain_ = Napi::Persistent(drain);
+  napi_value name = Napi::String::New(env, "isapi-channel");
+  napi_async_init(env, nullptr, name, &async_);
+  LoopReaderSink sink;
+  sink.bytes = [this](const char* data, size_t n) { loopDecoder_.feed(data, n); };
+  sink.flush = [this] {
+    take_frames();
+    call_drain();
+    return !loopCorrupt_;
+  };
+  sink.closed = [this] { on_loop_closed(); };
+  if (!start_loop_reader(env, ep_.handle(), std::move(sink))) {
+    reader_ = std::thread([this] { read_loop(); });
+    reader_.detach();
+  }
   writer_ = std::thread([this] { write_loop(); });
-  reader_.detach();
   writer_.detach();
   return true;
+}
+
+void Channel::take_frames() {
+  channel::FrameHeader h;
+  std::string_view payload;
+  bool corrupt = false;
+  std::lock_guard<std::mutex> lock(inMu_);
+  while (loopDecoder_.next(h, payload, corrupt)) in_.push_back(InFrame{uint32_t(h.type), h.id, std::string(payload)});
+  loopDecoder_.compact();
+  if (corrupt) loopCorrupt_ = true;
+}
+
+void Channel::call_drain() {
+  Napi::HandleScope scope(env_);
+  drain_.Value().MakeCallback(env_.Global(), std::initializer_list<napi_value>{}, async_);
+  if (env_.IsExceptionPending()) {
+    // As for an exception thrown in any I/O callback: the process's uncaughtException.
+    Napi::Error e = env_.GetAndClearPendingException();
+    napi_fatal_exception(env_, e.Value());
+  }
+}
+
+void Channel::on_loop_closed() {
+  {
+    std::lock_guard<std::mutex> lock(inMu_);
+    in_.push_back(InFrame{kClosed, 0, {}});
+  }
+  call_drain();
+  exit_soon();
+}
+
+void Channel::exit_soon() {
+  // The bridge (and so the web server) is gone. Give JavaScript a moment to finish cleanly,
+  // then make sure no orphaned worker is left behind even if its event loop is blocked.
+  std::thread([] {
+    std::this_thread::sleep_for(std::chrono::seconds(3));
+    std::_Exit(0);
+  }).detach();
 }
 
 void Channel::deliver(Napi::Env env, Napi::Function dispatch) {
@@ -92,7 +146,7 @@ void Channel::deliver(Napi::Env env, Napi::Function dispatch) {
   for (auto& f : batch)
     if (Msg(f.type) == Msg::Request) channel::encode(taken, f.id, channel::msg::Taken{});
   if (!taken.empty()) {
-    queue(taken);
+    queue(taken, false);  // flush() sends it now, or wakes the writer for what is left
     flush();
   }
   delivering_ = true;
@@ -105,11 +159,11 @@ void Channel::deliver(Napi::Env env, Napi::Function dispatch) {
   flush();
 }
 
-void Channel::queue(const std::string& frames) {
+void Channel::queue(const std::string& frames, bool wakeWriter) {
   bool wake;
   {
     std::lock_guard<std::mutex> lock(outMu_);
-    wake = out_.empty() && !delivering_ && !writerBusy_;
+    wake = wakeWriter && out_.empty() && !delivering_ && !writerBusy_;
     out_ += frames;
     queued_ += frames.size();
   }
@@ -186,10 +240,7 @@ void Channel::read_loop() {
     if (corrupt) break;
   }
   push(InFrame{kClosed, 0, {}});
-  // The bridge (and so the web server) is gone. Give JavaScript a moment to finish cleanly,
-  // then make sure no orphaned worker is left behind even if its event loop is blocked.
-  std::this_thread::sleep_for(std::chrono::seconds(3));
-  std::_Exit(0);
+  exit_soon();
 }
 
 void Channel::write_loop() {

@@ -1,8 +1,10 @@
 // The worker's end of the channel: the threads and queues between the bridge and JavaScript.
 //
-// Threads: a reader thread decodes frames and hands batches to JavaScript through a
-// thread-safe function; a writer thread sends what JavaScript queued, coalescing everything
-// queued in one turn of the event loop into one write. JavaScript never blocks on the channel.
+// Threads: on POSIX the JavaScript thread reads the channel itself when the event loop says it
+// is readable (loop_reader.h); on Windows a reader thread decodes frames and hands batches to
+// JavaScript through a thread-safe function. A writer thread sends what JavaScript could not
+// send without blocking, coalescing everything queued in one turn of the event loop into one
+// write. JavaScript never blocks on the channel.
 // Locks: inMu_ (frames for JavaScript) and outMu_ (bytes for the bridge) are never held together.
 #pragma once
 #define NAPI_DISABLE_CPP_EXCEPTIONS
@@ -45,18 +47,32 @@ class Channel {
   // it runs goes out in one write at the end, from this thread: a synchronous handler's
   // headers, body and Done cost one system call and no thread hand-off.
   void deliver(Napi::Env env, Napi::Function dispatch);
-  void queue(const std::string& frames);
+  // wakeWriter false: the caller flush()es right after, on this thread.
+  void queue(const std::string& frames, bool wakeWriter = true);
   // Sends what is queued from the calling (JavaScript) thread if the channel takes it without
   // blocking; anything left is handed to the writer thread.
   void flush();
   // false above the high-water mark; a Drain follows once the queue is below the low-water mark.
   bool below_high_water();
   const std::string& token() const { return token_; }
+  bool delivering() const { return delivering_; }
 
  private:
   void push(InFrame f);
   void read_loop();
   void write_loop();
+  // The loop reader's side (JavaScript thread): decoded frames → in_, then deliver through
+  // drain_ in a callback scope (so promises and nextTicks run after, as for any I/O callback).
+  void take_frames();
+  void call_drain();
+  void on_loop_closed();
+  static void exit_soon();
+
+  Napi::Env env_ = nullptr;
+  Napi::FunctionReference drain_;
+  napi_async_context async_ = nullptr;
+  channel::FrameDecoder loopDecoder_;
+  bool loopCorrupt_ = false;
 
   channel::Endpoint ep_;
   std::string token_;
