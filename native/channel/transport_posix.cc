@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -30,6 +31,13 @@ bool Endpoint::write_all(const void* data, size_t n) {
     ssize_t w = ::send(h_, p, n, MSG_NOSIGNAL);
     if (w < 0) {
       if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        // The descriptor is non-blocking when the worker's event loop watches it (libuv's
+        // uv_poll_init sets O_NONBLOCK on it): wait for room, as a blocking send would.
+        pollfd pfd{h_, POLLOUT, 0};
+        if (::poll(&pfd, 1, -1) < 0 && errno != EINTR) return false;
+        continue;
+      }
       return false;
     }
     p += w;
@@ -51,6 +59,11 @@ long Endpoint::read_some(void* buf, size_t n) {
   for (;;) {
     ssize_t r = ::recv(h_, buf, n, 0);
     if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {  // non-blocking: see write_all
+      pollfd pfd{h_, POLLIN, 0};
+      if (::poll(&pfd, 1, -1) < 0 && errno != EINTR) return -1;
+      continue;
+    }
     return long(r);
   }
 }

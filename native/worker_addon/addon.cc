@@ -34,6 +34,14 @@ void send_frame(const std::string& frame) {
   else if (g_channel) g_channel->queue(frame);
 }
 
+// Encodes m straight into where it goes (no intermediate frame: a 64 KiB body write is copied
+// once).
+template <class M>
+void send_message(uint32_t id, const M& m) {
+  if (g_capture) channel::encode(*g_capture, id, m);
+  else if (g_channel) g_channel->queue_with([&](std::string& out) { channel::encode(out, id, m); });
+}
+
 // Reads message M from the call's arguments (after the request id when withId) and sends it;
 // false, with a TypeError thrown, when an argument has the wrong type.
 template <class M>
@@ -53,9 +61,7 @@ bool send_from_args(const Napi::CallbackInfo& info, const char* fn, bool withId)
     Napi::TypeError::New(info.Env(), args.error()).ThrowAsJavaScriptException();
     return false;
   }
-  std::string frame;
-  channel::encode(frame, id, m);
-  send_frame(frame);
+  send_message(id, m);
   return true;
 }
 

@@ -160,39 +160,47 @@ void Channel::deliver(Napi::Env env, Napi::Function dispatch) {
 }
 
 void Channel::queue(const std::string& frames, bool wakeWriter) {
-  bool wake;
-  {
-    std::lock_guard<std::mutex> lock(outMu_);
-    wake = wakeWriter && out_.empty() && !delivering_ && !writerBusy_;
-    out_ += frames;
-    queued_ += frames.size();
-  }
-  if (wake) outCv_.notify_one();
+  queue_with([&](std::string& out) { out += frames; }, wakeWriter);
+}
+
+void Channel::after_queue_locked(size_t before, bool wakeWriter, bool& wake) {
+  queued_ += out_.size() - before;
+  wake = wakeWriter && before == outOff_ && !delivering_ && !writerBusy_ && !jsSending_;
 }
 
 void Channel::flush() {
-  std::string batch;
+  const char* p;
+  size_t n;
   {
     std::lock_guard<std::mutex> lock(outMu_);
-    if (out_.empty()) return;
+    if (out_.size() == outOff_) return;
     if (writerBusy_) {  // keep the order: the writer sends it after what it is sending
       outCv_.notify_one();
       return;
     }
-    batch.swap(out_);
+    // Only this (JavaScript) thread appends to out_, and jsSending_ keeps the writer off it, so
+    // the bytes stay put while the lock is released.
+    jsSending_ = true;
+    p = out_.data() + outOff_;
+    n = out_.size() - outOff_;
   }
-  long n = ep_.try_write(batch.data(), batch.size());
-  size_t sent = n > 0 ? size_t(n) : 0;
+  long w = ep_.try_write(p, n);
+  size_t sent = w > 0 ? size_t(w) : 0;
   bool drain = false;
   {
     std::lock_guard<std::mutex> lock(outMu_);
+    jsSending_ = false;
     queued_ -= sent;
-    if (sent < batch.size()) {
-      out_.insert(0, batch, sent, std::string::npos);
-      outCv_.notify_one();
-    } else if (drainWanted_ && queued_ < kLowWater) {
-      drainWanted_ = false;
-      drain = true;
+    outOff_ += sent;
+    if (outOff_ < out_.size()) {
+      outCv_.notify_one();  // the rest: the writer continues from outOff_, nothing is copied
+    } else {
+      out_.clear();  // keeps its capacity: a stream of writes reuses one buffer
+      outOff_ = 0;
+      if (drainWanted_ && queued_ < kLowWater) {
+        drainWanted_ = false;
+        drain = true;
+      }
     }
   }
   if (drain) push(InFrame{kDrain, 0, {}});
@@ -246,17 +254,20 @@ void Channel::read_loop() {
 void Channel::write_loop() {
   std::string batch;
   for (;;) {
+    size_t off;
     {
       std::unique_lock<std::mutex> lock(outMu_);
-      outCv_.wait(lock, [&] { return !out_.empty(); });
-      batch.swap(out_);
+      outCv_.wait(lock, [&] { return out_.size() > outOff_ && !jsSending_; });
+      batch.swap(out_);  // out_ gets the previous batch's buffer back, emptied, capacity kept
+      off = outOff_;
+      outOff_ = 0;
       writerBusy_ = true;
     }
-    bool ok = ep_.write_all(batch.data(), batch.size());
+    bool ok = ep_.write_all(batch.data() + off, batch.size() - off);
     bool drain = false;
     {
       std::lock_guard<std::mutex> lock(outMu_);
-      queued_ -= batch.size();
+      queued_ -= batch.size() - off;
       writerBusy_ = false;
       if (drainWanted_ && queued_ < kLowWater) {
         drainWanted_ = false;

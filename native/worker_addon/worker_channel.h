@@ -49,6 +49,19 @@ class Channel {
   void deliver(Napi::Env env, Napi::Function dispatch);
   // wakeWriter false: the caller flush()es right after, on this thread.
   void queue(const std::string& frames, bool wakeWriter = true);
+  // Appends what encode(out) writes straight into the queue: a body is copied once, from
+  // JavaScript's buffer to the queue, before the kernel takes it.
+  template <class Encode>
+  void queue_with(Encode&& encode, bool wakeWriter = true) {
+    bool wake;
+    {
+      std::lock_guard<std::mutex> lock(outMu_);
+      size_t before = out_.size();
+      encode(out_);
+      after_queue_locked(before, wakeWriter, wake);
+    }
+    if (wake) outCv_.notify_one();
+  }
   // Sends what is queued from the calling (JavaScript) thread if the channel takes it without
   // blocking; anything left is handed to the writer thread.
   void flush();
@@ -58,6 +71,7 @@ class Channel {
   bool delivering() const { return delivering_; }
 
  private:
+  void after_queue_locked(size_t before, bool wakeWriter, bool& wake);
   void push(InFrame f);
   void read_loop();
   void write_loop();
@@ -81,8 +95,10 @@ class Channel {
   std::deque<InFrame> in_;
   std::mutex outMu_;
   std::condition_variable outCv_;
-  std::string out_;
+  std::string out_;    // bytes for the bridge; out_[0, outOff_) are already sent
+  size_t outOff_ = 0;
   size_t queued_ = 0;
+  bool jsSending_ = false;  // flush() is writing from out_ on the JavaScript thread
   bool drainWanted_ = false;
   bool writerBusy_ = false;  // the writer thread is sending a batch (guarded by outMu_)
   bool delivering_ = false;  // JavaScript is inside deliver() (JavaScript thread only)

@@ -163,6 +163,22 @@ describe('streaming', () => {
     expect(buf.length).toBe(32 << 20);
     expect(buf.every((b) => b === 0x61)).toBe(true);
   });
+
+  it('eight 32 MiB responses at once fill the channel and still arrive whole (the worker waits for room)', async () => {
+    // Together they outrun the channel's socket buffer, so the worker's writer thread meets a
+    // full socket: with the event loop watching the channel the descriptor is non-blocking, and
+    // a send that took EAGAIN for an error once ended the worker mid-response.
+    const deaths = () => bridgeLog(packed('control'), 'control').split('died with').length;
+    const before = deaths();
+    const bodies = await Promise.all(
+      Array.from({ length: 8 }, async () => Buffer.from(await (await fetch(`${host.url}/control/stream?mib=32`)).arrayBuffer())),
+    );
+    for (const b of bodies) {
+      expect(b.length).toBe(32 << 20);
+      expect(b.every((x) => x === 0x61)).toBe(true);
+    }
+    expect(deaths()).toBe(before);
+  });
 });
 
 
