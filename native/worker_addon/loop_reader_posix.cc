@@ -79,8 +79,7 @@ bool start_loop_reader(Napi::Env env, channel::NativeHandle h, LoopReaderSink si
   if (std::getenv("ISAPI_CHANNEL_READER_THREAD")) return false;  // the thread, for comparison
   auto* r = new Reader();
   ::uv_loop_s* loop = nullptr;
-  if (!resolve(r->uv) || napi_get_uv_event_loop(env, &loop) != napi_ok ||
-      !loop) {
+  if (!resolve(r->uv) || napi_get_uv_event_loop(env, &loop) != napi_ok || !loop) {
     delete r;
     return false;
   }

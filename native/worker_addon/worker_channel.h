@@ -95,7 +95,7 @@ class Channel {
   std::deque<InFrame> in_;
   std::mutex outMu_;
   std::condition_variable outCv_;
-  std::string out_;    // bytes for the bridge; out_[0, outOff_) are already sent
+  std::string out_;  // bytes for the bridge; out_[0, outOff_) are already sent
   size_t outOff_ = 0;
   size_t queued_ = 0;
   bool jsSending_ = false;  // flush() is writing from out_ on the JavaScript thread
