@@ -127,7 +127,7 @@ Napi::Value Write(const Napi::CallbackInfo& info) {
 Napi::Value Done(const Napi::CallbackInfo& info) {
   // The request is complete: send it now, from this thread; inside a batch of requests, the
   // batch's end sends every answer in one write.
-  if (send_from_args<msg::Done>(info, "done", true) && g_channel && !g_capture && !g_channel->delivering())
+  if (send_from_args<msg::Done>(info, "done", true) && g_channel && !g_capture && !g_channel->holding())
     g_channel->flush();
   return info.Env().Undefined();
 }

@@ -82,7 +82,13 @@ bool Channel::open(Napi::Env env, Napi::Function drain, std::string& error) {
   sink.bytes = [this](const char* data, size_t n) { loopDecoder_.feed(data, n); };
   sink.flush = [this] {
     take_frames();
+    // The callback scope runs the promise jobs the batch started before it returns: what
+    // they send (an async handler's answer, a filter's verdict) joins the batch's one write
+    // instead of waking the writer thread for a second one.
+    inReadable_ = true;
     call_drain();
+    inReadable_ = false;
+    flush();
     return !loopCorrupt_;
   };
   sink.closed = [this] { on_loop_closed(); };
@@ -165,7 +171,7 @@ void Channel::queue(const std::string& frames, bool wakeWriter) {
 
 void Channel::after_queue_locked(size_t before, bool wakeWriter, bool& wake) {
   queued_ += out_.size() - before;
-  wake = wakeWriter && before == outOff_ && !delivering_ && !writerBusy_ && !jsSending_;
+  wake = wakeWriter && before == outOff_ && !holding() && !writerBusy_ && !jsSending_;
 }
 
 void Channel::flush() {

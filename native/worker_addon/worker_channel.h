@@ -68,7 +68,8 @@ class Channel {
   // false above the high-water mark; a Drain follows once the queue is below the low-water mark.
   bool below_high_water();
   const std::string& token() const { return token_; }
-  bool delivering() const { return delivering_; }
+  // JavaScript is handling a batch of frames: what it queues goes out in one write at the end.
+  bool holding() const { return delivering_ || inReadable_; }
 
  private:
   void after_queue_locked(size_t before, bool wakeWriter, bool& wake);
@@ -102,6 +103,7 @@ class Channel {
   bool drainWanted_ = false;
   bool writerBusy_ = false;  // the writer thread is sending a batch (guarded by outMu_)
   bool delivering_ = false;  // JavaScript is inside deliver() (JavaScript thread only)
+  bool inReadable_ = false;  // inside the loop reader's callback, promise jobs included (same)
   std::thread reader_, writer_;
 };
 
