@@ -5,7 +5,7 @@
  * The channel protocol this worker's script speaks (native/channel/messages.h kProtocolVersion;
  * test/unit/wire_schema.test.ts checks that they agree).
  */
-export const CHANNEL_PROTOCOL = 3;
+export const CHANNEL_PROTOCOL = 4;
 
 /** Message types the addon delivers to dispatch() (native/channel/messages.h Msg). */
 export const enum In {

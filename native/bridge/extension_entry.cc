@@ -77,6 +77,8 @@ ISAPI_EXPORT DWORD WINAPI HttpExtensionProc(EXTENSION_CONTROL_BLOCK* ecb) {
   req->bodyLeft =
       req->chunkedBody ? UINT64_MAX : (ecb->cbTotalBytes > ecb->cbAvailable ? ecb->cbTotalBytes - ecb->cbAvailable : 0);
   req->bodySent = ecb->cbAvailable;
+  // Its body streams only after Taken: the worker must say it (elsewhere the taken board does).
+  if (req->bodyLeft > 0) isapi::channel::set_frame_flags(req->beginFrame, 0, isapi::channel::kFrameWantsTaken);
 
   pool->dispatch(req);
   return HSE_STATUS_PENDING;

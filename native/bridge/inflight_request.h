@@ -13,6 +13,7 @@
 //   and no asynchronous operation outstanding.
 #pragma once
 #include <chrono>
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -60,6 +61,9 @@ struct InflightRequest {
   // The Request frame, kept until the worker's JavaScript has taken the request: a request
   // a dying worker never took goes to another worker instead of failing.
   std::string beginFrame;
+  // Its Request frame's position among those sent on its worker's channel (Worker::send_request);
+  // compared with the worker's taken board when the worker dies.
+  std::atomic<uint64_t> channelSeq{UINT64_MAX};
   RequestPhase phase = RequestPhase::Waiting;
   // Moves the request to `to` (caller holds mu); see RequestPhase for the allowed arrows.
   void advance(RequestPhase to);

@@ -47,14 +47,19 @@ bool Worker::start(std::string& error) {
   SpawnOptions opts;
   opts.executable = pool_.config().workerExe;
   opts.channelHandle = child;
+  channel::NativeHandle boardChild = channel::Endpoint::invalid();
+  std::string boardAddress;
+  if (board_.create(boardChild, boardAddress)) opts.boardHandle = boardChild;
   opts.env = {{"ISAPI_CHANNEL", address},
               {"ISAPI_CHANNEL_TOKEN", token_},
               {"ISAPI_CHANNEL_PROTOCOL", std::to_string(channel::kProtocolVersion)},
               {"ISAPI_BRIDGE", addon},
               {"ISAPI_WORKER_SLOT", std::to_string(slot_)}};
+  if (board_.valid()) opts.env.emplace_back("ISAPI_TAKEN_BOARD", boardAddress);
   startedAt_ = std::chrono::steady_clock::now();
   bool ok = process_.spawn(opts, error);
   channel::close_native(child);
+  if (board_.valid()) channel::close_native(boardChild);
   if (!ok) return false;
   log_line("worker " + std::to_string(slot_) + " started (pid " + std::to_string(process_.pid()) + ")");
   reader_ = std::thread([self = shared_from_this()] { self->read_loop(); });
@@ -116,7 +121,11 @@ void Worker::kill_unresponsive(const std::string& why) {
   process_.kill();
 }
 
-bool Worker::send(const std::string& frames) {
+bool Worker::send(const std::string& frames) { return send_locked_order(frames, nullptr); }
+
+bool Worker::send_request(const std::string& frame, InflightRequest& req) { return send_locked_order(frame, &req); }
+
+bool Worker::send_locked_order(const std::string& frames, InflightRequest* request) {
   // Combining: with one lock held across write(), a loop thread waited for every other's system
   // call on the same worker (issue 17: 63% of the host's futex calls at 64 connections). Now a
   // caller that finds a sender at work leaves its frames for it and returns. A worker that dies
@@ -125,6 +134,8 @@ bool Worker::send(const std::string& frames) {
   {
     std::lock_guard<std::mutex> lock(sendMu_);
     if (broken_.load()) return false;
+    // Decided under sendMu_, in the order the frames go into the channel.
+    if (request) request->channelSeq = nextRequestSeq_++;
     if (sending_) {
       sendQueue_ += frames;
       return true;
@@ -166,7 +177,7 @@ bool Worker::adopt(const InflightPtr& req) {
     req->advance(RequestPhase::Sent);
     frame.swap(req->beginFrame);
   }
-  bool sent = send(frame);
+  bool sent = send_request(frame, *req);
   {
     // Kept until the worker says Taken, so a worker that dies first does not lose it.
     std::lock_guard<std::mutex> lock(req->mu);
@@ -312,9 +323,14 @@ void Worker::on_channel_closed() {
   // worker. The others may have had effects, so they are answered, never replayed.
   std::vector<InflightPtr> reroute, failed;
   size_t answered = 0;  // their whole response was out, only Done was missing
+  const uint32_t started = board_.started();  // Request frames whose handlers ran (taken_board.h)
   for (auto& r : orphans) {
     std::lock_guard<std::mutex> lock(r->mu);
     if (r->ended()) continue;
+    if (r->phase == RequestPhase::Sent && r->channelSeq < started) {
+      r->advance(RequestPhase::Taken);  // its handler ran, though no message said so yet
+      std::string().swap(r->beginFrame);
+    }
     if (r->phase == RequestPhase::Sent) {
       r->worker = nullptr;
       r->advance(RequestPhase::Waiting);

@@ -13,6 +13,7 @@
 
 #include "inflight_request.h"
 #include "platform/process.h"
+#include "taken_board.h"
 #include "transport.h"
 #include "wire.h"
 
@@ -39,6 +40,9 @@ class Worker : public std::enable_shared_from_this<Worker> {
   bool start(std::string& error);
   // Sends one or more encoded frames; false if the channel is gone (the reader notices too).
   bool send(const std::string& frames);
+  // send() for a request's Request frame: records its position among the Request frames of
+  // this channel (req->channelSeq), which the taken board is compared with.
+  bool send_request(const std::string& frame, InflightRequest& req);
   // Registers the request as this worker's and sends its first frame. False when the worker
   // is gone and the request never reached it: the caller routes it elsewhere.
   bool adopt(const InflightPtr& req);
@@ -86,7 +90,8 @@ class Worker : public std::enable_shared_from_this<Worker> {
   InflightPtr find(uint32_t id);
   void on_channel_closed();
   void output_loop();
-  void mark_alive();  // a Ready or a Pong: the event loop answered
+  void mark_alive();
+  bool send_locked_order(const std::string& frames, InflightRequest* request);  // a Ready or a Pong: the event loop answered
 
   WorkerPool& pool_;
   const int slot_;
@@ -98,6 +103,8 @@ class Worker : public std::enable_shared_from_this<Worker> {
   std::mutex sendMu_;
   std::string sendQueue_;
   bool sending_ = false;
+  uint64_t nextRequestSeq_ = 0;  // Request frames queued so far, in channel order (sendMu_)
+  channel::TakenBoard board_;
   std::thread reader_;
   std::thread outputReader_;
   std::atomic<bool> wasReady_{false};

@@ -115,6 +115,13 @@ void Worker::handle(const channel::FrameHeader& h, std::string_view payload, con
   }
   std::unique_lock<std::mutex> lock(req->mu);
   EXTENSION_CONTROL_BLOCK* ecb = req->ecb;
+  if (req->phase == RequestPhase::Sent && h.type != Msg::Taken) {
+    // The worker speaks about the request, so its handler runs: the taken board said so
+    // without a Taken message (taken_board.h).
+    std::string().swap(req->beginFrame);
+    req->advance(RequestPhase::Taken);
+    start_body_locked(req, lock);
+  }
   // Decodes the payload as its type; a frame that does not is another protocol's: the worker
   // is stopped (with the request's lock released, as refuse_malformed takes the pool's).
   auto decoded = [&](auto& m) {

@@ -31,7 +31,7 @@ namespace isapi::channel {
 // Bumped whenever a message's fields or meaning change. The bridge passes its version to the
 // worker (ISAPI_CHANNEL_PROTOCOL) and the worker sends its own in Ready: each end refuses the
 // other when they differ, which happens only when a folder mixes files from different packs.
-constexpr uint32_t kProtocolVersion = 3;
+constexpr uint32_t kProtocolVersion = 4;  // 4: the taken board (taken_board.h)
 
 enum class Msg : uint16_t {
   // worker → bridge
@@ -207,7 +207,10 @@ struct FilterReply {
   }
 };
 
-// The worker's JavaScript has the request: from now on it is never re-routed.
+// The worker's JavaScript has the request: from now on it is never re-routed. Sent for a
+// Request frame flagged kFrameWantsTaken (its body streams after it), or for every request
+// when the worker has no taken board (taken_board.h); otherwise the board says it, and the
+// request's first message from the worker implies it.
 struct Taken {
   static constexpr Msg kType = Msg::Taken;
   template <class V, class M>

@@ -22,6 +22,16 @@ namespace isapi::channel {
 constexpr uint32_t kHeaderSize = 12;
 constexpr uint32_t kMaxFrame = 64u * 1024u * 1024u;  // a larger frame means a corrupt stream
 
+// FrameHeader::flags. On a Request: the worker must send Taken before the handler runs (the
+// rest of the body is read only after Taken).
+constexpr uint16_t kFrameWantsTaken = 1;
+
+// Sets the flags of the frame that starts at frame[start].
+inline void set_frame_flags(std::string& frame, size_t start, uint16_t flags) {
+  frame[start + 6] = char(flags & 0xff);
+  frame[start + 7] = char(flags >> 8);
+}
+
 struct FrameHeader {
   uint32_t length;
   Msg type;

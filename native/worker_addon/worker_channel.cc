@@ -72,6 +72,7 @@ bool Channel::open(Napi::Env env, Napi::Function drain, std::string& error) {
   }
   token_ = token;
   if (!channel::open_worker_end(addr, ep_, error)) return false;
+  if (const char* board = std::getenv("ISAPI_TAKEN_BOARD")) board_.open(board);  // else: Taken for each
   // The thread-safe function also carries the writer thread's Drain, on every platform.
   tsfn_ = Napi::ThreadSafeFunction::New(env, drain, "isapi-channel", 0, 1);
   env_ = env;
@@ -106,7 +107,7 @@ void Channel::take_frames() {
   std::string_view payload;
   bool corrupt = false;
   std::lock_guard<std::mutex> lock(inMu_);
-  while (loopDecoder_.next(h, payload, corrupt)) in_.push_back(InFrame{uint32_t(h.type), h.id, std::string(payload)});
+  while (loopDecoder_.next(h, payload, corrupt)) in_.push_back(InFrame{uint32_t(h.type), h.id, std::string(payload), h.flags});
   loopDecoder_.compact();
   if (corrupt) loopCorrupt_ = true;
 }
@@ -148,9 +149,16 @@ void Channel::deliver(Napi::Env env, Napi::Function dispatch) {
   // JavaScript is about to run these requests' handlers: say so first, and send it now, so
   // that a handler that blocks the event loop or kills the process is never replayed on
   // another worker (it may have had effects); a request not yet taken may be.
+  // With a taken board the count in shared memory says it, at no system call; a request whose
+  // body streams after Taken (flagged by the bridge) still gets the message.
   std::string taken;
-  for (auto& f : batch)
-    if (Msg(f.type) == Msg::Request) channel::encode(taken, f.id, channel::msg::Taken{});
+  for (auto& f : batch) {
+    if (Msg(f.type) != Msg::Request) continue;
+    ++requestsStarted_;
+    if (!board_.valid() || (f.flags & channel::kFrameWantsTaken))
+      channel::encode(taken, f.id, channel::msg::Taken{});
+  }
+  board_.publish(requestsStarted_);
   if (!taken.empty()) {
     queue(taken, false);  // flush() sends it now, or wakes the writer for what is left
     flush();
@@ -240,7 +248,7 @@ void Channel::read_loop() {
     std::string_view payload;
     bool corrupt = false;
     std::deque<InFrame> batch;
-    while (decoder.next(h, payload, corrupt)) batch.push_back(InFrame{uint32_t(h.type), h.id, std::string(payload)});
+    while (decoder.next(h, payload, corrupt)) batch.push_back(InFrame{uint32_t(h.type), h.id, std::string(payload), h.flags});
     decoder.compact();
     if (!batch.empty()) {
       bool wake;

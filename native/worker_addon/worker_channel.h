@@ -16,6 +16,7 @@
 #include <string>
 #include <thread>
 
+#include "taken_board.h"
 #include "transport.h"
 #include "wire.h"
 
@@ -29,6 +30,7 @@ struct InFrame {
   uint32_t type;
   uint32_t id;
   std::string payload;
+  uint16_t flags = 0;
 };
 
 // Where frames for the bridge go: the open channel, or a test's capture (addon.cc).
@@ -90,6 +92,8 @@ class Channel {
   bool loopCorrupt_ = false;
 
   channel::Endpoint ep_;
+  channel::TakenBoard board_;
+  uint32_t requestsStarted_ = 0;  // Request frames handed to JavaScript (JavaScript thread)
   std::string token_;
   Napi::ThreadSafeFunction tsfn_;
   std::mutex inMu_;

@@ -156,6 +156,23 @@ describe('worker failures', () => {
   });
 });
 
+describe('a handler that kills its worker', () => {
+  it('is answered 502 and never run again on another worker, though it sent nothing', async () => {
+    // The worker said nothing about the request: only its record of what it took (the taken
+    // board on Linux, a Taken message elsewhere) tells the bridge the handler ran.
+    const log = () => bridgeLog(packed('control'), 'control');
+    const starts = () => log().split('die: started').length - 1;
+    const before = starts();
+    const res = await fetch(`${host.url}/control/die`);
+    expect(res.status).toBe(502);
+    await waitFor(() => /died with 1 request\(s\) in flight; answering them with 502/.test(log()), 'the death line');
+    // Another request is answered by the replacement (or the other worker) and the handler
+    // did not run a second time.
+    expect((await fetch(`${host.url}/control/pid`)).status).toBe(200);
+    expect(starts()).toBe(before + 1);
+  });
+});
+
 describe('streaming', () => {
   it('streams a 32 MiB response', async () => {
     const res = await fetch(`${host.url}/control/stream?mib=32`);

@@ -13,6 +13,8 @@ struct SpawnOptions {
   std::string executable;
   std::vector<std::pair<std::string, std::string>> env;  // added to the bridge's environment
   channel::NativeHandle channelHandle;                   // inherited by the worker, and only it
+  // The taken board's handle (channel/taken_board.h), inherited too; invalid when there is none.
+  channel::NativeHandle boardHandle = channel::Endpoint::invalid();
 };
 
 class Process {

@@ -62,6 +62,7 @@ bool Process::spawn(const SpawnOptions& opts, std::string& error) {
   // dup2 onto fd 3 clears close-on-exec for the worker's end only; every other descriptor the
   // web server holds is CLOEXEC or closed in the child.
   posix_spawn_file_actions_adddup2(&fa, opts.channelHandle, 3);
+  if (opts.boardHandle >= 0) posix_spawn_file_actions_adddup2(&fa, opts.boardHandle, 4);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   sigset_t none;
