@@ -107,7 +107,8 @@ void Channel::take_frames() {
   std::string_view payload;
   bool corrupt = false;
   std::lock_guard<std::mutex> lock(inMu_);
-  while (loopDecoder_.next(h, payload, corrupt)) in_.push_back(InFrame{uint32_t(h.type), h.id, std::string(payload), h.flags});
+  while (loopDecoder_.next(h, payload, corrupt))
+    in_.push_back(InFrame{uint32_t(h.type), h.id, std::string(payload), h.flags});
   loopDecoder_.compact();
   if (corrupt) loopCorrupt_ = true;
 }
@@ -155,8 +156,7 @@ void Channel::deliver(Napi::Env env, Napi::Function dispatch) {
   for (auto& f : batch) {
     if (Msg(f.type) != Msg::Request) continue;
     ++requestsStarted_;
-    if (!board_.valid() || (f.flags & channel::kFrameWantsTaken))
-      channel::encode(taken, f.id, channel::msg::Taken{});
+    if (!board_.valid() || (f.flags & channel::kFrameWantsTaken)) channel::encode(taken, f.id, channel::msg::Taken{});
   }
   board_.publish(requestsStarted_);
   if (!taken.empty()) {
@@ -248,7 +248,8 @@ void Channel::read_loop() {
     std::string_view payload;
     bool corrupt = false;
     std::deque<InFrame> batch;
-    while (decoder.next(h, payload, corrupt)) batch.push_back(InFrame{uint32_t(h.type), h.id, std::string(payload), h.flags});
+    while (decoder.next(h, payload, corrupt))
+      batch.push_back(InFrame{uint32_t(h.type), h.id, std::string(payload), h.flags});
     decoder.compact();
     if (!batch.empty()) {
       bool wake;
