@@ -13,7 +13,7 @@ namespace {
 // Request bodies are forwarded at most this far ahead of what the worker has consumed, so a
 // large upload to a slow handler never piles up in the worker's memory.
 constexpr uint64_t kBodyWindow = 1u << 20;
-constexpr uint32_t kBodyChunk = 64 * 1024;
+constexpr uint32_t kBodyChunk = 256 * 1024;
 // Acknowledgements of written bytes are batched up to this much (or until the queue is empty):
 // the worker's per-request window (runtime/ecb.ts) is several times larger.
 constexpr uint64_t kAckBatch = 256u << 10;
