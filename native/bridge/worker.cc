@@ -322,7 +322,7 @@ void Worker::on_channel_closed() {
   // A request the worker's JavaScript never took has run no user code: it goes to another
   // worker. The others may have had effects, so they are answered, never replayed.
   std::vector<InflightPtr> reroute, failed;
-  size_t answered = 0;  // their whole response was out, only Done was missing
+  size_t answered = 0;                        // their whole response was out, only Done was missing
   const uint32_t started = board_.started();  // Request frames whose handlers ran (taken_board.h)
   for (auto& r : orphans) {
     std::lock_guard<std::mutex> lock(r->mu);

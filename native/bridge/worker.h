@@ -91,7 +91,8 @@ class Worker : public std::enable_shared_from_this<Worker> {
   void on_channel_closed();
   void output_loop();
   void mark_alive();
-  bool send_locked_order(const std::string& frames, InflightRequest* request);  // a Ready or a Pong: the event loop answered
+  bool send_locked_order(const std::string& frames,
+                         InflightRequest* request);  // a Ready or a Pong: the event loop answered
 
   WorkerPool& pool_;
   const int slot_;
