@@ -22,7 +22,7 @@ namespace isapi::worker {
 // through Node-API went through V8's generic runtime path and interned every key on every
 // message: the worker's largest single cost per request (issue 17).
 struct JsBuilders {
-  Napi::FunctionReference pairs;                              // [name, value, ...] → object
+  Napi::FunctionReference pairs;                                 // [name, value, ...] → object
   std::unordered_map<uint32_t, Napi::FunctionReference> byType;  // message type → its literal
 };
 
@@ -38,8 +38,8 @@ inline JsBuilders& builders(Napi::Env env) {
   auto* b = env.GetInstanceData<JsBuilders>();
   if (!b) {
     b = new JsBuilders();
-    b->pairs = Napi::Persistent(
-        compile(env, "(function (a) { const o = {}; for (let i = 0; i < a.length; i += 2) o[a[i]] = a[i + 1]; return o; })"));
+    b->pairs = Napi::Persistent(compile(
+        env, "(function (a) { const o = {}; for (let i = 0; i < a.length; i += 2) o[a[i]] = a[i + 1]; return o; })"));
     env.SetInstanceData(b);
   }
   return *b;
