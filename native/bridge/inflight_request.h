@@ -61,9 +61,10 @@ struct InflightRequest {
   // The Request frame, kept until the worker's JavaScript has taken the request: a request
   // a dying worker never took goes to another worker instead of failing.
   std::string beginFrame;
-  // Its Request frame's position among those sent on its worker's channel (Worker::send_request);
-  // compared with the worker's taken board when the worker dies.
-  std::atomic<uint64_t> channelSeq{UINT64_MAX};
+  // Its Request frame's position among those sent on its worker's channel, modulo 2^32
+  // (Worker::send_request), or -1 until then; compared with the worker's taken board when the
+  // worker dies.
+  std::atomic<int64_t> channelSeq{-1};
   RequestPhase phase = RequestPhase::Waiting;
   // Moves the request to `to` (caller holds mu); see RequestPhase for the allowed arrows.
   void advance(RequestPhase to);

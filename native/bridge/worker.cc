@@ -121,11 +121,11 @@ void Worker::kill_unresponsive(const std::string& why) {
   process_.kill();
 }
 
-bool Worker::send(const std::string& frames) { return send_locked_order(frames, nullptr); }
+bool Worker::send(const std::string& frames) { return send_frames(frames, nullptr); }
 
-bool Worker::send_request(const std::string& frame, InflightRequest& req) { return send_locked_order(frame, &req); }
+bool Worker::send_request(const std::string& frame, InflightRequest& req) { return send_frames(frame, &req); }
 
-bool Worker::send_locked_order(const std::string& frames, InflightRequest* request) {
+bool Worker::send_frames(const std::string& frames, InflightRequest* request) {
   // Combining: with one lock held across write(), a loop thread waited for every other's system
   // call on the same worker (issue 17: 63% of the host's futex calls at 64 connections). Now a
   // caller that finds a sender at work leaves its frames for it and returns. A worker that dies
@@ -327,7 +327,10 @@ void Worker::on_channel_closed() {
   for (auto& r : orphans) {
     std::lock_guard<std::mutex> lock(r->mu);
     if (r->ended()) continue;
-    if (r->phase == RequestPhase::Sent && r->channelSeq < started) {
+    // Both count modulo 2^32 (a busy worker passes 2^32 requests in about a day): a frame is
+    // before the count when its distance below it is under 2^31, far more than can be in flight.
+    const int64_t seq = r->channelSeq.load();
+    if (r->phase == RequestPhase::Sent && seq >= 0 && int32_t(uint32_t(seq) - started) < 0) {
       r->advance(RequestPhase::Taken);  // its handler ran, though no message said so yet
       std::string().swap(r->beginFrame);
     }

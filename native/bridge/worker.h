@@ -90,9 +90,9 @@ class Worker : public std::enable_shared_from_this<Worker> {
   InflightPtr find(uint32_t id);
   void on_channel_closed();
   void output_loop();
-  void mark_alive();
-  bool send_locked_order(const std::string& frames,
-                         InflightRequest* request);  // a Ready or a Pong: the event loop answered
+  void mark_alive();  // a Ready or a Pong: the event loop answered
+  // send() and send_request(): request, when given, gets its channelSeq in channel order.
+  bool send_frames(const std::string& frames, InflightRequest* request);
 
   WorkerPool& pool_;
   const int slot_;
@@ -104,7 +104,7 @@ class Worker : public std::enable_shared_from_this<Worker> {
   std::mutex sendMu_;
   std::string sendQueue_;
   bool sending_ = false;
-  uint64_t nextRequestSeq_ = 0;  // Request frames queued so far, in channel order (sendMu_)
+  uint32_t nextRequestSeq_ = 0;  // Request frames queued so far, in channel order, mod 2^32 (sendMu_)
   channel::TakenBoard board_;
   std::thread reader_;
   std::thread outputReader_;

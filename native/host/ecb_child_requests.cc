@@ -90,6 +90,7 @@ void RequestContext::ServeChildStatic(const HttpRequestHead& h) {
 
 DWORD RequestContext::RunChild(const ExecRequest& x) {
   if (depth_ >= kMaxChildDepth) return ERROR_INVALID_PARAMETER;
+  FlushHeld();  // the child writes to the connection itself: this request's head goes first
   HttpRequestHead h = head;
   std::string url = x.has_url ? x.url : (head.query.empty() ? head.raw_path : head.raw_path + "?" + head.query);
   if (!SetRequestUrl(&h, url)) return ERROR_INVALID_PARAMETER;

@@ -261,11 +261,9 @@ void RequestContext::PostCompletion(PFN_HSE_IO_COMPLETION cb, void* ctx, DWORD b
 bool RequestContext::SendLocked(const char* p, size_t n) {
   if (!held_head_.empty()) {
     constexpr size_t kMergeLimit = 16384;  // larger bodies: two sends beat one copy
-    if (n <= kMergeLimit && !write_failed_) {
+    if (n <= kMergeLimit) {
       held_head_.append(p, n);
-      std::string out;
-      out.swap(held_head_);
-      return SendNowLocked(out.data(), out.size());
+      return FlushHeldLocked();
     }
     if (!FlushHeldLocked()) return false;
   }

@@ -102,15 +102,20 @@ bool Channel::open(Napi::Env env, Napi::Function drain, std::string& error) {
   return true;
 }
 
-void Channel::take_frames() {
+// Moves every complete frame out of the decoder; true when the stream is corrupt.
+static bool take_decoded(channel::FrameDecoder& decoder, std::deque<InFrame>& out) {
   channel::FrameHeader h;
   std::string_view payload;
   bool corrupt = false;
+  while (decoder.next(h, payload, corrupt))
+    out.push_back(InFrame{uint32_t(h.type), h.id, std::string(payload), h.flags});
+  decoder.compact();
+  return corrupt;
+}
+
+void Channel::take_frames() {
   std::lock_guard<std::mutex> lock(inMu_);
-  while (loopDecoder_.next(h, payload, corrupt))
-    in_.push_back(InFrame{uint32_t(h.type), h.id, std::string(payload), h.flags});
-  loopDecoder_.compact();
-  if (corrupt) loopCorrupt_ = true;
+  if (take_decoded(loopDecoder_, in_)) loopCorrupt_ = true;
 }
 
 void Channel::call_drain() {
@@ -179,7 +184,7 @@ void Channel::queue(const std::string& frames, bool wakeWriter) {
 
 void Channel::after_queue_locked(size_t before, bool wakeWriter, bool& wake) {
   queued_ += out_.size() - before;
-  wake = wakeWriter && before == outOff_ && !holding() && !writerBusy_ && !jsSending_;
+  wake = wakeWriter && before == outOff_ && !holding() && !writerBusy_;
 }
 
 void Channel::flush() {
@@ -211,13 +216,16 @@ void Channel::flush() {
     } else {
       out_.clear();  // keeps its capacity: a stream of writes reuses one buffer
       outOff_ = 0;
-      if (drainWanted_ && queued_ < kLowWater) {
-        drainWanted_ = false;
-        drain = true;
-      }
+      drain = drain_due_locked();
     }
   }
   if (drain) push(InFrame{kDrain, 0, {}});
+}
+
+bool Channel::drain_due_locked() {
+  if (!drainWanted_ || queued_ >= kLowWater) return false;
+  drainWanted_ = false;
+  return true;
 }
 
 bool Channel::below_high_water() {
@@ -244,13 +252,8 @@ void Channel::read_loop() {
     long n = ep_.read_some(buf.data(), buf.size());
     if (n <= 0) break;
     decoder.feed(buf.data(), size_t(n));
-    channel::FrameHeader h;
-    std::string_view payload;
-    bool corrupt = false;
     std::deque<InFrame> batch;
-    while (decoder.next(h, payload, corrupt))
-      batch.push_back(InFrame{uint32_t(h.type), h.id, std::string(payload), h.flags});
-    decoder.compact();
+    const bool corrupt = take_decoded(decoder, batch);
     if (!batch.empty()) {
       bool wake;
       {
@@ -284,10 +287,7 @@ void Channel::write_loop() {
       std::lock_guard<std::mutex> lock(outMu_);
       queued_ -= batch.size() - off;
       writerBusy_ = false;
-      if (drainWanted_ && queued_ < kLowWater) {
-        drainWanted_ = false;
-        drain = true;
-      }
+      drain = drain_due_locked();
     }
     batch.clear();
     if (!ok) {

@@ -75,6 +75,8 @@ class Channel {
 
  private:
   void after_queue_locked(size_t before, bool wakeWriter, bool& wake);
+  // A Drain is owed (JavaScript waits) and the queue fell below the low-water mark.
+  bool drain_due_locked();
   void push(InFrame f);
   void read_loop();
   void write_loop();
